@@ -1,0 +1,214 @@
+"""Configuration: one TOML file, `SWITCHBOARD_*` environment overrides, then CLI flags (ARCHITECTURE.md §4).
+
+The only module that reads the environment. Every mistake is a `ConfigError` naming the key and what is
+wrong with it; unknown keys are mistakes too, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+ENV_PREFIX = "SWITCHBOARD_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = "./data"
+    max_body_bytes: int = 1024 * 1024
+    """Request bodies larger than this answer 413 (the contract's limit is 1 MiB)."""
+
+
+class DatabaseConfig(_Section):
+    url: str | None = None
+    """`sqlite:///path` or `postgresql://user@host:5432/db`; default: `switchboard.db` in the data folder."""
+    pool_size: int = 10
+
+
+class CallbacksConfig(_Section):
+    allow_private_networks: bool = False
+
+
+class LimitsConfig(_Section):
+    requests_per_second: float = 1000.0
+    """Per account, for Send and Call; 0 turns the limit off."""
+    burst: int = 2000
+
+
+class WorkerConfig(_Section):
+    batch_size: int = 500
+    """Destinations claimed at once."""
+    lease_seconds: float = 60.0
+    """A claim not finished within this is handed out again (the worker is assumed dead)."""
+    poll_interval: float = 1.0
+    """How often to look for due work when nothing woke the worker."""
+    retry_seconds: float = 30.0
+    """Delay before a transient carrier failure is tried again."""
+
+
+class SmsCarrierConfig(_Section):
+    name: str
+    kind: Literal["simulator", "smpp"] = "simulator"
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_id: str = ""
+    password: str = ""
+    system_type: str = ""
+    binds: int = 1
+    window: int = 10
+    rate: float = 500.0
+    delay: float = 0.5
+    """Simulator only: seconds from submit to the delivery receipt."""
+
+
+class SmsRouteConfig(_Section):
+    carrier: str
+    prefix: str | None = None
+    country: str | None = None
+    account: str | None = None
+    sender: str | None = None
+
+
+class SmsConfig(_Section):
+    carriers: list[SmsCarrierConfig] = msgspec.field(default_factory=list)
+    routes: list[SmsRouteConfig] = msgspec.field(default_factory=list)
+
+
+class VoiceTrunkConfig(_Section):
+    name: str
+    kind: Literal["simulator", "sip"] = "simulator"
+    host: str = "127.0.0.1"
+    port: int = 5060
+    username: str = ""
+    password: str = ""
+    cps: float = 10.0
+    max_calls: int = 500
+
+
+class VoiceRouteConfig(_Section):
+    trunk: str
+    prefix: str | None = None
+    country: str | None = None
+    account: str | None = None
+    sender: str | None = None
+
+
+class VoiceConfig(_Section):
+    trunks: list[VoiceTrunkConfig] = msgspec.field(default_factory=list)
+    routes: list[VoiceRouteConfig] = msgspec.field(default_factory=list)
+
+
+class Config(_Section):
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
+    callbacks: CallbacksConfig = msgspec.field(default_factory=CallbacksConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    worker: WorkerConfig = msgspec.field(default_factory=WorkerConfig)
+    sms: SmsConfig = msgspec.field(default_factory=SmsConfig)
+    voice: VoiceConfig = msgspec.field(default_factory=VoiceConfig)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{Path(self.server.data_dir) / 'switchboard.db'}"
+
+
+_ENV_SECTIONS: dict[str, type[_Section]] = {
+    "server": ServerConfig,
+    "database": DatabaseConfig,
+    "callbacks": CallbacksConfig,
+    "limits": LimitsConfig,
+    "worker": WorkerConfig,
+}
+
+
+def _env_keys() -> dict[str, tuple[str, str]]:
+    """`SWITCHBOARD_SECTION_KEY` → (section, key) for every scalar key; lists of tables have none."""
+    return {
+        f"{ENV_PREFIX}{section}_{key}".upper(): (section, key)
+        for section, cls in _ENV_SECTIONS.items()
+        for key in cls.__struct_fields__
+    }
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read `path` (optional), apply `SWITCHBOARD_*` variables from `env`, then `overrides`
+    ({"server.port": 9000, ...}, from CLI flags; None values are ignored)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                raw = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+        except OSError as e:
+            raise ConfigError(f"config file {path} cannot be read: {e.strerror}") from None
+
+    known = _env_keys()
+    section_prefixes = tuple(f"{ENV_PREFIX}{section}_".upper() for section in _ENV_SECTIONS)
+    for name, value in (os.environ if env is None else env).items():
+        if not name.startswith(section_prefixes):
+            continue  # SWITCHBOARD_URL, SWITCHBOARD_API_KEY and the like belong to the CLI client
+        if name not in known:
+            raise ConfigError(f"unknown environment variable {name} (known: {', '.join(sorted(known))})")
+        section, key = known[name]
+        raw.setdefault(section, {})[key] = value
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, key = dotted.split(".", 1)
+        raw.setdefault(section, {})[key] = value
+
+    try:
+        # strict=False lets "8080" from the environment become an int, "true" a bool.
+        config = msgspec.convert(raw, Config, strict=False)
+    except msgspec.ValidationError as e:
+        where = str(e).replace("$.", "")
+        raise ConfigError(f"invalid configuration: {where}") from None
+    _check(config)
+    return config
+
+
+def _check(config: Config) -> None:
+    if not 0 < config.server.port < 65536:
+        raise ConfigError(f"server.port must be 1..65535, not {config.server.port}")
+    url = config.database_url
+    if not (url.startswith("sqlite:///") or url.startswith(("postgresql://", "postgres://"))):
+        raise ConfigError(f"database.url must start with sqlite:/// or postgresql://, not {url!r}")
+    names = [c.name for c in config.sms.carriers]
+    if len(set(names)) != len(names):
+        raise ConfigError("sms.carriers: two carriers have the same name")
+    for c in config.sms.carriers:
+        if c.binds < 1 or c.window < 1 or c.rate <= 0:
+            raise ConfigError(f"sms.carriers {c.name!r}: binds, window and rate must be positive")
+    for r in config.sms.routes:
+        if r.carrier not in names:
+            raise ConfigError(f"sms.routes: carrier {r.carrier!r} is not one of sms.carriers")
+    trunks = [t.name for t in config.voice.trunks]
+    for vr in config.voice.routes:
+        if vr.trunk not in trunks:
+            raise ConfigError(f"voice.routes: trunk {vr.trunk!r} is not one of voice.trunks")
+    if config.worker.batch_size < 1 or config.worker.lease_seconds <= 0:
+        raise ConfigError("worker.batch_size and worker.lease_seconds must be positive")

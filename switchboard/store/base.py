@@ -1,0 +1,90 @@
+"""The store interface. Two implementations (SQLite, PostgreSQL) pass one contract suite
+(tests/contract/test_store.py).
+
+The store is also the work queue: a destination with a `due_at` is waiting for a worker. `claim` hands
+out due destinations and pushes their `due_at` one lease into the future, so a claim whose worker dies is
+simply due again when the lease runs out: delivery is at-least-once, never lost.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from switchboard.store.records import (
+    Account,
+    ApiKey,
+    ClaimedDestination,
+    HistoryEntry,
+    InFlight,
+    MessageView,
+    NewDestination,
+    NewErrorLog,
+    NewMessage,
+    Outcome,
+    Receipt,
+)
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (the database is unreachable, a constraint failed)."""
+
+
+class DuplicateName(StoreError):
+    """An account with that name exists already."""
+
+
+class Store(Protocol):
+    dialect: str
+    """"sqlite" or "postgresql"."""
+
+    async def open(self) -> None:
+        """Connect; the schema must be migrated already (`migrate.upgrade`)."""
+
+    async def close(self) -> None:
+        """Finish pending writes and disconnect."""
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the database answers."""
+
+    async def node_id(self) -> int:
+        """A number 0..1023 for this process's id generator, distinct among live processes."""
+
+    # accounts and keys
+    async def create_account(self, account: Account) -> None: ...
+    async def get_account(self, account_id: int) -> Account | None: ...
+    async def get_account_by_name(self, name: str) -> Account | None: ...
+    async def list_accounts(self) -> list[Account]: ...
+    async def update_account(
+        self, account_id: int, *, sms_callback_url: str | None, voice_callback_url: str | None
+    ) -> None: ...
+    async def add_api_key(self, key: ApiKey) -> None: ...
+    async def list_api_keys(self, account_id: int) -> list[ApiKey]: ...
+    async def revoke_api_key(self, account_id: int, key_id: int, at: int) -> bool:
+        """Revoke one of the account's keys; False when it has no such unrevoked key."""
+
+    async def find_api_key(self, digest: str) -> tuple[ApiKey, Account] | None:
+        """The unrevoked key with this digest and its account."""
+
+    # messages
+    async def accept(
+        self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]
+    ) -> int:
+        """Store a Send request durably; returns when it is committed. Returns the message id, which is
+        an earlier message's when the account already used `message.idempotency_key`."""
+
+    async def get_message(self, account_id: int, message_id: int) -> MessageView | None: ...
+    async def find_message_by_reference(self, account_id: int, reference_id: str) -> MessageView | None:
+        """The newest of the account's messages with that ReferenceID."""
+
+    async def history(self, destination_id: int) -> list[HistoryEntry]: ...
+
+    # the work queue
+    async def claim(self, *, now: int, limit: int, lease_ms: int) -> list[ClaimedDestination]: ...
+    async def finish(self, outcomes: list[Outcome], *, now: int) -> None:
+        """Apply what became of claimed destinations; outcomes of superseded claims are ignored."""
+
+    async def apply_receipts(self, receipts: list[Receipt], *, now: int) -> list[Receipt]:
+        """Apply carriers' reports; returns those that matched no destination."""
+
+    async def in_flight(self, carrier: str, *, limit: int) -> list[InFlight]:
+        """Destinations the carrier accepted and has not reported on."""

@@ -1,0 +1,103 @@
+"""How outcomes and receipts change destination rows: one decision, shared by both stores.
+
+A change is applied only when the status graph allows it (`domain.statuses.can_transition`); anything
+else (a late receipt for a destination that is already final, a contradictory one) is kept in the history
+with a note and changes nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from switchboard.domain.statuses import SmsStatus, can_transition
+from switchboard.store.records import Outcome, Receipt
+
+
+class Current(NamedTuple):
+    id: int
+    status: str
+    attempts: int
+    sequence: int
+
+
+class StatusUpdate(NamedTuple):
+    status: str
+    error: str | None
+    carrier: str | None
+    carrier_ref: str | None
+    sequence: int
+    updated_at: int
+    delivered_at: int | None
+    id: int
+
+
+class RetryUpdate(NamedTuple):
+    due_at: int
+    error: str | None
+    updated_at: int
+    id: int
+
+
+class HistoryRow(NamedTuple):
+    destination_id: int
+    status: str
+    at: int
+    detail: str | None
+
+
+class Plan(NamedTuple):
+    updates: list[StatusUpdate]
+    retries: list[RetryUpdate]
+    history: list[HistoryRow]
+
+
+def plan_outcomes(current: dict[int, Current], outcomes: list[Outcome], now: int) -> Plan:
+    plan = Plan([], [], [])
+    for o in outcomes:
+        row = current.get(o.destination_id)
+        if row is None or row.attempts != o.attempt:
+            continue  # a later claim owns it now
+        if o.status is None:
+            if o.retry_at is None:
+                raise ValueError("an outcome without a status needs retry_at")
+            plan.retries.append(RetryUpdate(o.retry_at, o.error, now, row.id))
+            continue
+        _change(plan, row, o.status, o.error, o.carrier, o.carrier_ref, now)
+    return plan
+
+
+def plan_receipts(
+    current: dict[tuple[str, str], Current], receipts: list[Receipt], now: int
+) -> tuple[Plan, list[Receipt]]:
+    """`current` is keyed by (carrier, carrier_ref); returns the plan and the receipts that matched nothing."""
+    plan = Plan([], [], [])
+    unmatched: list[Receipt] = []
+    for r in receipts:
+        key = (r.carrier, r.carrier_ref)
+        row = current.get(key)
+        if row is None:
+            unmatched.append(r)
+            continue
+        if _change(plan, row, r.status, r.error, None, None, now):
+            current[key] = row._replace(status=r.status.value, sequence=row.sequence + 1)
+    return plan, unmatched
+
+
+def _change(
+    plan: Plan,
+    row: Current,
+    status: SmsStatus,
+    error: str | None,
+    carrier: str | None,
+    carrier_ref: str | None,
+    now: int,
+) -> bool:
+    if not can_transition(SmsStatus(row.status), status):
+        plan.history.append(HistoryRow(row.id, status.value, now, f"ignored: already {row.status}"))
+        return False
+    delivered_at = now if status is SmsStatus.DELIVERED else None
+    plan.updates.append(
+        StatusUpdate(status.value, error, carrier, carrier_ref, row.sequence + 1, now, delivered_at, row.id)
+    )
+    plan.history.append(HistoryRow(row.id, status.value, now, error))
+    return True

@@ -1,0 +1,134 @@
+"""The schema, as SQLAlchemy Core metadata: what the Alembic migrations build, and what the migration test
+compares a migrated database against. Queries themselves are plain SQL in each store implementation.
+
+Times are integer milliseconds since the Unix epoch (UTC) in every table: the same on both databases and
+no conversion on the hot path. Ids are made by `domain.ids.IdGenerator`, never by the database, so a row's
+id is known before its transaction commits.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+    text,
+)
+
+# SQLite makes a primary key the rowid itself (no second index to keep, self-numbering when no value is
+# given) only when its type is exactly INTEGER, which holds 64 bits there.
+ID = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False, unique=True),
+    Column("sms_callback_url", Text),
+    Column("voice_callback_url", Text),
+    Column("webhook_secret", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=False),
+    Column("account_id", BigInteger, nullable=False, index=True),
+    Column("digest", Text, nullable=False, unique=True),
+    Column("prefix", Text, nullable=False),
+    Column("label", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=False),
+    Column("account_id", BigInteger, nullable=False),
+    Column("reference_id", Text),
+    Column("sender", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("encoding", Text, nullable=False),
+    Column("segments", Integer, nullable=False),
+    Column("callback", SmallInteger, nullable=False),
+    Column("callback_url", Text),
+    Column("destination_count", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("schedule_at", BigInteger),
+    Column("expires_at", BigInteger),
+    Column("idempotency_key", Text),
+    Index("ix_messages_reference", "account_id", "reference_id"),
+    Index(
+        "ux_messages_idempotency",
+        "account_id",
+        "idempotency_key",
+        unique=True,
+        sqlite_where=text("idempotency_key IS NOT NULL"),
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
+)
+
+destinations = Table(
+    "destinations",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=False),
+    Column("message_id", BigInteger, nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("mobile_no", Text, nullable=False),
+    Column("e164", Text),
+    Column("status", Text, nullable=False),
+    Column("error", Text),
+    Column("error_log_id", BigInteger),
+    Column("due_at", BigInteger),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("carrier", Text),
+    Column("carrier_ref", Text),
+    Column("sequence", Integer, nullable=False, server_default=text("0")),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("delivered_at", BigInteger),
+    # The work queue: only rows with work pending are in this index.
+    Index(
+        "ix_destinations_due",
+        "due_at",
+        sqlite_where=text("due_at IS NOT NULL"),
+        postgresql_where=text("due_at IS NOT NULL"),
+    ),
+    # Receipts find their destination by the carrier's message id.
+    Index(
+        "ix_destinations_carrier_ref",
+        "carrier",
+        "carrier_ref",
+        sqlite_where=text("carrier_ref IS NOT NULL"),
+        postgresql_where=text("carrier_ref IS NOT NULL"),
+    ),
+)
+
+status_history = Table(
+    "status_history",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("destination_id", BigInteger, nullable=False, index=True),
+    Column("status", Text, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("detail", Text),
+)
+
+error_logs = Table(
+    "error_logs",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=False),
+    Column("account_id", BigInteger, nullable=False),
+    Column("destination_id", BigInteger, nullable=False, index=True),
+    Column("code", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("at", BigInteger, nullable=False),
+)

@@ -1,0 +1,456 @@
+"""The embedded store: one SQLite file in WAL mode with `synchronous=FULL`.
+
+Every write goes through one writer thread that takes whatever jobs are pending, runs them in one
+transaction and commits them together (group commit): one fsync serves every request that arrived
+meanwhile, and each request's future is resolved only after the commit that holds its rows. Reads run on a
+small pool of reader threads with their own connections; WAL lets them read while the writer writes.
+Nothing here blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from switchboard.domain.statuses import SmsStatus
+from switchboard.store import changes
+from switchboard.store.base import DuplicateName, StoreError
+from switchboard.store.records import (
+    Account,
+    ApiKey,
+    ClaimedDestination,
+    DestinationView,
+    HistoryEntry,
+    InFlight,
+    MessageView,
+    NewDestination,
+    NewErrorLog,
+    NewMessage,
+    Outcome,
+    Receipt,
+)
+
+T = TypeVar("T")
+_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+
+MAX_JOBS_PER_COMMIT = 4096
+"""Bounds one transaction; more pending jobs wait for the next commit."""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    return conn
+
+
+class _Writer(threading.Thread):
+    def __init__(self, path: str, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name="sqlite-writer", daemon=True)
+        self._path = path
+        self._loop = loop
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.commits = 0
+        self.jobs_committed = 0
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        fut: asyncio.Future[T] = self._loop.create_future()
+        self._jobs.put((fn, args, fut))
+        return fut
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+
+    def run(self) -> None:
+        conn = connect(self._path)
+        try:
+            while True:
+                first = self._jobs.get()
+                if first is None:
+                    return
+                batch = [first]
+                stopping = False
+                while len(batch) < MAX_JOBS_PER_COMMIT:
+                    try:
+                        job = self._jobs.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stopping = True
+                        break
+                    batch.append(job)
+                done = self._run_batch(conn, batch)
+                self._loop.call_soon_threadsafe(_resolve, done)
+                if stopping:
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(
+        self, conn: sqlite3.Connection, batch: list[_Job]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            results = [(fut, fn(conn, *args), None) for fn, args, fut in batch]
+            conn.execute("COMMIT")
+            self.commits += 1
+            self.jobs_committed += len(batch)
+            return results
+        except Exception:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        # One job failed and took the batch with it: run each alone so only that one fails.
+        out: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        for fn, args, fut in batch:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                result = fn(conn, *args)
+                conn.execute("COMMIT")
+                out.append((fut, result, None))
+            except Exception as e:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                out.append((fut, None, _translate(e)))
+        return out
+
+
+def _resolve(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for fut, result, exc in done:
+        if fut.done():
+            continue  # the caller went away; its rows are committed all the same
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)
+
+
+def _translate(e: Exception) -> Exception:
+    if isinstance(e, sqlite3.IntegrityError) and "accounts.name" in str(e):
+        return DuplicateName("an account with that name exists already")
+    if isinstance(e, sqlite3.Error):
+        return StoreError(f"sqlite: {e}")
+    return e
+
+
+class SqliteStore:
+    dialect = "sqlite"
+
+    def __init__(self, *, path: str, readers: int = 2) -> None:
+        self.path = path
+        self._reader_count = readers
+        self._writer: _Writer | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        return cls(path=url.removeprefix("sqlite:///"))
+
+    async def open(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = _Writer(self.path, asyncio.get_running_loop())
+        self._writer.start()
+        self._readers = ThreadPoolExecutor(self._reader_count, thread_name_prefix="sqlite-read")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.stop()
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+
+    @property
+    def commit_stats(self) -> tuple[int, int]:
+        """(commits, jobs committed): how well writes are grouped."""
+        w = self._writer
+        return (w.commits, w.jobs_committed) if w else (0, 0)
+
+    def _write(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self._writer is None:
+            raise StoreError("the store is not open")
+        return self._writer.submit(fn, *args)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._readers is None:
+            raise StoreError("the store is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._readers, self._in_reader, fn, args)
+        except sqlite3.Error as e:
+            raise StoreError(f"sqlite: {e}") from e
+
+    def _in_reader(self, fn: Callable[..., T], args: Sequence[Any]) -> T:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path)
+            conn.execute("PRAGMA query_only=1")
+            self._local.conn = conn
+        return fn(conn, *args)
+
+    async def ping(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def node_id(self) -> int:
+        return 0  # one writer process only: nothing to tell apart
+
+    # accounts and keys
+
+    async def create_account(self, account: Account) -> None:
+        await self._write(_insert_account, account)
+
+    async def get_account(self, account_id: int) -> Account | None:
+        return await self._read(_select_account, "id", account_id)
+
+    async def get_account_by_name(self, name: str) -> Account | None:
+        return await self._read(_select_account, "name", name)
+
+    async def list_accounts(self) -> list[Account]:
+        rows = await self._read(lambda c: c.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY id").fetchall())
+        return [Account(*r) for r in rows]
+
+    async def update_account(
+        self, account_id: int, *, sms_callback_url: str | None, voice_callback_url: str | None
+    ) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE accounts SET sms_callback_url=?, voice_callback_url=? WHERE id=?",
+                (sms_callback_url, voice_callback_url, account_id),
+            )
+        )
+
+    async def add_api_key(self, key: ApiKey) -> None:
+        await self._write(
+            lambda c: c.execute(
+                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (?,?,?,?,?,?,?)",
+                (key.id, key.account_id, key.digest, key.prefix, key.label, key.created_at, key.revoked_at),
+            )
+        )
+
+    async def list_api_keys(self, account_id: int) -> list[ApiKey]:
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT {_KEY_COLS} FROM api_keys WHERE account_id=? ORDER BY id", (account_id,)
+            ).fetchall()
+        )
+        return [ApiKey(*r) for r in rows]
+
+    async def revoke_api_key(self, account_id: int, key_id: int, at: int) -> bool:
+        def revoke(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE api_keys SET revoked_at=? WHERE id=? AND account_id=? AND revoked_at IS NULL",
+                (at, key_id, account_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(revoke)
+
+    async def find_api_key(self, digest: str) -> tuple[ApiKey, Account] | None:
+        def find(c: sqlite3.Connection) -> tuple[ApiKey, Account] | None:
+            row = c.execute(
+                f"SELECT {_KEY_COLS} FROM api_keys WHERE digest=? AND revoked_at IS NULL", (digest,)
+            ).fetchone()
+            if row is None:
+                return None
+            key = ApiKey(*row)
+            account = _select_account(c, "id", key.account_id)
+            return None if account is None else (key, account)
+
+        return await self._read(find)
+
+    # messages
+
+    async def accept(
+        self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]
+    ) -> int:
+        return await self._write(_accept, message, destinations, errors)
+
+    async def get_message(self, account_id: int, message_id: int) -> MessageView | None:
+        return await self._read(_select_message, account_id, "id=?", message_id)
+
+    async def find_message_by_reference(self, account_id: int, reference_id: str) -> MessageView | None:
+        return await self._read(_select_message, account_id, "reference_id=?", reference_id)
+
+    async def history(self, destination_id: int) -> list[HistoryEntry]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT status, at, detail FROM status_history WHERE destination_id=? ORDER BY id",
+                (destination_id,),
+            ).fetchall()
+        )
+        return [HistoryEntry(*r) for r in rows]
+
+    # the work queue
+
+    async def claim(self, *, now: int, limit: int, lease_ms: int) -> list[ClaimedDestination]:
+        return await self._write(_claim, now, limit, lease_ms)
+
+    async def finish(self, outcomes: list[Outcome], *, now: int) -> None:
+        if outcomes:
+            await self._write(_finish, outcomes, now)
+
+    async def apply_receipts(self, receipts: list[Receipt], *, now: int) -> list[Receipt]:
+        if not receipts:
+            return []
+        return await self._write(_apply_receipts, receipts, now)
+
+    async def in_flight(self, carrier: str, *, limit: int) -> list[InFlight]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT id, carrier_ref, e164, updated_at FROM destinations "
+                "WHERE carrier=? AND carrier_ref IS NOT NULL AND status=? ORDER BY id LIMIT ?",
+                (carrier, SmsStatus.SENT.value, limit),
+            ).fetchall()
+        )
+        return [InFlight(*r) for r in rows]
+
+
+_ACCOUNT_COLS = "id, name, sms_callback_url, voice_callback_url, webhook_secret, created_at"
+_KEY_COLS = "id, account_id, digest, prefix, label, created_at, revoked_at"
+_DEST_VIEW_COLS = (
+    "id, position, mobile_no, e164, status, error, error_log_id, updated_at, delivered_at, carrier, sequence"
+)
+_MESSAGE_VIEW_COLS = (
+    "id, account_id, reference_id, sender, body, encoding, segments, created_at, schedule_at, expires_at"
+)
+
+
+def _insert_account(c: sqlite3.Connection, a: Account) -> None:
+    c.execute(
+        f"INSERT INTO accounts ({_ACCOUNT_COLS}) VALUES (?,?,?,?,?,?)",
+        (a.id, a.name, a.sms_callback_url, a.voice_callback_url, a.webhook_secret, a.created_at),
+    )
+
+
+def _select_account(c: sqlite3.Connection, column: str, value: object) -> Account | None:
+    row = c.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE {column}=?", (value,)).fetchone()
+    return None if row is None else Account(*row)
+
+
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (id, account_id, reference_id, sender, body, encoding, segments, callback, "
+    "callback_url, destination_count, created_at, schedule_at, expires_at, idempotency_key) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_DESTINATION = (
+    "INSERT INTO destinations (id, message_id, position, mobile_no, e164, status, error, error_log_id, "
+    "due_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _accept(
+    c: sqlite3.Connection, m: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]
+) -> int:
+    if m.idempotency_key is not None:
+        row = c.execute(
+            "SELECT id FROM messages WHERE account_id=? AND idempotency_key=?",
+            (m.account_id, m.idempotency_key),
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+    c.execute(
+        _INSERT_MESSAGE,
+        (
+            m.id, m.account_id, m.reference_id, m.sender, m.body, m.encoding, m.segments, m.callback,
+            m.callback_url, m.destination_count, m.created_at, m.schedule_at, m.expires_at,
+            m.idempotency_key,
+        ),
+    )  # fmt: skip
+    if len(destinations) == 1:
+        c.execute(_INSERT_DESTINATION, destinations[0])
+    else:
+        c.executemany(_INSERT_DESTINATION, destinations)
+    if errors:
+        c.executemany("INSERT INTO error_logs (id, account_id, destination_id, code, text, at) "
+                      "VALUES (?,?,?,?,?,?)", errors)  # fmt: skip
+    return m.id
+
+
+def _select_message(c: sqlite3.Connection, account_id: int, where: str, value: object) -> MessageView | None:
+    row = c.execute(
+        f"SELECT {_MESSAGE_VIEW_COLS} FROM messages WHERE account_id=? AND {where} ORDER BY id DESC LIMIT 1",
+        (account_id, value),
+    ).fetchone()
+    if row is None:
+        return None
+    dests = c.execute(
+        f"SELECT {_DEST_VIEW_COLS} FROM destinations WHERE message_id=? ORDER BY position", (row[0],)
+    ).fetchall()
+    return MessageView(
+        *row,
+        destinations=[DestinationView(*d[:4], SmsStatus(d[4]), *d[5:]) for d in dests],  # type: ignore[misc]
+    )
+
+
+def _claim(c: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list[ClaimedDestination]:
+    rows = c.execute(
+        "SELECT d.id, d.attempts + 1, d.status, d.e164, d.mobile_no, d.message_id, m.account_id, a.name, "
+        "m.sender, m.body, m.encoding, m.expires_at "
+        "FROM destinations d JOIN messages m ON m.id = d.message_id JOIN accounts a ON a.id = m.account_id "
+        "WHERE d.due_at IS NOT NULL AND d.due_at <= ? ORDER BY d.due_at LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    if not rows:
+        return []
+    c.executemany(
+        "UPDATE destinations SET due_at=?, attempts=attempts+1 WHERE id=?",
+        [(now + lease_ms, r[0]) for r in rows],
+    )
+    return [ClaimedDestination(r[0], r[1], SmsStatus(r[2]), *r[3:]) for r in rows]
+
+
+def _current_by_id(c: sqlite3.Connection, ids: list[int]) -> dict[int, changes.Current]:
+    out: dict[int, changes.Current] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for r in c.execute(
+            f"SELECT id, status, attempts, sequence FROM destinations WHERE id IN ({marks})", chunk
+        ):
+            out[r[0]] = changes.Current(*r)
+    return out
+
+
+def _apply_plan(c: sqlite3.Connection, plan: changes.Plan) -> None:
+    if plan.updates:
+        c.executemany(
+            "UPDATE destinations SET status=?, error=COALESCE(?, error), carrier=COALESCE(?, carrier), "
+            "carrier_ref=COALESCE(?, carrier_ref), sequence=?, updated_at=?, "
+            "delivered_at=COALESCE(?, delivered_at), due_at=NULL WHERE id=?",
+            plan.updates,
+        )
+    if plan.retries:
+        c.executemany("UPDATE destinations SET due_at=?, error=?, updated_at=? WHERE id=?", plan.retries)
+    if plan.history:
+        c.executemany(
+            "INSERT INTO status_history (destination_id, status, at, detail) VALUES (?,?,?,?)", plan.history
+        )
+
+
+def _finish(c: sqlite3.Connection, outcomes: list[Outcome], now: int) -> None:
+    current = _current_by_id(c, [o.destination_id for o in outcomes])
+    _apply_plan(c, changes.plan_outcomes(current, outcomes, now))
+
+
+def _apply_receipts(c: sqlite3.Connection, receipts: list[Receipt], now: int) -> list[Receipt]:
+    current: dict[tuple[str, str], changes.Current] = {}
+    for r in receipts:
+        row = c.execute(
+            "SELECT id, status, attempts, sequence FROM destinations WHERE carrier=? AND carrier_ref=?",
+            (r.carrier, r.carrier_ref),
+        ).fetchone()
+        if row is not None:
+            current[(r.carrier, r.carrier_ref)] = changes.Current(*row)
+    plan, unmatched = changes.plan_receipts(current, receipts, now)
+    _apply_plan(c, plan)
+    return unmatched
