@@ -31,6 +31,8 @@ class ServerConfig(_Section):
     data_dir: str = "./data"
     max_body_bytes: int = 1024 * 1024
     """Request bodies larger than this answer 413 (the contract's limit is 1 MiB)."""
+    access_log: bool = True
+    """One log line per request: method, path (never the query string: it may hold a key), status, time."""
 
 
 class DatabaseConfig(_Section):

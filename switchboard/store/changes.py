@@ -62,14 +62,17 @@ def plan_outcomes(current: dict[int, Current], outcomes: list[Outcome], now: int
                 raise ValueError("an outcome without a status needs retry_at")
             plan.retries.append(RetryUpdate(o.retry_at, o.error, now, row.id))
             continue
-        _change(plan, row, o.status, o.error, o.carrier, o.carrier_ref, now)
+        if _change(plan, row, o.status, o.error, o.carrier, o.carrier_ref, now):
+            # A second outcome for the same claim in this batch is judged against this change.
+            current[o.destination_id] = row._replace(status=o.status.value, sequence=row.sequence + 1)
     return plan
 
 
 def plan_receipts(
     current: dict[tuple[str, str], Current], receipts: list[Receipt], now: int
 ) -> tuple[Plan, list[Receipt]]:
-    """`current` is keyed by (carrier, carrier_ref); returns the plan and the receipts that matched nothing."""
+    """`current` is keyed by (carrier, carrier_ref); returns the plan and the receipts that matched
+    nothing."""
     plan = Plan([], [], [])
     unmatched: list[Receipt] = []
     for r in receipts:

@@ -100,7 +100,9 @@ class _Writer(threading.Thread):
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         try:
             conn.execute("BEGIN IMMEDIATE")
-            results = [(fut, fn(conn, *args), None) for fn, args, fut in batch]
+            results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = [
+                (fut, fn(conn, *args), None) for fn, args, fut in batch
+            ]
             conn.execute("COMMIT")
             self.commits += 1
             self.jobs_committed += len(batch)
@@ -216,7 +218,9 @@ class SqliteStore:
         return await self._read(_select_account, "name", name)
 
     async def list_accounts(self) -> list[Account]:
-        rows = await self._read(lambda c: c.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY id").fetchall())
+        rows = await self._read(
+            lambda c: c.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY id").fetchall()
+        )
         return [Account(*r) for r in rows]
 
     async def update_account(
@@ -388,7 +392,7 @@ def _select_message(c: sqlite3.Connection, account_id: int, where: str, value: o
     ).fetchall()
     return MessageView(
         *row,
-        destinations=[DestinationView(*d[:4], SmsStatus(d[4]), *d[5:]) for d in dests],  # type: ignore[misc]
+        destinations=[DestinationView(*d[:4], SmsStatus(d[4]), *d[5:]) for d in dests],  # type: ignore[misc, call-arg]
     )
 
 

@@ -1,0 +1,53 @@
+"""Which carrier takes a message: ordered rules, first match wins, failover to the next match when a
+carrier is down; with no rule matching, the first carrier (ARCHITECTURE.md §3 "Routing")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from switchboard.sms.carrier import Carrier
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    carrier: str
+    prefix: str | None = None
+    country: str | None = None
+    account: str | None = None
+    sender: str | None = None
+
+    def matches(self, *, e164: str, country: str | None, account: str, sender: str) -> bool:
+        return (
+            (self.prefix is None or e164.startswith(self.prefix))
+            and (self.country is None or self.country == country)
+            and (self.account is None or self.account == account)
+            and (self.sender is None or self.sender == sender)
+        )
+
+
+class Router:
+    def __init__(
+        self,
+        *,
+        carriers: Sequence[Carrier],
+        routes: Sequence[Route],
+        country_of: Callable[[str], str | None],
+    ) -> None:
+        if not carriers:
+            raise ValueError("at least one carrier is needed")
+        self.carriers = {c.name: c for c in carriers}
+        self._default = carriers[0]
+        self._routes = list(routes)
+        self._country_of = country_of
+        self._needs_country = any(r.country is not None for r in routes)
+
+    def choose(self, *, e164: str, account: str, sender: str) -> Carrier | None:
+        """The first carrier that is up among the matching routes (then the default); None if none is."""
+        country = self._country_of(e164) if self._needs_country else None
+        for route in self._routes:
+            if route.matches(e164=e164, country=country, account=account, sender=sender):
+                carrier = self.carriers[route.carrier]
+                if carrier.up:
+                    return carrier
+        return self._default if self._default.up else None

@@ -1,0 +1,108 @@
+"""Accepting SMS requests and answering for them: the use cases the API and CLI call.
+
+`send` turns a validated request into one stored row per destination. A destination that is not a valid
+international number does not fail the request: it is stored as Failed with the error the vendor's
+callback sample shows, and an error log entry it points at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from switchboard.domain import numbers
+from switchboard.domain.clock import Clock
+from switchboard.domain.ids import IdGenerator
+from switchboard.domain.sms_request import SendRequest
+from switchboard.domain.statuses import SmsStatus
+from switchboard.store.base import Store
+from switchboard.store.records import (
+    Account,
+    CallbackMode,
+    MessageView,
+    NewDestination,
+    NewErrorLog,
+    NewMessage,
+)
+
+INVALID_NUMBER = "International Number Invalid"
+INVALID_NUMBER_CODE = "invalid_number"
+_CALLBACK_MODES = {"no": CallbackMode.NONE, "yes": CallbackMode.ACCOUNT, "url": CallbackMode.URL}
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message_id: int
+    replayed: bool
+    """True when an earlier request with the same Idempotency-Key is answered again."""
+
+
+class SmsService:
+    def __init__(
+        self, *, store: Store, ids: IdGenerator, clock: Clock, on_accepted: Callable[[], None] | None = None
+    ) -> None:
+        self._store = store
+        self._ids = ids
+        self._clock = clock
+        self._on_accepted = on_accepted
+
+    async def send(self, account: Account, request: SendRequest, *, idempotency_key: str | None = None) -> Accepted:
+        now = self._clock.now_ms()
+        count = len(request.destinations)
+        message_id = self._ids.block(count + 1)
+        schedule_at = None
+        if request.schedule_at is not None:
+            at = int(request.schedule_at.timestamp() * 1000)
+            schedule_at = at if at > now else None
+        due = schedule_at if schedule_at is not None else now
+        queued = SmsStatus.SCHEDULED.value if schedule_at is not None else SmsStatus.RECEIVED.value
+        expires_at = None
+        if request.validity_period is not None:
+            expires_at = due + request.validity_period * 1000
+
+        destinations: list[NewDestination] = []
+        errors: list[NewErrorLog] = []
+        normalize = numbers.normalize
+        for position, raw in enumerate(request.destinations):
+            dest_id = message_id + 1 + position
+            e164 = normalize(raw)
+            if e164 is None:
+                log_id = self._ids.next()
+                errors.append(NewErrorLog(log_id, account.id, dest_id, INVALID_NUMBER_CODE, INVALID_NUMBER, now))
+                destinations.append(
+                    NewDestination(
+                        dest_id, message_id, position, raw, None, SmsStatus.FAILED.value, INVALID_NUMBER,
+                        log_id, None, now,
+                    )
+                )  # fmt: skip
+            else:
+                destinations.append(
+                    NewDestination(dest_id, message_id, position, raw, e164, queued, None, None, due, now)
+                )
+        cb = request.callback
+        message = NewMessage(
+            id=message_id,
+            account_id=account.id,
+            reference_id=request.reference_id,
+            sender=request.sender,
+            body=request.message,
+            encoding=request.encoding.value,
+            segments=request.segments,
+            callback=_CALLBACK_MODES[cb.mode],
+            callback_url=cb.url,
+            destination_count=count,
+            created_at=now,
+            schedule_at=schedule_at,
+            expires_at=expires_at,
+            idempotency_key=idempotency_key,
+        )
+        stored_id = await self._store.accept(message, destinations, errors)
+        if self._on_accepted is not None and stored_id == message_id and schedule_at is None:
+            self._on_accepted()
+        return Accepted(stored_id, replayed=stored_id != message_id)
+
+    async def status(self, account: Account, message_id: int) -> MessageView | None:
+        return await self._store.get_message(account.id, message_id)
+
+    async def status_by_reference(self, account: Account, reference_id: str) -> MessageView | None:
+        return await self._store.find_message_by_reference(account.id, reference_id)

@@ -1,0 +1,201 @@
+"""The SMS worker: claims due destinations from the store, submits them through their carriers and
+records what happened; writes carriers' receipts back in batches.
+
+Delivery towards carriers is at-least-once: a claim whose worker dies is due again after its lease, so a
+message in flight at that moment may be submitted twice (docs/api.md says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+from switchboard.domain.clock import Clock
+from switchboard.domain.statuses import SmsStatus
+from switchboard.sms.carrier import Carrier, OutboundSms
+from switchboard.sms.router import Router
+from switchboard.store.base import Store
+from switchboard.store.records import ClaimedDestination, Outcome, Receipt
+
+log = logging.getLogger("switchboard.sms.worker")
+
+EXPIRED_ERROR = "Expired (validity period ended before it could be sent)"
+NO_ROUTE_ERROR = "No route (no carrier is up for this destination)"
+UNMATCHED_RECEIPT_SECONDS = 120.0
+"""A receipt that matches nothing yet (its submit response is still being written) is retried this long."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    batch_size: int = 500
+    lease_ms: int = 60_000
+    poll_interval: float = 1.0
+    retry_ms: int = 30_000
+    concurrent_batches: int = 4
+
+
+class SmsWorker:
+    def __init__(self, *, store: Store, router: Router, clock: Clock, settings: WorkerSettings) -> None:
+        self._store = store
+        self._router = router
+        self._clock = clock
+        self._settings = settings
+        self._wake = asyncio.Event()
+        self._receipts: list[tuple[float, Receipt]] = []
+        self._receipts_ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._slots = asyncio.Semaphore(settings.concurrent_batches)
+        self.submitted = 0
+
+    def wake(self) -> None:
+        """Work was just stored: look now instead of at the next poll."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        for carrier in self._router.carriers.values():
+            await carrier.start(self.take_receipts)
+            await carrier.resume(await self._store.in_flight(carrier.name, limit=1_000_000))
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="sms-claim"),
+            asyncio.create_task(self._receipt_loop(), name="sms-receipts"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        async with _all(self._slots, self._settings.concurrent_batches):
+            pass  # batches in progress have finished
+        await self._flush_receipts()
+        for carrier in self._router.carriers.values():
+            await carrier.stop()
+
+    async def take_receipts(self, receipts: list[Receipt]) -> None:
+        """The carriers' receipt sink."""
+        now = self._clock.monotonic()
+        self._receipts.extend((now, r) for r in receipts)
+        self._receipts_ready.set()
+
+    async def _claim_loop(self) -> None:
+        s = self._settings
+        while True:
+            try:
+                await self._slots.acquire()
+                claimed = await self._store.claim(now=self._clock.now_ms(), limit=s.batch_size, lease_ms=s.lease_ms)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._slots.release()
+                log.exception("claiming work failed; trying again")
+                await asyncio.sleep(s.poll_interval)
+                continue
+            if not claimed:
+                self._slots.release()
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), s.poll_interval)
+                except TimeoutError:
+                    pass
+                continue
+            task = asyncio.create_task(self._process(claimed))
+            task.add_done_callback(lambda _: self._slots.release())
+
+    async def _process(self, claimed: list[ClaimedDestination]) -> None:
+        try:
+            outcomes = await self.submit(claimed)
+            await self._store.finish(outcomes, now=self._clock.now_ms())
+        except Exception:
+            # Leave them leased: they are due again when the lease runs out.
+            log.exception("processing %d destinations failed; they will be retried after their lease", len(claimed))
+
+    async def submit(self, claimed: list[ClaimedDestination]) -> list[Outcome]:
+        now = self._clock.now_ms()
+        outcomes: list[Outcome] = []
+        by_carrier: dict[str, list[ClaimedDestination]] = defaultdict(list)
+        for d in claimed:
+            if d.expires_at is not None and now >= d.expires_at:
+                outcomes.append(Outcome(d.id, d.attempt, SmsStatus.FAILED, EXPIRED_ERROR))
+                continue
+            if d.e164 is None:  # never queued by the service; defensive
+                outcomes.append(Outcome(d.id, d.attempt, SmsStatus.FAILED, "International Number Invalid"))
+                continue
+            carrier = self._router.choose(e164=d.e164, account=d.account_name, sender=d.sender)
+            if carrier is None:
+                outcomes.append(Outcome(d.id, d.attempt, None, NO_ROUTE_ERROR, retry_at=now + self._settings.retry_ms))
+                continue
+            by_carrier[carrier.name].append(d)
+        for name, batch in by_carrier.items():
+            outcomes.extend(await self._submit_to(self._router.carriers[name], batch, now))
+        return outcomes
+
+    async def _submit_to(self, carrier: Carrier, batch: list[ClaimedDestination], now: int) -> list[Outcome]:
+        messages = [OutboundSms(d.id, d.e164 or "", d.sender, d.body, d.encoding) for d in batch]
+        try:
+            results = await carrier.submit(messages)
+        except Exception as e:
+            log.warning("carrier %s failed a batch of %d: %s; retrying later", carrier.name, len(batch), e)
+            retry_at = now + self._settings.retry_ms
+            return [Outcome(d.id, d.attempt, None, f"Carrier error: {e}", retry_at=retry_at) for d in batch]
+        self.submitted += len(batch)
+        out = []
+        for d, r in zip(batch, results, strict=True):
+            if r.accepted:
+                out.append(Outcome(d.id, d.attempt, SmsStatus.SENT, None, carrier.name, r.carrier_ref))
+            elif r.permanent:
+                out.append(Outcome(d.id, d.attempt, SmsStatus.REJECTED, r.error, carrier.name))
+            else:
+                out.append(Outcome(d.id, d.attempt, None, r.error, retry_at=now + self._settings.retry_ms))
+        return out
+
+    async def _receipt_loop(self) -> None:
+        while True:
+            await self._receipts_ready.wait()
+            self._receipts_ready.clear()
+            try:
+                await self._flush_receipts()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("writing receipts failed; trying again")
+                self._receipts_ready.set()
+                await asyncio.sleep(self._settings.poll_interval)
+                continue
+            if self._receipts:  # some matched nothing yet: look again a little later
+                await asyncio.sleep(self._settings.poll_interval)
+                self._receipts_ready.set()
+
+    async def _flush_receipts(self) -> None:
+        pending, self._receipts = self._receipts, []
+        if not pending:
+            return
+        try:
+            unmatched = await self._store.apply_receipts([r for _, r in pending], now=self._clock.now_ms())
+        except BaseException:
+            self._receipts = pending + self._receipts
+            raise
+        if unmatched:
+            first_seen = {(r.carrier, r.carrier_ref): t for t, r in pending}
+            cutoff = self._clock.monotonic() - UNMATCHED_RECEIPT_SECONDS
+            for r in unmatched:
+                t = first_seen[(r.carrier, r.carrier_ref)]
+                if t >= cutoff:
+                    self._receipts.append((t, r))
+                else:
+                    log.warning("receipt %s/%s matched no message; dropped", r.carrier, r.carrier_ref)
+
+
+class _all:
+    """Hold every slot of a semaphore: waits until no batch is in progress."""
+
+    def __init__(self, sem: asyncio.Semaphore, n: int) -> None:
+        self._sem, self._n = sem, n
+
+    async def __aenter__(self) -> None:
+        for _ in range(self._n):
+            await self._sem.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        for _ in range(self._n):
+            self._sem.release()

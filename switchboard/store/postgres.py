@@ -1,0 +1,375 @@
+"""The cluster store: PostgreSQL through an asyncpg pool, shared by any number of api and worker processes.
+
+Workers claim with `FOR UPDATE SKIP LOCKED`, so two processes never hold the same destination at once.
+`finish` and `apply_receipts` lock the rows they change (in id order, so two of them cannot deadlock),
+decide with `changes` (the same decision as the SQLite store) and write the plan with set-based statements
+over `unnest` arrays. Every statement runs through `_connection`, the one place asyncpg's errors become
+`StoreError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from switchboard.domain.statuses import SmsStatus
+from switchboard.store import changes
+from switchboard.store.base import DuplicateName, StoreError
+from switchboard.store.records import (
+    Account,
+    ApiKey,
+    ClaimedDestination,
+    DestinationView,
+    HistoryEntry,
+    InFlight,
+    MessageView,
+    NewDestination,
+    NewErrorLog,
+    NewMessage,
+    Outcome,
+    Receipt,
+)
+
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+"""Server errors, client-side misuse and lost connections (TimeoutError is an OSError)."""
+
+
+def _translate(e: BaseException) -> StoreError:
+    if isinstance(e, asyncpg.UniqueViolationError) and e.constraint_name == "accounts_name_key":
+        return DuplicateName("an account with that name exists already")
+    return StoreError(f"postgresql: {type(e).__name__}: {e}")
+
+
+class PostgresStore:
+    dialect = "postgresql"
+
+    def __init__(
+        self, *, dsn: str, pool_size: int = 10, min_size: int = 1, connect_timeout: float = 10.0
+    ) -> None:
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._min_size = min(min_size, pool_size)
+        self._connect_timeout = connect_timeout
+        self._pool: Any = None
+
+    @classmethod
+    def from_url(cls, url: str, *, pool_size: int = 10) -> PostgresStore:
+        """`postgresql://user:password@host:port/database?...`, as libpq and asyncpg read it; `pool_size`
+        connections at most."""
+        return cls(dsn=url.replace("postgresql+asyncpg://", "postgresql://", 1), pool_size=pool_size)
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=self._min_size, max_size=self._pool_size, timeout=self._connect_timeout
+            )
+        except _DRIVER_ERRORS as e:
+            raise _translate(e) from e
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @asynccontextmanager
+    async def _connection(self, *, transaction: bool = False) -> AsyncIterator[Any]:
+        if self._pool is None:
+            raise StoreError("the store is not open")
+        try:
+            async with self._pool.acquire() as conn:
+                if transaction:
+                    async with conn.transaction():
+                        yield conn
+                else:
+                    yield conn
+        except _DRIVER_ERRORS as e:
+            raise _translate(e) from e
+
+    async def _fetch(self, query: str, *args: Any) -> list[Any]:
+        async with self._connection() as conn:
+            rows: list[Any] = await conn.fetch(query, *args)
+            return rows
+
+    async def _fetchrow(self, query: str, *args: Any) -> Any:
+        async with self._connection() as conn:
+            return await conn.fetchrow(query, *args)
+
+    async def _execute(self, query: str, *args: Any) -> None:
+        async with self._connection() as conn:
+            await conn.execute(query, *args)
+
+    async def ping(self) -> None:
+        await self._fetchrow("SELECT 1")
+
+    async def node_id(self) -> int:
+        row = await self._fetchrow("SELECT nextval('switchboard_node_seq') % 1024")
+        return int(row[0])
+
+    # accounts and keys
+
+    async def create_account(self, account: Account) -> None:
+        a = account
+        await self._execute(
+            f"INSERT INTO accounts ({_ACCOUNT_COLS}) VALUES ($1,$2,$3,$4,$5,$6)",
+            a.id, a.name, a.sms_callback_url, a.voice_callback_url, a.webhook_secret, a.created_at,
+        )  # fmt: skip
+
+    async def get_account(self, account_id: int) -> Account | None:
+        row = await self._fetchrow(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE id=$1", account_id)
+        return None if row is None else Account(*row)
+
+    async def get_account_by_name(self, name: str) -> Account | None:
+        row = await self._fetchrow(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE name=$1", name)
+        return None if row is None else Account(*row)
+
+    async def list_accounts(self) -> list[Account]:
+        return [Account(*r) for r in await self._fetch(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY id")]
+
+    async def update_account(
+        self, account_id: int, *, sms_callback_url: str | None, voice_callback_url: str | None
+    ) -> None:
+        await self._execute(
+            "UPDATE accounts SET sms_callback_url=$1, voice_callback_url=$2 WHERE id=$3",
+            sms_callback_url, voice_callback_url, account_id,
+        )  # fmt: skip
+
+    async def add_api_key(self, key: ApiKey) -> None:
+        k = key
+        await self._execute(
+            f"INSERT INTO api_keys ({_KEY_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+            k.id, k.account_id, k.digest, k.prefix, k.label, k.created_at, k.revoked_at,
+        )  # fmt: skip
+
+    async def list_api_keys(self, account_id: int) -> list[ApiKey]:
+        rows = await self._fetch(
+            f"SELECT {_KEY_COLS} FROM api_keys WHERE account_id=$1 ORDER BY id", account_id
+        )
+        return [ApiKey(*r) for r in rows]
+
+    async def revoke_api_key(self, account_id: int, key_id: int, at: int) -> bool:
+        row = await self._fetchrow(
+            "UPDATE api_keys SET revoked_at=$1 WHERE id=$2 AND account_id=$3 AND revoked_at IS NULL "
+            "RETURNING id",
+            at, key_id, account_id,
+        )  # fmt: skip
+        return row is not None
+
+    async def find_api_key(self, digest: str) -> tuple[ApiKey, Account] | None:
+        row = await self._fetchrow(_FIND_KEY, digest)
+        return None if row is None else (ApiKey(*row[:7]), Account(*row[7:]))
+
+    # messages
+
+    async def accept(
+        self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]
+    ) -> int:
+        m = message
+        async with self._connection(transaction=True) as conn:
+            inserted = await conn.fetchrow(
+                _INSERT_MESSAGE,
+                m.id, m.account_id, m.reference_id, m.sender, m.body, m.encoding, m.segments, m.callback,
+                m.callback_url, m.destination_count, m.created_at, m.schedule_at, m.expires_at,
+                m.idempotency_key,
+            )  # fmt: skip
+            if inserted is None:
+                # The account used this idempotency key before (perhaps in a transaction that committed
+                # while this insert waited on the index): answer with that message, store nothing.
+                existing = await conn.fetchrow(
+                    "SELECT id FROM messages WHERE account_id=$1 AND idempotency_key=$2",
+                    m.account_id, m.idempotency_key,
+                )  # fmt: skip
+                if existing is None:
+                    raise StoreError("idempotency key conflict without a message")
+                return int(existing[0])
+            if destinations:
+                await conn.execute(_INSERT_DESTINATIONS, *_columns(destinations))
+            if errors:
+                await conn.execute(_INSERT_ERROR_LOGS, *_columns(errors))
+        return m.id
+
+    async def get_message(self, account_id: int, message_id: int) -> MessageView | None:
+        return await self._select_message(account_id, "id=$2", message_id)
+
+    async def find_message_by_reference(self, account_id: int, reference_id: str) -> MessageView | None:
+        return await self._select_message(account_id, "reference_id=$2", reference_id)
+
+    async def _select_message(self, account_id: int, where: str, value: object) -> MessageView | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_MESSAGE_VIEW_COLS} FROM messages WHERE account_id=$1 AND {where} "
+                "ORDER BY id DESC LIMIT 1",
+                account_id, value,
+            )  # fmt: skip
+            if row is None:
+                return None
+            dests = await conn.fetch(
+                f"SELECT {_DEST_VIEW_COLS} FROM destinations WHERE message_id=$1 ORDER BY position", row[0]
+            )
+        return MessageView(
+            **dict(row),
+            destinations=[DestinationView(**dict(d, status=SmsStatus(d["status"]))) for d in dests],
+        )
+
+    async def history(self, destination_id: int) -> list[HistoryEntry]:
+        rows = await self._fetch(
+            "SELECT status, at, detail FROM status_history WHERE destination_id=$1 ORDER BY id",
+            destination_id,
+        )
+        return [HistoryEntry(*r) for r in rows]
+
+    # the work queue
+
+    async def claim(self, *, now: int, limit: int, lease_ms: int) -> list[ClaimedDestination]:
+        rows = await self._fetch(_CLAIM, now, limit, now + lease_ms)
+        return [ClaimedDestination(**dict(r, status=SmsStatus(r["status"]))) for r in rows]
+
+    async def finish(self, outcomes: list[Outcome], *, now: int) -> None:
+        if not outcomes:
+            return
+        ids = sorted({o.destination_id for o in outcomes})
+        async with self._connection(transaction=True) as conn:
+            rows = await conn.fetch(
+                "SELECT id, status, attempts, sequence FROM destinations WHERE id = ANY($1::bigint[]) "
+                "ORDER BY id FOR UPDATE",
+                ids,
+            )
+            current = {r[0]: changes.Current(*r) for r in rows}
+            await _apply_plan(conn, changes.plan_outcomes(current, outcomes, now))
+
+    async def apply_receipts(self, receipts: list[Receipt], *, now: int) -> list[Receipt]:
+        if not receipts:
+            return []
+        keys = sorted({(r.carrier, r.carrier_ref) for r in receipts})
+        async with self._connection(transaction=True) as conn:
+            rows = await conn.fetch(_LOCK_BY_REFERENCE, [k[0] for k in keys], [k[1] for k in keys])
+            current: dict[tuple[str, str], changes.Current] = {}
+            for r in rows:  # in id order: where two rows share a reference, the older one, as on SQLite
+                current.setdefault((r[0], r[1]), changes.Current(*r[2:]))
+            plan, unmatched = changes.plan_receipts(current, receipts, now)
+            await _apply_plan(conn, plan)
+        return unmatched
+
+    async def in_flight(self, carrier: str, *, limit: int) -> list[InFlight]:
+        rows = await self._fetch(
+            "SELECT id, carrier_ref, e164, updated_at FROM destinations "
+            "WHERE carrier=$1 AND carrier_ref IS NOT NULL AND status=$2 ORDER BY id LIMIT $3",
+            carrier, SmsStatus.SENT.value, limit,
+        )  # fmt: skip
+        return [InFlight(*r) for r in rows]
+
+
+_ACCOUNT_COLS = "id, name, sms_callback_url, voice_callback_url, webhook_secret, created_at"
+_KEY_COLS = "id, account_id, digest, prefix, label, created_at, revoked_at"
+_DEST_VIEW_COLS = (
+    "id, position, mobile_no, e164, status, error, error_log_id, updated_at, delivered_at, carrier, sequence"
+)
+_MESSAGE_VIEW_COLS = (
+    "id, account_id, reference_id, sender, body, encoding, segments, created_at, schedule_at, expires_at"
+)
+
+_FIND_KEY = (
+    "SELECT k.id, k.account_id, k.digest, k.prefix, k.label, k.created_at, k.revoked_at, "
+    "a.id, a.name, a.sms_callback_url, a.voice_callback_url, a.webhook_secret, a.created_at "
+    "FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.digest=$1 AND k.revoked_at IS NULL"
+)
+
+# Idempotency: the conflict target names the partial unique index ux_messages_idempotency (its WHERE
+# clause is part of the target); a message without a key never conflicts.
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (id, account_id, reference_id, sender, body, encoding, segments, callback, "
+    "callback_url, destination_count, created_at, schedule_at, expires_at, idempotency_key) "
+    "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) "
+    "ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id"
+)
+# One statement over arrays rather than executemany: measured 2x faster for a 1,000-destination request.
+_INSERT_DESTINATIONS = (
+    "INSERT INTO destinations (id, message_id, position, mobile_no, e164, status, error, error_log_id, "
+    "due_at, updated_at) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[], "
+    "$5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[])"
+)
+_INSERT_ERROR_LOGS = (
+    "INSERT INTO error_logs (id, account_id, destination_id, code, text, at) "
+    "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[])"
+)
+
+# SKIP LOCKED: rows another worker is claiming right now are passed over, not waited for. The rows are
+# returned in due order (then id order), as the SQLite store returns them.
+_CLAIM = """
+WITH c AS (
+    SELECT id, due_at FROM destinations
+    WHERE due_at IS NOT NULL AND due_at <= $1
+    ORDER BY due_at LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), u AS (
+    UPDATE destinations d SET due_at = $3, attempts = d.attempts + 1
+    FROM c WHERE d.id = c.id
+    RETURNING d.id, d.attempts, d.status, d.e164, d.mobile_no, d.message_id, c.due_at AS was_due
+)
+SELECT u.id, u.attempts AS attempt, u.status, u.e164, u.mobile_no, u.message_id, m.account_id,
+       a.name AS account_name, m.sender, m.body, m.encoding, m.expires_at
+FROM u JOIN messages m ON m.id = u.message_id JOIN accounts a ON a.id = m.account_id
+ORDER BY u.was_due, u.id
+"""
+
+_LOCK_BY_REFERENCE = (
+    "SELECT d.carrier, d.carrier_ref, d.id, d.status, d.attempts, d.sequence FROM destinations d "
+    "JOIN unnest($1::text[], $2::text[]) AS r(carrier, carrier_ref) "
+    "ON d.carrier = r.carrier AND d.carrier_ref = r.carrier_ref "
+    "WHERE d.carrier_ref IS NOT NULL ORDER BY d.id FOR UPDATE OF d"
+)
+
+_UPDATE_STATUS = (
+    "UPDATE destinations d SET status=u.status, error=COALESCE(u.error, d.error), "
+    "carrier=COALESCE(u.carrier, d.carrier), carrier_ref=COALESCE(u.carrier_ref, d.carrier_ref), "
+    "sequence=u.sequence, updated_at=u.updated_at, delivered_at=COALESCE(u.delivered_at, d.delivered_at), "
+    "due_at=NULL FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], "
+    "$7::bigint[], $8::bigint[]) AS u(status, error, carrier, carrier_ref, sequence, updated_at, "
+    "delivered_at, id) WHERE d.id = u.id"
+)
+_UPDATE_RETRY = (
+    "UPDATE destinations d SET due_at=u.due_at, error=u.error, updated_at=u.updated_at "
+    "FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[]) AS u(due_at, error, updated_at, id) "
+    "WHERE d.id = u.id"
+)
+_INSERT_HISTORY = (
+    "INSERT INTO status_history (destination_id, status, at, detail) "
+    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[])"
+)
+
+
+async def _apply_plan(conn: Any, plan: changes.Plan) -> None:
+    if plan.updates:
+        await conn.execute(_UPDATE_STATUS, *_columns(_one_per_row(plan.updates)))
+    if plan.retries:
+        await conn.execute(_UPDATE_RETRY, *_columns(list({r.id: r for r in plan.retries}.values())))
+    if plan.history:
+        await conn.execute(_INSERT_HISTORY, *_columns(plan.history))
+
+
+def _one_per_row(updates: list[changes.StatusUpdate]) -> list[changes.StatusUpdate]:
+    """`UPDATE ... FROM` applies only one source row to each target row, where SQLite runs one statement
+    per change: fold several changes of one destination into what those statements leave behind."""
+    out: dict[int, changes.StatusUpdate] = {}
+    for u in updates:
+        p = out.get(u.id)
+        if p is not None:
+            u = u._replace(
+                error=_coalesce(u.error, p.error),
+                carrier=_coalesce(u.carrier, p.carrier),
+                carrier_ref=_coalesce(u.carrier_ref, p.carrier_ref),
+                delivered_at=_coalesce(u.delivered_at, p.delivered_at),
+            )
+        out[u.id] = u
+    return list(out.values())
+
+
+def _coalesce(a: Any, b: Any) -> Any:
+    return a if a is not None else b
+
+
+def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows to one list per column, the arguments of an `unnest($1::t1[], $2::t2[], ...)`."""
+    return [list(column) for column in zip(*rows, strict=True)]

@@ -1,0 +1,183 @@
+"""The worker, the router and the simulator together over a real SQLite store, with a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from switchboard.domain.clock import FakeClock
+from switchboard.domain.ids import IdGenerator
+from switchboard.domain.statuses import SmsStatus
+from switchboard.sms.carrier import OutboundSms, ReceiptSink, SubmitResult
+from switchboard.sms.router import Route, Router
+from switchboard.sms.simulator import SimulatedCarrier
+from switchboard.sms.worker import EXPIRED_ERROR, SmsWorker, WorkerSettings
+from switchboard.store import migrate
+from switchboard.store.records import Account, InFlight, NewDestination, NewMessage
+from switchboard.store.sqlite import SqliteStore
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    url = f"sqlite:///{tmp_path / 'sb.db'}"
+    migrate.upgrade(url)
+    s = SqliteStore.from_url(url)
+    await s.open()
+    yield s
+    await s.close()
+
+
+ACCOUNT = Account(1, "acme", None, None, "whsec_x", 0)
+
+
+async def put(store: SqliteStore, clock: FakeClock, numbers: list[str], *, expires_in: int | None = None) -> int:
+    ids = IdGenerator(node=0, clock_ms=clock.now_ms)
+    if await store.get_account(1) is None:
+        await store.create_account(ACCOUNT)
+    now = clock.now_ms()
+    mid = ids.block(len(numbers) + 1)
+    await store.accept(
+        NewMessage(mid, 1, None, "OM", "hi", "GSM7", 1, 0, None, len(numbers), now, None,
+                   None if expires_in is None else now + expires_in, None),
+        [NewDestination(mid + 1 + i, mid, i, n, n, "Received", None, None, now, now) for i, n in enumerate(numbers)],
+        [],
+    )  # fmt: skip
+    return mid
+
+
+async def statuses(store: SqliteStore, mid: int) -> list[str]:
+    view = await store.get_message(1, mid)
+    assert view is not None
+    return [d.status.value for d in view.destinations]
+
+
+async def settle(worker: SmsWorker, clock: FakeClock, seconds: float) -> None:
+    """Let the worker's tasks run while fake time passes in small steps."""
+    steps = int(seconds / 0.05)
+    for _ in range(steps):
+        clock.advance(0.05)
+        worker.wake()
+        await asyncio.sleep(0.06)
+
+
+def make_worker(store: SqliteStore, clock: FakeClock, carriers: list[object], routes: list[Route] | None = None) -> SmsWorker:
+    router = Router(carriers=carriers, routes=routes or [], country_of=lambda n: "US")  # type: ignore[arg-type]
+    return SmsWorker(store=store, router=router, clock=clock,
+                     settings=WorkerSettings(batch_size=50, lease_ms=10_000, poll_interval=0.05, retry_ms=5_000))  # fmt: skip
+
+
+async def test_the_simulator_plays_every_reserved_test_number(store: SqliteStore) -> None:
+    clock = FakeClock()
+    mid = await put(store, clock, [f"+150055500{n:02d}" for n in range(6)] + ["+16175551212"])
+    worker = make_worker(store, clock, [SimulatedCarrier(name="sim", delay=0.2, clock=clock)])
+    await worker.start()
+    try:
+        await settle(worker, clock, 1.0)
+        assert await statuses(store, mid) == [
+            "Delivered", "Undelivered", "Expired", "Rejected", "Sent", "Sent", "Delivered"
+        ]  # fmt: skip
+        await settle(worker, clock, 5.0)
+        assert (await statuses(store, mid))[5] == "Delivered"  # +15005550005: after 5 s
+    finally:
+        await worker.stop()
+    view = await store.get_message(1, mid)
+    assert view is not None
+    history = await store.history(view.destinations[0].id)
+    assert [h.status for h in history] == ["Sent", "Delivered"]
+
+
+async def test_a_message_past_its_validity_fails_as_expired_without_reaching_a_carrier(store: SqliteStore) -> None:
+    clock = FakeClock()
+    mid = await put(store, clock, ["+16175551212"], expires_in=1000)
+    clock.advance(2)
+    worker = make_worker(store, clock, [SimulatedCarrier(name="sim", delay=0.1, clock=clock)])
+    await worker.start()
+    try:
+        await settle(worker, clock, 0.3)
+    finally:
+        await worker.stop()
+    view = await store.get_message(1, mid)
+    assert view is not None
+    assert (view.destinations[0].status, view.destinations[0].error) == (SmsStatus.FAILED, EXPIRED_ERROR)
+    assert worker.submitted == 0
+
+
+class DownCarrier:
+    simulated = False
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.submitted: list[OutboundSms] = []
+
+    @property
+    def up(self) -> bool:
+        return False
+
+    async def start(self, receipts: ReceiptSink) -> None: ...
+    async def stop(self) -> None: ...
+    async def resume(self, in_flight: list[InFlight]) -> None: ...
+
+    async def submit(self, messages: list[OutboundSms]) -> list[SubmitResult]:
+        self.submitted.extend(messages)
+        return [SubmitResult("x") for _ in messages]
+
+
+async def test_routes_fail_over_to_the_next_carrier_when_one_is_down(store: SqliteStore) -> None:
+    clock = FakeClock()
+    mid = await put(store, clock, ["+16175551212"])
+    down = DownCarrier("smsc1")
+    sim = SimulatedCarrier(name="backup", delay=0.1, clock=clock)
+    worker = make_worker(store, clock, [down, sim], [Route("smsc1", prefix="+1"), Route("backup", prefix="+1")])
+    await worker.start()
+    try:
+        await settle(worker, clock, 0.5)
+    finally:
+        await worker.stop()
+    view = await store.get_message(1, mid)
+    assert view is not None
+    assert (view.destinations[0].status, view.destinations[0].carrier) == (SmsStatus.DELIVERED, "backup")
+    assert down.submitted == []
+
+
+async def test_with_no_carrier_up_it_waits_and_retries_instead_of_failing(store: SqliteStore) -> None:
+    clock = FakeClock()
+    mid = await put(store, clock, ["+16175551212"])
+    worker = make_worker(store, clock, [DownCarrier("smsc1")])
+    await worker.start()
+    try:
+        await settle(worker, clock, 0.3)
+    finally:
+        await worker.stop()
+    assert await statuses(store, mid) == ["Received"]
+
+
+async def test_the_simulator_recreates_its_receipts_after_a_restart(store: SqliteStore) -> None:
+    clock = FakeClock()
+    mid = await put(store, clock, ["+16175551212"])
+    first = make_worker(store, clock, [SimulatedCarrier(name="sim", delay=30, clock=clock)])
+    await first.start()
+    await settle(first, clock, 0.2)
+    await first.stop()  # the receipt was still pending
+    assert await statuses(store, mid) == ["Sent"]
+    second = make_worker(store, clock, [SimulatedCarrier(name="sim", delay=0.1, clock=clock)])
+    await second.start()
+    try:
+        await settle(second, clock, 0.3)
+    finally:
+        await second.stop()
+    assert await statuses(store, mid) == ["Delivered"]
+
+
+async def test_a_claim_whose_worker_died_is_handed_out_again_after_its_lease(store: SqliteStore) -> None:
+    clock = FakeClock()
+    mid = await put(store, clock, ["+16175551212"])
+    claimed = await store.claim(now=clock.now_ms(), limit=10, lease_ms=10_000)
+    assert len(claimed) == 1  # ... and that worker died
+    assert await store.claim(now=clock.now_ms(), limit=10, lease_ms=10_000) == []
+    clock.advance(11)
+    again = await store.claim(now=clock.now_ms(), limit=10, lease_ms=10_000)
+    assert [c.id for c in again] == [claimed[0].id] and again[0].attempt == claimed[0].attempt + 1
+    assert await statuses(store, mid) == ["Received"]
