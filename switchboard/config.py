@@ -169,10 +169,12 @@ def load(
             raise ConfigError(f"config file {path} cannot be read: {e.strerror}") from None
 
     known = _env_keys()
-    section_prefixes = tuple(f"{ENV_PREFIX}{section}_".upper() for section in _ENV_SECTIONS)
+    section_prefixes = tuple(f"{ENV_PREFIX}{section}_".upper() for section in (*_ENV_SECTIONS, "sms", "voice"))
     for name, value in (os.environ if env is None else env).items():
         if not name.startswith(section_prefixes):
             continue  # SWITCHBOARD_URL, SWITCHBOARD_API_KEY and the like belong to the CLI client
+        if name.startswith((f"{ENV_PREFIX}SMS_", f"{ENV_PREFIX}VOICE_")):
+            raise ConfigError(f"{name}: carriers, trunks and routes are set in the config file, not the environment")
         if name not in known:
             raise ConfigError(f"unknown environment variable {name} (known: {', '.join(sorted(known))})")
         section, key = known[name]
@@ -203,12 +205,16 @@ def _check(config: Config) -> None:
     if len(set(names)) != len(names):
         raise ConfigError("sms.carriers: two carriers have the same name")
     for c in config.sms.carriers:
+        if c.kind == "smpp":
+            raise ConfigError(f'sms.carriers {c.name!r}: kind "smpp" is not built yet; use "simulator"')
         if c.binds < 1 or c.window < 1 or c.rate <= 0:
             raise ConfigError(f"sms.carriers {c.name!r}: binds, window and rate must be positive")
     for r in config.sms.routes:
         if r.carrier not in names:
             raise ConfigError(f"sms.routes: carrier {r.carrier!r} is not one of sms.carriers")
     trunks = [t.name for t in config.voice.trunks]
+    if any(t.kind == "sip" for t in config.voice.trunks):
+        raise ConfigError('voice.trunks: kind "sip" is not built yet (voice calls are not built)')
     for vr in config.voice.routes:
         if vr.trunk not in trunks:
             raise ConfigError(f"voice.routes: trunk {vr.trunk!r} is not one of voice.trunks")

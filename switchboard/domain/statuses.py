@@ -67,9 +67,7 @@ _ALLOWED: dict[SmsStatus, frozenset[SmsStatus]] = {
     SmsStatus.RECEIVED: frozenset({SmsStatus.SENT, SmsStatus.REJECTED, SmsStatus.FAILED}),
     # A receipt may arrive for a message we still think is only Received (the submit response was lost
     # when the process died): it moves it straight to its final state.
-    SmsStatus.SENT: frozenset(
-        {SmsStatus.DELIVERED, SmsStatus.UNDELIVERED, SmsStatus.EXPIRED, SmsStatus.REJECTED}
-    ),
+    SmsStatus.SENT: frozenset({SmsStatus.DELIVERED, SmsStatus.UNDELIVERED, SmsStatus.EXPIRED, SmsStatus.REJECTED}),
 }
 
 

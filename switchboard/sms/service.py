@@ -18,7 +18,6 @@ from switchboard.domain.statuses import SmsStatus
 from switchboard.store.base import Store
 from switchboard.store.records import (
     Account,
-    CallbackMode,
     MessageView,
     NewDestination,
     NewErrorLog,
@@ -27,7 +26,6 @@ from switchboard.store.records import (
 
 INVALID_NUMBER = "International Number Invalid"
 INVALID_NUMBER_CODE = "invalid_number"
-_CALLBACK_MODES = {"no": CallbackMode.NONE, "yes": CallbackMode.ACCOUNT, "url": CallbackMode.URL}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +69,18 @@ class SmsService:
                 errors.append(NewErrorLog(log_id, account.id, dest_id, INVALID_NUMBER_CODE, INVALID_NUMBER, now))
                 destinations.append(
                     NewDestination(
-                        dest_id, message_id, position, raw, None, SmsStatus.FAILED.value, INVALID_NUMBER,
-                        log_id, None, now,
+                        dest_id,
+                        message_id,
+                        position,
+                        raw,
+                        None,
+                        SmsStatus.FAILED.value,
+                        INVALID_NUMBER,
+                        log_id,
+                        None,
+                        now,
                     )
-                )  # fmt: skip
+                )
             else:
                 destinations.append(
                     NewDestination(dest_id, message_id, position, raw, e164, queued, None, None, due, now)
@@ -88,7 +94,7 @@ class SmsService:
             body=request.message,
             encoding=request.encoding.value,
             segments=request.segments,
-            callback=_CALLBACK_MODES[cb.mode],
+            callback=cb.mode.value,
             callback_url=cb.url,
             destination_count=count,
             created_at=now,

@@ -66,9 +66,7 @@ class Store(Protocol):
         """The unrevoked key with this digest and its account."""
 
     # messages
-    async def accept(
-        self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]
-    ) -> int:
+    async def accept(self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]) -> int:
         """Store a Send request durably; returns when it is committed. Returns the message id, which is
         an earlier message's when the account already used `message.idempotency_key`."""
 

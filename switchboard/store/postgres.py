@@ -46,9 +46,7 @@ def _translate(e: BaseException) -> StoreError:
 class PostgresStore:
     dialect = "postgresql"
 
-    def __init__(
-        self, *, dsn: str, pool_size: int = 10, min_size: int = 1, connect_timeout: float = 10.0
-    ) -> None:
+    def __init__(self, *, dsn: str, pool_size: int = 10, min_size: int = 1, connect_timeout: float = 10.0) -> None:
         self._dsn = dsn
         self._pool_size = pool_size
         self._min_size = min(min_size, pool_size)
@@ -144,9 +142,7 @@ class PostgresStore:
         )  # fmt: skip
 
     async def list_api_keys(self, account_id: int) -> list[ApiKey]:
-        rows = await self._fetch(
-            f"SELECT {_KEY_COLS} FROM api_keys WHERE account_id=$1 ORDER BY id", account_id
-        )
+        rows = await self._fetch(f"SELECT {_KEY_COLS} FROM api_keys WHERE account_id=$1 ORDER BY id", account_id)
         return [ApiKey(*r) for r in rows]
 
     async def revoke_api_key(self, account_id: int, key_id: int, at: int) -> bool:
@@ -163,9 +159,7 @@ class PostgresStore:
 
     # messages
 
-    async def accept(
-        self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]
-    ) -> int:
+    async def accept(self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]) -> int:
         m = message
         async with self._connection(transaction=True) as conn:
             inserted = await conn.fetchrow(

@@ -8,17 +8,6 @@ from typing import NamedTuple
 from switchboard.domain.statuses import SmsStatus
 
 
-class CallbackMode:
-    """How a message's status changes are reported (the request's `CallBack`)."""
-
-    NONE = 0
-    """`CallBack: "No"` (the default)."""
-    ACCOUNT = 1
-    """`CallBack: "Yes"`: to the account's SMS callback URL."""
-    URL = 2
-    """`CallBack: "<url>"`: to the URL given in the request (extension)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Account:
     id: int
@@ -51,7 +40,8 @@ class NewMessage:
     body: str
     encoding: str
     segments: int
-    callback: int
+    callback: str
+    """`domain.sms_request.CallbackMode`: "no", "yes" (the account's URL) or "url" (`callback_url`)."""
     callback_url: str | None
     destination_count: int
     created_at: int

@@ -44,13 +44,24 @@ MAX_JOBS_PER_COMMIT = 4096
 
 
 def connect(path: str) -> sqlite3.Connection:
+    """A connection to a database already in WAL mode (`enable_wal`): changing the journal mode takes a
+    lock that the busy timeout does not wait for, so it is done once, before any other connection."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-    conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=10000")
     conn.execute("PRAGMA cache_size=-65536")
     conn.execute("PRAGMA temp_store=MEMORY")
     return conn
+
+
+def enable_wal(path: str) -> None:
+    conn = sqlite3.connect(path, isolation_level=None, timeout=10.0)
+    try:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            raise StoreError(f"sqlite: {path} cannot use WAL (journal mode stays {mode})")
+    finally:
+        conn.close()
 
 
 class _Writer(threading.Thread):
@@ -61,8 +72,11 @@ class _Writer(threading.Thread):
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.commits = 0
         self.jobs_committed = 0
+        self.failure: BaseException | None = None
 
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self.failure is not None:
+            raise StoreError(f"sqlite writer stopped: {self.failure}")
         fut: asyncio.Future[T] = self._loop.create_future()
         self._jobs.put((fn, args, fut))
         return fut
@@ -71,7 +85,11 @@ class _Writer(threading.Thread):
         self._jobs.put(None)
 
     def run(self) -> None:
-        conn = connect(self._path)
+        try:
+            conn = connect(self._path)
+        except Exception as e:
+            self._fail(e)
+            return
         try:
             while True:
                 first = self._jobs.get()
@@ -92,8 +110,23 @@ class _Writer(threading.Thread):
                 self._loop.call_soon_threadsafe(_resolve, done)
                 if stopping:
                     return
+        except BaseException as e:  # never die silently: every waiting request would hang
+            self._fail(e)
         finally:
             conn.close()
+
+    def _fail(self, e: BaseException) -> None:
+        self.failure = e
+        error = StoreError(f"sqlite writer stopped: {e}")
+        failed: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                failed.append((job[2], None, error))
+        self._loop.call_soon_threadsafe(_resolve, failed)
 
     def _run_batch(
         self, conn: sqlite3.Connection, batch: list[_Job]
@@ -159,6 +192,10 @@ class SqliteStore:
 
     async def open(self) -> None:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            await asyncio.to_thread(enable_wal, self.path)
+        except sqlite3.Error as e:
+            raise StoreError(f"sqlite: cannot open {self.path}: {e}") from e
         self._writer = _Writer(self.path, asyncio.get_running_loop())
         self._writer.start()
         self._readers = ThreadPoolExecutor(self._reader_count, thread_name_prefix="sqlite-read")
@@ -218,9 +255,7 @@ class SqliteStore:
         return await self._read(_select_account, "name", name)
 
     async def list_accounts(self) -> list[Account]:
-        rows = await self._read(
-            lambda c: c.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY id").fetchall()
-        )
+        rows = await self._read(lambda c: c.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY id").fetchall())
         return [Account(*r) for r in rows]
 
     async def update_account(
@@ -274,9 +309,7 @@ class SqliteStore:
 
     # messages
 
-    async def accept(
-        self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]
-    ) -> int:
+    async def accept(self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]) -> int:
         return await self._write(_accept, message, destinations, errors)
 
     async def get_message(self, account_id: int, message_id: int) -> MessageView | None:
@@ -352,9 +385,7 @@ _INSERT_DESTINATION = (
 )
 
 
-def _accept(
-    c: sqlite3.Connection, m: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]
-) -> int:
+def _accept(c: sqlite3.Connection, m: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]) -> int:
     if m.idempotency_key is not None:
         row = c.execute(
             "SELECT id FROM messages WHERE account_id=? AND idempotency_key=?",
@@ -365,18 +396,30 @@ def _accept(
     c.execute(
         _INSERT_MESSAGE,
         (
-            m.id, m.account_id, m.reference_id, m.sender, m.body, m.encoding, m.segments, m.callback,
-            m.callback_url, m.destination_count, m.created_at, m.schedule_at, m.expires_at,
+            m.id,
+            m.account_id,
+            m.reference_id,
+            m.sender,
+            m.body,
+            m.encoding,
+            m.segments,
+            m.callback,
+            m.callback_url,
+            m.destination_count,
+            m.created_at,
+            m.schedule_at,
+            m.expires_at,
             m.idempotency_key,
         ),
-    )  # fmt: skip
+    )
     if len(destinations) == 1:
         c.execute(_INSERT_DESTINATION, destinations[0])
     else:
         c.executemany(_INSERT_DESTINATION, destinations)
     if errors:
-        c.executemany("INSERT INTO error_logs (id, account_id, destination_id, code, text, at) "
-                      "VALUES (?,?,?,?,?,?)", errors)  # fmt: skip
+        c.executemany(
+            "INSERT INTO error_logs (id, account_id, destination_id, code, text, at) VALUES (?,?,?,?,?,?)", errors
+        )
     return m.id
 
 
@@ -418,9 +461,7 @@ def _current_by_id(c: sqlite3.Connection, ids: list[int]) -> dict[int, changes.C
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        for r in c.execute(
-            f"SELECT id, status, attempts, sequence FROM destinations WHERE id IN ({marks})", chunk
-        ):
+        for r in c.execute(f"SELECT id, status, attempts, sequence FROM destinations WHERE id IN ({marks})", chunk):
             out[r[0]] = changes.Current(*r)
     return out
 
@@ -436,9 +477,7 @@ def _apply_plan(c: sqlite3.Connection, plan: changes.Plan) -> None:
     if plan.retries:
         c.executemany("UPDATE destinations SET due_at=?, error=?, updated_at=? WHERE id=?", plan.retries)
     if plan.history:
-        c.executemany(
-            "INSERT INTO status_history (destination_id, status, at, detail) VALUES (?,?,?,?)", plan.history
-        )
+        c.executemany("INSERT INTO status_history (destination_id, status, at, detail) VALUES (?,?,?,?)", plan.history)
 
 
 def _finish(c: sqlite3.Connection, outcomes: list[Outcome], now: int) -> None:

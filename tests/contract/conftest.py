@@ -32,7 +32,6 @@ from switchboard.store.postgres import PostgresStore
 from switchboard.store.records import (
     Account,
     ApiKey,
-    CallbackMode,
     DestinationView,
     NewDestination,
     NewErrorLog,
@@ -242,9 +241,7 @@ class Factory:
             if number.startswith("+"):
                 due = None if delay is None else now + delay
                 destinations.append(
-                    NewDestination(
-                        dest_id, message_id, position, number, number, "Received", None, None, due, now
-                    )
+                    NewDestination(dest_id, message_id, position, number, number, "Received", None, None, due, now)
                 )
             else:
                 log = NewErrorLog(self.ids.next(), account.id, dest_id, "InvalidNumber", INVALID_NUMBER, now)
@@ -261,7 +258,7 @@ class Factory:
             body="hello",
             encoding="gsm7",
             segments=1,
-            callback=CallbackMode.NONE,
+            callback="no",
             callback_url=None,
             destination_count=len(numbers),
             created_at=now,

@@ -33,9 +33,7 @@ async def test_duplicate_account_name_raises_duplicate_name(store: Store, make: 
     assert [a.name for a in await store.list_accounts()] == ["acme"]
 
 
-async def test_duplicate_account_id_is_a_store_error_not_a_duplicate_name(
-    store: Store, make: Factory
-) -> None:
+async def test_duplicate_account_id_is_a_store_error_not_a_duplicate_name(store: Store, make: Factory) -> None:
     account = await make.account("acme")
     with pytest.raises(StoreError) as raised:
         await store.create_account(replace(account, name="other"))
@@ -200,9 +198,7 @@ async def test_claim_hands_out_only_due_destinations(store: Store, make: Factory
     assert first.expires_at is None
 
 
-async def test_claim_respects_the_limit_earliest_due_first(
-    store: Store, make: Factory, clock: FakeClock
-) -> None:
+async def test_claim_respects_the_limit_earliest_due_first(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     ids = [await make.send(account, delay=-d) for d in (10, 50, 30, 40, 20)]
     claimed = await store.claim(now=clock(), limit=2, lease_ms=LEASE)
@@ -231,9 +227,7 @@ async def test_concurrent_claims_never_hand_out_one_destination_twice(
     assert len(ids) == len(set(ids)) == 50
 
 
-async def test_sent_outcome_sets_status_carrier_and_history(
-    store: Store, make: Factory, clock: FakeClock
-) -> None:
+async def test_sent_outcome_sets_status_carrier_and_history(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     message_id = await make.send(account)
     [claimed] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
@@ -262,16 +256,12 @@ async def test_failed_outcome_keeps_the_error(store: Store, make: Factory, clock
     assert await store.history(claimed.id) == [HistoryEntry("Failed", clock(), "No route")]
 
 
-async def test_outcome_of_a_superseded_claim_changes_nothing(
-    store: Store, make: Factory, clock: FakeClock
-) -> None:
+async def test_outcome_of_a_superseded_claim_changes_nothing(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     message_id = await make.send(account)
     [stale] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
     [current] = await store.claim(now=clock.advance(LEASE), limit=1, lease_ms=LEASE)
-    await store.finish(
-        [Outcome(stale.id, stale.attempt, SmsStatus.SENT, carrier="sim", carrier_ref="x")], now=clock()
-    )
+    await store.finish([Outcome(stale.id, stale.attempt, SmsStatus.SENT, carrier="sim", carrier_ref="x")], now=clock())
     view = await store.get_message(account.id, message_id)
     assert view is not None
     assert (view.destinations[0].status, view.destinations[0].carrier) == (SmsStatus.RECEIVED, None)
@@ -289,9 +279,7 @@ async def test_retry_outcome_sets_the_next_attempt_and_keeps_the_status(
     message_id = await make.send(account)
     [claimed] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
     retry_at = clock() + 5_000
-    await store.finish(
-        [Outcome(claimed.id, claimed.attempt, None, error="throttled", retry_at=retry_at)], now=clock()
-    )
+    await store.finish([Outcome(claimed.id, claimed.attempt, None, error="throttled", retry_at=retry_at)], now=clock())
     view = await store.get_message(account.id, message_id)
     assert view is not None
     assert (view.destinations[0].status, view.destinations[0].error) == (SmsStatus.RECEIVED, "throttled")
@@ -301,9 +289,7 @@ async def test_retry_outcome_sets_the_next_attempt_and_keeps_the_status(
     assert (again.id, again.attempt) == (claimed.id, 2)
 
 
-async def test_outcome_without_status_or_retry_time_is_refused(
-    store: Store, make: Factory, clock: FakeClock
-) -> None:
+async def test_outcome_without_status_or_retry_time_is_refused(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     await make.send(account)
     [claimed] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
@@ -359,9 +345,7 @@ async def test_empty_batches_do_nothing(store: Store, clock: FakeClock) -> None:
 # receipts
 
 
-async def test_delivery_receipt_moves_sent_to_delivered(
-    store: Store, make: Factory, clock: FakeClock
-) -> None:
+async def test_delivery_receipt_moves_sent_to_delivered(store: Store, make: Factory, clock: FakeClock) -> None:
     sent = await make.sent(await make.account(), carrier="sim")
     now = clock.advance(2_000)
     unknown = Receipt("sim", "no-such-ref", SmsStatus.DELIVERED)
@@ -401,9 +385,7 @@ async def test_contradictory_receipt_for_a_final_destination_is_only_history(
     ]
 
 
-async def test_two_receipts_in_one_batch_apply_in_order(
-    store: Store, make: Factory, clock: FakeClock
-) -> None:
+async def test_two_receipts_in_one_batch_apply_in_order(store: Store, make: Factory, clock: FakeClock) -> None:
     sent = await make.sent(await make.account())
     now = clock.advance(1_000)
     receipts = [
@@ -423,9 +405,7 @@ async def test_two_receipts_in_one_batch_apply_in_order(
     ]  # fmt: skip
 
 
-async def test_in_flight_lists_the_carriers_sent_destinations(
-    store: Store, make: Factory, clock: FakeClock
-) -> None:
+async def test_in_flight_lists_the_carriers_sent_destinations(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     a = await make.sent(account, carrier="sim")
     b = await make.sent(account, carrier="sim")

@@ -72,7 +72,9 @@ def test_config_file_then_environment_then_flags(tmp_path: Path) -> None:
 
 
 def test_the_data_dir_moves_the_default_database() -> None:
-    assert config.load(env={}, overrides={"server.data_dir": "/tmp/x"}).database_url == "sqlite:////tmp/x/switchboard.db"
+    assert (
+        config.load(env={}, overrides={"server.data_dir": "/tmp/x"}).database_url == "sqlite:////tmp/x/switchboard.db"
+    )
 
 
 @pytest.mark.parametrize(

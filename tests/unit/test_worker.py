@@ -40,11 +40,25 @@ async def put(store: SqliteStore, clock: FakeClock, numbers: list[str], *, expir
     now = clock.now_ms()
     mid = ids.block(len(numbers) + 1)
     await store.accept(
-        NewMessage(mid, 1, None, "OM", "hi", "GSM7", 1, 0, None, len(numbers), now, None,
-                   None if expires_in is None else now + expires_in, None),
+        NewMessage(
+            mid,
+            1,
+            None,
+            "OM",
+            "hi",
+            "GSM7",
+            1,
+            "no",
+            None,
+            len(numbers),
+            now,
+            None,
+            None if expires_in is None else now + expires_in,
+            None,
+        ),
         [NewDestination(mid + 1 + i, mid, i, n, n, "Received", None, None, now, now) for i, n in enumerate(numbers)],
         [],
-    )  # fmt: skip
+    )
     return mid
 
 
@@ -63,10 +77,16 @@ async def settle(worker: SmsWorker, clock: FakeClock, seconds: float) -> None:
         await asyncio.sleep(0.06)
 
 
-def make_worker(store: SqliteStore, clock: FakeClock, carriers: list[object], routes: list[Route] | None = None) -> SmsWorker:
+def make_worker(
+    store: SqliteStore, clock: FakeClock, carriers: list[object], routes: list[Route] | None = None
+) -> SmsWorker:
     router = Router(carriers=carriers, routes=routes or [], country_of=lambda n: "US")  # type: ignore[arg-type]
-    return SmsWorker(store=store, router=router, clock=clock,
-                     settings=WorkerSettings(batch_size=50, lease_ms=10_000, poll_interval=0.05, retry_ms=5_000))  # fmt: skip
+    return SmsWorker(
+        store=store,
+        router=router,
+        clock=clock,
+        settings=WorkerSettings(batch_size=50, lease_ms=10_000, poll_interval=0.05, retry_ms=5_000),
+    )
 
 
 async def test_the_simulator_plays_every_reserved_test_number(store: SqliteStore) -> None:
@@ -77,8 +97,14 @@ async def test_the_simulator_plays_every_reserved_test_number(store: SqliteStore
     try:
         await settle(worker, clock, 1.0)
         assert await statuses(store, mid) == [
-            "Delivered", "Undelivered", "Expired", "Rejected", "Sent", "Sent", "Delivered"
-        ]  # fmt: skip
+            "Delivered",
+            "Undelivered",
+            "Expired",
+            "Rejected",
+            "Sent",
+            "Sent",
+            "Delivered",
+        ]
         await settle(worker, clock, 5.0)
         assert (await statuses(store, mid))[5] == "Delivered"  # +15005550005: after 5 s
     finally:

@@ -46,7 +46,7 @@ def upgrade() -> None:
         sa.Column("body", sa.Text, nullable=False),
         sa.Column("encoding", sa.Text, nullable=False),
         sa.Column("segments", sa.Integer, nullable=False),
-        sa.Column("callback", sa.SmallInteger, nullable=False),
+        sa.Column("callback", sa.Text, nullable=False),
         sa.Column("callback_url", sa.Text),
         sa.Column("destination_count", sa.Integer, nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),

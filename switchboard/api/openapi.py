@@ -1,0 +1,207 @@
+"""The OpenAPI 3.1 document (`/openapi.json`) and a self-contained page that renders it (`/docs`): no
+assets from the internet, so it works on a gateway with no way out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {
+    "type": "object",
+    "properties": {
+        "Error ID": {"type": "string", "examples": ["125"]},
+        "Status": {"type": "string", "examples": ["Received with error - Parameter Sender is missing or empty"]},
+    },
+    "required": ["Error ID", "Status"],
+}
+_DESTINATION = {
+    "oneOf": [
+        {
+            "type": "array",
+            "items": {
+                "oneOf": [{"type": "string"}, {"type": "object", "properties": {"MobileNo": {"type": "string"}}}]
+            },
+        },
+        {"type": "object", "properties": {"MobileNo": {"type": "string"}}},
+        {"type": "string"},
+    ],
+    "description": "Up to 1,000 numbers: 0016175551212, +16175551212 and 16175551212 all mean +16175551212.",
+}
+_SEND_BODY = {
+    "type": "object",
+    "required": ["Destination", "Message", "Sender"],
+    "properties": {
+        "Destination": _DESTINATION,
+        "Message": {"type": "string", "maxLength": 1000},
+        "Sender": {"type": "string", "description": "Up to 11 letters/digits, or a number of up to 15 digits."},
+        "ReferenceID": {"type": "string", "description": "Echoed back; need not be unique."},
+        "CallBack": {"type": "string", "description": '"Yes", "No" (default) or an https URL (extension).'},
+        "ScheduleAt": {"type": "string", "description": "Extension: ISO 8601 time or 'YYYY-MM-DD HH:MM:SS' UTC."},
+        "ValidityPeriod": {"type": "integer", "description": "Extension: seconds the message may wait."},
+    },
+    "example": {
+        "Destination": [{"MobileNo": "0016175551212"}, {"MobileNo": "+15005550001"}],
+        "Message": "Welcome to Optimum Measures messaging solution",
+        "Sender": "OM",
+        "ReferenceID": "ID09890",
+        "CallBack": "No",
+    },
+}
+_STATUS = {
+    "type": "object",
+    "properties": {
+        "ID": {"type": "string"},
+        "Status": {"type": "string"},
+        "Delivery Date": {"type": "string"},
+        "ReferenceID": {"type": "string"},
+        "DateTime": {"type": "string"},
+        "Destinations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    k: {"type": "string"}
+                    for k in ("MobileNo", "Status", "DateTime", "Delivery Date", "Error", "ErrorLogsID", "Carrier")
+                }
+                | {"Segments": {"type": "integer"}, "Simulated": {"type": "boolean"}},
+            },
+        },
+    },
+}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Invalid request",
+        401: "Authentication failed (128)",
+        404: "ID not found (131)",
+        413: "Body too large (130)",
+        429: "Rate limit exceeded (129), with Retry-After",
+        503: "Database unavailable (140)",
+    }
+    return {
+        str(c): {
+            "description": text[c],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for c in codes
+    }
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    send_op = {
+        "summary": "Send SMS to one or more destinations",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SendRequest"}}},
+        },
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "schema": {"type": "string"},
+                "description": "Extension: a repeated key answers the first request's ID and stores nothing.",
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "Stored durably",
+                "content": {"application/json": {"example": {"ID": "7865", "Status": "Received"}}},
+            },
+            **_errors(400, 401, 413, 429, 503),
+        },
+    }
+    status_op = {
+        "summary": "Status of a Send request and each of its destinations",
+        "parameters": [
+            {"name": "ID", "in": "query", "schema": {"type": "string"}},
+            {
+                "name": "ReferenceID",
+                "in": "query",
+                "schema": {"type": "string"},
+                "description": "Extension: the newest send with it.",
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "Found",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}},
+            },
+            **_errors(401, 404, 503),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Switchboard — Optimum Measures messaging API",
+            "version": version,
+            "description": "Authenticate with `Authorization: Bearer <key>`, `X-API-Key: <key>`, or the vendor's "
+            "`UserName` (account) and `Password` (key) query parameters.",
+        },
+        "components": {
+            "schemas": {"Error": _ERROR, "SendRequest": _SEND_BODY, "Status": _STATUS},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "paths": {
+            "/api/SMS": {"post": send_op | {"operationId": "sms"}},
+            "/api/SMS/Send": {"post": send_op | {"operationId": "smsSend"}},
+            "/api/SMS/GetStatus": {
+                "get": status_op | {"operationId": "smsGetStatus"},
+                "post": status_op | {"operationId": "smsGetStatusPost"},
+            },
+            "/healthz": {
+                "get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Alive"}}}
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: the database answers",
+                    "security": [],
+                    "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
+                }
+            },
+        },
+    }
+
+
+DOCS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Switchboard API</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}
+.op{border:1px solid #ccc;border-radius:6px;margin:1em 0;padding:.5em 1em}
+.m{font-weight:bold;text-transform:uppercase;margin-right:.5em}
+pre{background:#f5f5f5;padding:.5em;overflow:auto}
+</style></head>
+<body><h1 id="title">Switchboard API</h1><p id="desc"></p>
+<p>Machine-readable: <a href="/openapi.json">/openapi.json</a>. The full reference with curl examples is
+docs/api.md in the source.</p><div id="ops">Loading…</div>
+<script>
+fetch('/openapi.json').then(r => r.json()).then(doc => {
+  document.getElementById('title').textContent = doc.info.title + ' ' + doc.info.version;
+  document.getElementById('desc').textContent = doc.info.description;
+  const ops = document.getElementById('ops'); ops.textContent = '';
+  for (const [path, item] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(item)) {
+      const div = document.createElement('div'); div.className = 'op';
+      const h = document.createElement('h3');
+      const m = document.createElement('span'); m.className = 'm'; m.textContent = method;
+      h.append(m, path); div.append(h);
+      const p = document.createElement('p'); p.textContent = op.summary; div.append(p);
+      const body = op.requestBody && op.requestBody.content['application/json'].schema;
+      if (body && body.$ref) {
+        const schema = doc.components.schemas[body.$ref.split('/').pop()];
+        const pre = document.createElement('pre');
+        pre.textContent = JSON.stringify(schema.example || schema.properties, null, 2); div.append(pre);
+      }
+      const ul = document.createElement('ul');
+      for (const [code, r] of Object.entries(op.responses)) {
+        const li = document.createElement('li'); li.textContent = code + ': ' + r.description; ul.append(li);
+      }
+      div.append(ul); ops.append(div);
+    }
+  }
+});
+</script></body></html>
+"""

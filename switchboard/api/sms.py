@@ -1,0 +1,183 @@
+"""`/api/SMS`, `/api/SMS/Send` and `/api/SMS/GetStatus`: parse, call the service, map the result or the
+error to the contract's shapes (docs/api.md). Raw ASGI: this is the hot path."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from switchboard.accounts import Accounts
+from switchboard.api.http import (
+    BodyTooLarge,
+    Receive,
+    Scope,
+    Send,
+    header,
+    json_bytes,
+    query,
+    read_body,
+    respond,
+)
+from switchboard.api.ratelimit import RateLimiter
+from switchboard.domain.clock import Clock, format_time
+from switchboard.domain.errors import SmsError
+from switchboard.domain.lenient_json import InvalidJson, parse_body
+from switchboard.domain.sms_request import validate_send
+from switchboard.domain.statuses import SmsStatus, least_advanced
+from switchboard.sms.service import SmsService
+from switchboard.store.base import StoreError
+from switchboard.store.records import Account, MessageView
+
+log = logging.getLogger("switchboard.api")
+
+_ERROR_BODIES = {e: json_bytes({"Error ID": e.error_id, "Status": e.status}) for e in SmsError}
+
+
+async def sms_error(send: Send, error: SmsError, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    await respond(send, error.http_status, _ERROR_BODIES[error], extra=extra)
+
+
+async def authenticate(accounts: Accounts, scope: Scope, params: dict[str, str]) -> Account | None:
+    """Bearer, X-API-Key, or the vendor's UserName and Password query parameters."""
+    auth = header(scope, b"authorization")
+    if auth is not None:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer":
+            return await accounts.authenticate(token.strip())
+        return None
+    key = header(scope, b"x-api-key")
+    if key is not None:
+        return await accounts.authenticate(key.strip())
+    password = params.get("password")
+    if password is not None:
+        return await accounts.authenticate(password, user_name=params.get("username"))
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SmsApi:
+    accounts: Accounts
+    sms: SmsService
+    limiter: RateLimiter
+    clock: Clock
+    max_body: int
+    simulated_carriers: frozenset[str]
+
+    async def send(self, scope: Scope, receive: Receive, send: Send) -> None:
+        params = query(scope) if scope["query_string"] else {}
+        try:
+            account = await authenticate(self.accounts, scope, params)
+        except StoreError:
+            log.exception("authentication lookup failed")
+            return await sms_error(send, SmsError.UNAVAILABLE)
+        if account is None:
+            return await sms_error(send, SmsError.AUTHENTICATION_FAILED)
+        try:
+            body = await read_body(scope, receive, self.max_body)
+        except BodyTooLarge:
+            return await sms_error(send, SmsError.BODY_TOO_LARGE)
+        try:
+            doc = parse_body(body)
+        except InvalidJson:
+            return await sms_error(send, SmsError.INVALID_JSON)
+        request = validate_send(doc, now=datetime.fromtimestamp(self.clock.now_ms() / 1000, UTC))
+        if isinstance(request, SmsError):
+            return await sms_error(send, request)
+        wait = self.limiter.allow(account.id)
+        if wait:
+            retry_after = str(max(1, math.ceil(wait))).encode()
+            return await sms_error(send, SmsError.RATE_LIMITED, [(b"retry-after", retry_after)])
+        idempotency_key = header(scope, b"idempotency-key")
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
+            idempotency_key = None
+        try:
+            accepted = await self.sms.send(account, request, idempotency_key=idempotency_key)
+        except StoreError:
+            log.exception("storing a Send request failed")
+            return await sms_error(send, SmsError.UNAVAILABLE)
+        extra = [(b"idempotent-replayed", b"true")] if accepted.replayed else None
+        await respond(send, 200, b'{"ID":"%d","Status":"Received"}' % accepted.message_id, extra=extra)
+
+    async def get_status(self, scope: Scope, receive: Receive, send: Send) -> None:
+        params = query(scope)
+        try:
+            account = await authenticate(self.accounts, scope, params)
+        except StoreError:
+            log.exception("authentication lookup failed")
+            return await sms_error(send, SmsError.UNAVAILABLE)
+        if account is None:
+            return await sms_error(send, SmsError.AUTHENTICATION_FAILED)
+        ident = params.get("id")
+        reference = params.get("referenceid")
+        if ident is None and reference is None and scope["method"] == "POST":
+            # POST may carry the ID in a JSON body instead of the query string.
+            try:
+                doc = parse_body(await read_body(scope, receive, self.max_body))
+            except (BodyTooLarge, InvalidJson):
+                doc = None
+            if isinstance(doc, dict):
+                lowered = {str(k).lower(): v for k, v in doc.items()}
+                ident = _text(lowered.get("id"))
+                reference = _text(lowered.get("referenceid"))
+        try:
+            view = None
+            if ident:
+                number = _id_number(ident)
+                if number is not None:
+                    view = await self.sms.status(account, number)
+            elif reference:
+                view = await self.sms.status_by_reference(account, reference)
+        except StoreError:
+            log.exception("reading a status failed")
+            return await sms_error(send, SmsError.UNAVAILABLE)
+        if view is None:
+            return await sms_error(send, SmsError.ID_NOT_FOUND)
+        await respond(send, 200, json_bytes(self.status_document(view)))
+
+    def status_document(self, view: MessageView) -> dict[str, Any]:
+        dests = view.destinations
+        entries = [
+            {
+                "MobileNo": d.mobile_no,
+                "Status": d.status.value,
+                "DateTime": format_time(d.updated_at),
+                "Delivery Date": format_time(d.delivered_at),
+                "Error": d.error or "",
+                "ErrorLogsID": "" if d.error_log_id is None else str(d.error_log_id),
+                "Segments": view.segments,
+                "Carrier": d.carrier or "",
+                "Simulated": d.carrier in self.simulated_carriers,
+            }
+            for d in dests
+        ]
+        overall = least_advanced([d.status for d in dests]) if dests else SmsStatus.RECEIVED
+        delivered = ""
+        if overall is SmsStatus.DELIVERED:
+            delivered = format_time(max(d.delivered_at or 0 for d in dests))
+        return {
+            "ID": str(view.id),
+            "Status": overall.value,
+            "Delivery Date": delivered,
+            "ReferenceID": view.reference_id or "",
+            "DateTime": format_time(max(d.updated_at for d in dests) if dests else view.created_at),
+            "Destinations": entries,
+        }
+
+
+def _id_number(ident: str) -> int | None:
+    """An ID is a decimal 63-bit integer; anything else (including '²', which str.isdigit accepts) is not."""
+    if not (ident.isascii() and ident.isdigit() and len(ident) <= 19):
+        return None
+    number = int(ident)
+    return number if number < 2**63 else None
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | str):
+        return str(value).strip()
+    return None

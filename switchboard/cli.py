@@ -1,0 +1,370 @@
+"""The `switchboard` command.
+
+Server and administration commands (`serve`, `api`, `worker`, `accounts`, `keys`, `db`) work on the
+configured database directly; client commands (`send`, `status`) talk to a running server over HTTP with
+an API key, as any application would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from switchboard import __version__
+from switchboard.config import Config, ConfigError, load
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class CliError(Exception):
+    """A mistake the user can fix; printed without a traceback, exit status 2."""
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    p.add_argument("--data-dir", metavar="DIR", help="where the embedded database lives (default ./data)")
+    p.add_argument("--database-url", metavar="URL", help="sqlite:///path or postgresql://user@host/db")
+
+
+def _client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", default=os.environ.get("SWITCHBOARD_URL", DEFAULT_URL), help="server address")
+    p.add_argument("--api-key", default=os.environ.get("SWITCHBOARD_API_KEY"), help="or SWITCHBOARD_API_KEY")
+
+
+def _load(args: argparse.Namespace, **extra: Any) -> Config:
+    overrides = {
+        "server.data_dir": getattr(args, "data_dir", None),
+        "database.url": getattr(args, "database_url", None),
+        **extra,
+    }
+    return load(args.config, overrides=overrides)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="switchboard", description="Self-hosted SMS and voice gateway.")
+    top.add_argument("--version", action="version", version=f"switchboard {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, text in (
+        ("serve", "run everything in one process (API, workers, simulators): the embedded default"),
+        ("api", "run only the HTTP API (cluster mode, with workers elsewhere)"),
+        ("worker", "run only the workers (cluster mode)"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        _config_args(p)
+        p.add_argument("--host", help="listen address (default 127.0.0.1)")
+        p.add_argument("--port", type=int, help="listen port (default 8080)")
+        p.add_argument(
+            "--allow-private-callbacks",
+            action="store_true",
+            default=None,
+            help="let callback URLs point at private and loopback addresses (local development)",
+        )
+        if name == "serve":
+            p.add_argument("--no-demo", action="store_true", help="do not create the demo account on first start")
+
+    accounts = sub.add_parser("accounts", help="create and list accounts").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = accounts.add_parser("create", help="create an account and its first API key")
+    p.add_argument("name")
+    p.add_argument("--sms-callback-url")
+    p.add_argument("--voice-callback-url")
+    p.add_argument("--json", action="store_true", help='print {"account", "api_key", "webhook_secret"}')
+    _config_args(p)
+    p = accounts.add_parser("list", help="list accounts")
+    p.add_argument("--json", action="store_true")
+    _config_args(p)
+
+    keys = sub.add_parser("keys", help="create, list and revoke API keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = keys.add_parser("create", help="a new key for an account (shown once)")
+    p.add_argument("account")
+    p.add_argument("--label")
+    p.add_argument("--json", action="store_true")
+    _config_args(p)
+    p = keys.add_parser("list", help="an account's keys (never the keys themselves)")
+    p.add_argument("account")
+    p.add_argument("--json", action="store_true")
+    _config_args(p)
+    p = keys.add_parser("revoke", help="revoke a key by its id")
+    p.add_argument("account")
+    p.add_argument("key_id", type=int)
+    _config_args(p)
+
+    p = sub.add_parser("send", help="send an SMS through a running server")
+    p.add_argument("--to", action="append", required=True, metavar="NUMBER", help="destination (repeatable)")
+    p.add_argument("--message", "-m", required=True)
+    p.add_argument("--sender", "-s", required=True)
+    p.add_argument("--reference")
+    p.add_argument("--callback", help='"Yes", "No" or an https URL')
+    p.add_argument("--schedule-at")
+    p.add_argument("--validity", type=int, metavar="SECONDS")
+    _client_args(p)
+
+    p = sub.add_parser("status", help="the status of a send")
+    p.add_argument("id")
+    p.add_argument("--wait", type=float, metavar="SECONDS", help="poll until every destination is final")
+    _client_args(p)
+
+    db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="action", required=True)
+    p = db.add_parser("upgrade", help="apply schema migrations")
+    _config_args(p)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = _HANDLERS[args.command]
+    try:
+        return handler(args)
+    except (CliError, ConfigError) as e:
+        print(f"switchboard: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(coro: Awaitable[int]) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+# servers
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from switchboard.app import run
+
+    config = _load(
+        args,
+        **{
+            "server.host": args.host,
+            "server.port": args.port,
+            "callbacks.allow_private_networks": args.allow_private_callbacks,
+        },
+    )
+
+    async def main() -> int:
+        on_started = None if args.command != "serve" or args.no_demo else _demo_account(config)
+        await run(config, role=args.command, on_started=on_started)
+        return 0
+
+    return _run(main())
+
+
+def _demo_account(config: Config) -> Callable[[Any], Awaitable[None]]:
+    async def create(gateway: Any) -> None:
+        if await gateway.store.list_accounts():
+            return
+        _, key = await gateway.accounts.create("demo")
+        base = f"http://{config.server.host}:{config.server.port}"
+        print(
+            f"""
+Created the demo account on first start. Its API key, shown only now:
+
+    {key.secret}
+
+Try it (the simulator delivers; +15005550001 is a test number that is never delivered):
+
+    curl -s {base}/api/SMS/Send -H 'Authorization: Bearer {key.secret}' \\
+      -d '{{"Destination": [{{"MobileNo": "0016175551212"}}, {{"MobileNo": "+15005550001"}}],
+           "Message": "Hello from Switchboard", "Sender": "OM"}}'
+
+    curl -s '{base}/api/SMS/GetStatus?ID=<the ID it answered>' -H 'Authorization: Bearer {key.secret}'
+""",
+            flush=True,
+        )
+
+    return create
+
+
+# administration on the database
+
+
+def _with_gateway(args: argparse.Namespace, action: Callable[[Any], Awaitable[int]]) -> int:
+    from switchboard.app import Gateway
+
+    config = _load(args)
+
+    async def main() -> int:
+        gateway = Gateway(config, role="api")
+        await gateway.start()
+        try:
+            return await action(gateway)
+        finally:
+            await gateway.stop()
+
+    return _run(main())
+
+
+def _accounts(args: argparse.Namespace) -> int:
+    from switchboard.accounts import AccountError
+    from switchboard.store.base import DuplicateName
+
+    async def create(g: Any) -> int:
+        try:
+            account, key = await g.accounts.create(
+                args.name, sms_callback_url=args.sms_callback_url, voice_callback_url=args.voice_callback_url
+            )
+        except (AccountError, DuplicateName) as e:
+            raise CliError(str(e)) from None
+        if args.json:
+            print(
+                json.dumps({"account": account.name, "api_key": key.secret, "webhook_secret": account.webhook_secret})
+            )
+        else:
+            print(f"account:        {account.name}")
+            print(f"api key:        {key.secret}")
+            print(f"webhook secret: {account.webhook_secret}")
+            print("Keep both: they are not shown again.")
+        return 0
+
+    async def listing(g: Any) -> int:
+        accounts = await g.store.list_accounts()
+        rows = [
+            {"account": a.name, "sms_callback_url": a.sms_callback_url, "voice_callback_url": a.voice_callback_url}
+            for a in accounts
+        ]
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            for r in rows:
+                print(r["account"])
+        return 0
+
+    return _with_gateway(args, create if args.action == "create" else listing)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from switchboard.accounts import AccountError
+
+    async def action(g: Any) -> int:
+        try:
+            account = await g.accounts.get(args.account)
+        except AccountError as e:
+            raise CliError(str(e)) from None
+        if args.action == "create":
+            key = await g.accounts.create_key(account, label=args.label)
+            if args.json:
+                print(json.dumps({"account": account.name, "key_id": str(key.key.id), "api_key": key.secret}))
+            else:
+                print(f"key id:  {key.key.id}\napi key: {key.secret}\nKeep it: it is not shown again.")
+        elif args.action == "list":
+            keys = await g.store.list_api_keys(account.id)
+            rows = [
+                {"key_id": str(k.id), "prefix": k.prefix, "label": k.label, "revoked": k.revoked_at is not None}
+                for k in keys
+            ]
+            if args.json:
+                print(json.dumps(rows))
+            for r in [] if args.json else rows:
+                state = "revoked" if r["revoked"] else "active"
+                print(f"{r['key_id']}  {r['prefix']}…  {state}  {r['label'] or ''}")
+        else:
+            if not await g.accounts.revoke_key(account, args.key_id):
+                raise CliError(f"account {account.name} has no active key {args.key_id}")
+            print(f"revoked key {args.key_id}")
+        return 0
+
+    return _with_gateway(args, action)
+
+
+def _db(args: argparse.Namespace) -> int:
+    from switchboard.store import migrate
+
+    config = _load(args)
+    migrate.upgrade(config.database_url)
+    print(f"database is at the newest schema: {config.database_url.split('@')[-1]}")
+    return 0
+
+
+# clients over HTTP
+
+
+def _client(args: argparse.Namespace) -> Any:
+    import httpx
+
+    if not args.api_key:
+        raise CliError("an API key is needed: --api-key or SWITCHBOARD_API_KEY")
+    return httpx.Client(base_url=args.url, headers={"Authorization": f"Bearer {args.api_key}"}, timeout=30)
+
+
+def _print_response(response: Any) -> int:
+    try:
+        print(json.dumps(response.json(), indent=2, ensure_ascii=False))
+    except ValueError:
+        print(response.text)
+    return 0 if response.status_code == 200 else 1
+
+
+def _send(args: argparse.Namespace) -> int:
+    import httpx
+
+    body: dict[str, Any] = {
+        "Destination": [{"MobileNo": n} for n in args.to],
+        "Message": args.message,
+        "Sender": args.sender,
+    }
+    for key, value in (
+        ("ReferenceID", args.reference),
+        ("CallBack", args.callback),
+        ("ScheduleAt", args.schedule_at),
+        ("ValidityPeriod", args.validity),
+    ):
+        if value is not None:
+            body[key] = value
+    try:
+        with _client(args) as client:
+            return _print_response(client.post("/api/SMS/Send", json=body))
+    except httpx.HTTPError as e:
+        raise CliError(f"cannot reach {args.url}: {e}") from None
+
+
+def _status(args: argparse.Namespace) -> int:
+    import time
+
+    import httpx
+
+    final = {"Delivered", "Undelivered", "Expired", "Rejected", "Failed", "Cancelled"}
+    deadline = time.monotonic() + (args.wait or 0)
+    try:
+        with _client(args) as client:
+            while True:
+                response = client.get("/api/SMS/GetStatus", params={"ID": args.id})
+                done = response.status_code != 200 or all(
+                    d["Status"] in final for d in response.json().get("Destinations", [])
+                )
+                if done or time.monotonic() >= deadline:
+                    return _print_response(response)
+                time.sleep(0.5)
+    except httpx.HTTPError as e:
+        raise CliError(f"cannot reach {args.url}: {e}") from None
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "serve": _serve,
+    "api": _serve,
+    "worker": _serve,
+    "accounts": _accounts,
+    "keys": _keys,
+    "send": _send,
+    "status": _status,
+    "db": _db,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
