@@ -23,9 +23,8 @@ from pathlib import Path
 from switchboard.testing import ServerProcess, free_port
 
 HERE = Path(__file__).parent
+BENCH_SERVER = "access_log = false"
 BENCH_CONFIG = """
-[server]
-access_log = false
 [limits]
 requests_per_second = 0
 """
@@ -120,7 +119,7 @@ def main() -> int:
         proc.wait()
 
     with tempfile.TemporaryDirectory(prefix="sb-bench-") as tmp:
-        server = ServerProcess(Path(tmp), config=BENCH_CONFIG)
+        server = ServerProcess(Path(tmp), config=BENCH_CONFIG, server=BENCH_SERVER)
         server.write_config()
         key = server.create_account("bench")["api_key"]
         server.start()

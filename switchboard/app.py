@@ -7,7 +7,9 @@ workers with their carriers (`worker`), or both (`serve`, the embedded default).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -17,7 +19,7 @@ from switchboard.accounts import Accounts
 from switchboard.api.app import ApiSettings, ASGIApp, create_app
 from switchboard.api.ratelimit import RateLimiter
 from switchboard.api.sms import SmsApi
-from switchboard.config import Config
+from switchboard.config import Config, SmsCarrierConfig
 from switchboard.domain import numbers
 from switchboard.domain.clock import Clock, SystemClock
 from switchboard.domain.ids import IdGenerator
@@ -32,6 +34,7 @@ from switchboard.store.base import Store
 log = logging.getLogger("switchboard")
 
 Role = Literal["serve", "api", "worker"]
+SWITCH_INTERVAL = 0.0005
 
 
 def open_store(config: Config) -> Store:
@@ -47,10 +50,9 @@ def open_store(config: Config) -> Store:
 
 def build_carriers(config: Config, clock: Clock) -> list[Carrier]:
     carriers: list[Carrier] = []
-    for c in config.sms.carriers:  # config.load refuses kinds that are not built
-        carriers.append(SimulatedCarrier(name=c.name, delay=c.delay, clock=clock))
-    if not carriers:
-        carriers.append(SimulatedCarrier(name="simulator", delay=0.5, clock=clock))
+    # config.load refuses kinds that are not built yet; with none configured, the default simulator.
+    for c in config.sms.carriers or [SmsCarrierConfig(name="simulator")]:
+        carriers.append(SimulatedCarrier(name=c.name, delay=c.delay, rate=c.rate, clock=clock))
     return carriers
 
 
@@ -71,6 +73,7 @@ class Gateway:
         self.store = open_store(self.config)
         await self.store.open()
         ids = IdGenerator(node=await self.store.node_id(), clock_ms=self.clock.now_ms)
+        await asyncio.to_thread(numbers.preload)  # ≈ 0.2 s now rather than on the first request per country
         self.accounts = Accounts(store=self.store, ids=ids, clock=self.clock)
         if self.role in ("serve", "worker"):
             self.carriers = build_carriers(self.config, self.clock)
@@ -112,10 +115,10 @@ class Gateway:
             sms=self.sms,
             limiter=RateLimiter(rate=limits.requests_per_second, burst=limits.burst, clock=self.clock),
             clock=self.clock,
-            max_body=self.config.server.max_body_bytes,
             simulated_carriers=frozenset(
-                [c.name for c in self.carriers if c.simulated]
-                or (["simulator"] if not self.config.sms.carriers else [])
+                c.name
+                for c in self.config.sms.carriers or [SmsCarrierConfig(name="simulator")]
+                if c.kind == "simulator"
             ),
         )
         return create_app(
@@ -131,11 +134,20 @@ async def run(
     """Run until SIGINT or SIGTERM."""
     import uvicorn
 
+    # The SQLite writer thread gives up the GIL for every statement and fsync and must win it back from
+    # the event loop; with the default 5 ms switch interval each of those waits can cost up to 5 ms, which
+    # is a whole group commit's budget. 0.5 ms measured better for both Send cases (docs/benchmarks.md).
+    sys.setswitchinterval(SWITCH_INTERVAL)
     gateway = Gateway(config, role=role)
     await gateway.start()
     try:
         if on_started is not None:
             await on_started(gateway)
+        # What start-up made (phonenumbers' metadata, compiled patterns, modules) lives as long as the
+        # process: frozen, the collector stops walking it in every full collection, which otherwise
+        # showed as 50-100 ms stalls in Send's p99 (docs/benchmarks.md).
+        gc.collect()
+        gc.freeze()
         if role == "worker":
             stop = asyncio.Event()
             _on_signals(stop.set)

@@ -29,8 +29,6 @@ class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: str = "./data"
-    max_body_bytes: int = 1024 * 1024
-    """Request bodies larger than this answer 413 (the contract's limit is 1 MiB)."""
     access_log: bool = True
     """One log line per request: method, path (never the query string: it may hold a key), status, time."""
 

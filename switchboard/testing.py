@@ -37,14 +37,26 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> s
 class ServerProcess:
     """`switchboard serve` on a free port with its own data folder and config file."""
 
-    def __init__(self, data_dir: Path, *, config: str = "", extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        config: str = "",
+        server: str = "",
+        extra_args: tuple[str, ...] = (),
+        command: str = "serve",
+    ) -> None:
+        """`config` is TOML appended to the file; `server` is more keys for its [server] table."""
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = data_dir / "switchboard.toml"
         self.log_path = data_dir / "server.log"
         self._config = config
+        self._server = server
         self._extra = extra_args
+        self._command = command
+        self._command = command
         self.process: subprocess.Popen[bytes] | None = None
 
     def create_account(self, name: str, *extra: str) -> dict[str, Any]:
@@ -54,22 +66,17 @@ class ServerProcess:
 
     def write_config(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(f'[server]\ndata_dir = "{self.data_dir}"\nport = {self.port}\n{self._config}')
+        self.config_path.write_text(
+            f'[server]\ndata_dir = "{self.data_dir}"\nport = {self.port}\n{self._server}\n{self._config}'
+        )
 
     def start(self, timeout: float = 30) -> None:
         self.write_config()
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "switchboard",
-                "serve",
-                "--config",
-                str(self.config_path),
-                "--no-demo",
-                *self._extra,
-            ],
+            [sys.executable, "-m", "switchboard", self._command, "--config", str(self.config_path)]
+            + (["--no-demo"] if self._command == "serve" else [])
+            + list(self._extra),
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -52,7 +52,7 @@ def create_app(*, sms: SmsApi, store: Store, settings: ApiSettings) -> ASGIApp:
         path = scope["path"].rstrip("/").lower() or "/"
         route = fast.get(path)
         if route is None:
-            await rest(scope, receive, send)
+            await rest({**scope, "path": path}, receive, send)
             return
         methods, handler = route
         if scope["method"] not in methods:

@@ -24,7 +24,7 @@ from switchboard.api.http import (
 from switchboard.api.ratelimit import RateLimiter
 from switchboard.domain.clock import Clock, format_time
 from switchboard.domain.errors import SmsError
-from switchboard.domain.lenient_json import InvalidJson, parse_body
+from switchboard.domain.lenient_json import MAX_BODY_BYTES, InvalidJson, parse_body
 from switchboard.domain.sms_request import validate_send
 from switchboard.domain.statuses import SmsStatus, least_advanced
 from switchboard.sms.service import SmsService
@@ -63,7 +63,6 @@ class SmsApi:
     sms: SmsService
     limiter: RateLimiter
     clock: Clock
-    max_body: int
     simulated_carriers: frozenset[str]
 
     async def send(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,7 +75,7 @@ class SmsApi:
         if account is None:
             return await sms_error(send, SmsError.AUTHENTICATION_FAILED)
         try:
-            body = await read_body(scope, receive, self.max_body)
+            body = await read_body(scope, receive, MAX_BODY_BYTES)
         except BodyTooLarge:
             return await sms_error(send, SmsError.BODY_TOO_LARGE)
         try:
@@ -115,7 +114,7 @@ class SmsApi:
         if ident is None and reference is None and scope["method"] == "POST":
             # POST may carry the ID in a JSON body instead of the query string.
             try:
-                doc = parse_body(await read_body(scope, receive, self.max_body))
+                doc = parse_body(await read_body(scope, receive, MAX_BODY_BYTES))
             except (BodyTooLarge, InvalidJson):
                 doc = None
             if isinstance(doc, dict):

@@ -65,8 +65,7 @@ _ALLOWED: dict[SmsStatus, frozenset[SmsStatus]] = {
         {SmsStatus.RECEIVED, SmsStatus.SENT, SmsStatus.REJECTED, SmsStatus.FAILED, SmsStatus.CANCELLED}
     ),
     SmsStatus.RECEIVED: frozenset({SmsStatus.SENT, SmsStatus.REJECTED, SmsStatus.FAILED}),
-    # A receipt may arrive for a message we still think is only Received (the submit response was lost
-    # when the process died): it moves it straight to its final state.
+    # Receipts find a destination by the carrier's reference, which it has only once it is Sent.
     SmsStatus.SENT: frozenset({SmsStatus.DELIVERED, SmsStatus.UNDELIVERED, SmsStatus.EXPIRED, SmsStatus.REJECTED}),
 }
 

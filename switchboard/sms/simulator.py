@@ -13,6 +13,7 @@ import logging
 from collections import deque
 
 from switchboard.domain.clock import Clock
+from switchboard.domain.rate import TokenBucket
 from switchboard.domain.statuses import SmsStatus
 from switchboard.sms.carrier import OutboundSms, ReceiptSink, SubmitResult
 from switchboard.store.records import InFlight, Receipt
@@ -47,10 +48,12 @@ def scripted_outcome(e164: str) -> tuple[SmsStatus | None, float | None]:
 class SimulatedCarrier:
     simulated = True
 
-    def __init__(self, *, name: str, delay: float, clock: Clock) -> None:
+    def __init__(self, *, name: str, delay: float, clock: Clock, rate: float = 0.0) -> None:
+        """`rate`: submits a second it takes, like a real carrier link (0: as fast as asked)."""
         self.name = name
         self._delay = delay
         self._clock = clock
+        self._bucket = TokenBucket(rate=rate, burst=max(rate / 10, 1.0), clock=clock)
         self._refs = itertools.count(1)
         self._prefix = f"sim{clock.now_ms():x}-"
         # One FIFO per delay keeps due times in order without a heap: (due, receipt).
@@ -76,6 +79,9 @@ class SimulatedCarrier:
             self._task = None
 
     async def submit(self, messages: list[OutboundSms]) -> list[SubmitResult]:
+        wait = self._bucket.take(len(messages))
+        if wait:
+            await asyncio.sleep(wait)
         now = self._clock.monotonic()
         results = []
         for m in messages:

@@ -68,7 +68,13 @@ class Store(Protocol):
     # messages
     async def accept(self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]) -> int:
         """Store a Send request durably; returns when it is committed. Returns the message id, which is
-        an earlier message's when the account already used `message.idempotency_key`."""
+        an earlier message's when the account already used `message.idempotency_key`.
+
+        Destination number `position` (from 0) gets the id `message.id + 1 + position` (the caller made
+        them with one `IdGenerator.block`): that is how a message's destinations are found without an index
+        of their own. Each starts as `message.status`, due at `message.due_at`, except the destinations an
+        error log entry points at: those are stored Failed, with the entry's text as their error, and are
+        never due."""
 
     async def get_message(self, account_id: int, message_id: int) -> MessageView | None: ...
     async def find_message_by_reference(self, account_id: int, reference_id: str) -> MessageView | None:

@@ -179,9 +179,14 @@ class PostgresStore:
                     raise StoreError("idempotency key conflict without a message")
                 return int(existing[0])
             if destinations:
-                await conn.execute(_INSERT_DESTINATIONS, *_columns(destinations))
+                numbers, e164s = _columns(destinations)
+                await conn.execute(_INSERT_DESTINATIONS, m.id, m.status, m.due_at, m.created_at, numbers, e164s)
             if errors:
                 await conn.execute(_INSERT_ERROR_LOGS, *_columns(errors))
+                await conn.execute(
+                    _FAIL_DESTINATIONS, SmsStatus.FAILED.value, [e.destination_id for e in errors],
+                    [e.text for e in errors], [e.id for e in errors],
+                )  # fmt: skip
         return m.id
 
     async def get_message(self, account_id: int, message_id: int) -> MessageView | None:
@@ -193,17 +198,21 @@ class PostgresStore:
     async def _select_message(self, account_id: int, where: str, value: object) -> MessageView | None:
         async with self._connection() as conn:
             row = await conn.fetchrow(
-                f"SELECT {_MESSAGE_VIEW_COLS} FROM messages WHERE account_id=$1 AND {where} "
+                f"SELECT {_MESSAGE_VIEW_COLS}, destination_count FROM messages WHERE account_id=$1 AND {where} "
                 "ORDER BY id DESC LIMIT 1",
                 account_id, value,
             )  # fmt: skip
             if row is None:
                 return None
+            # A message's destinations are the ids right after its own (Store.accept).
             dests = await conn.fetch(
-                f"SELECT {_DEST_VIEW_COLS} FROM destinations WHERE message_id=$1 ORDER BY position", row[0]
-            )
+                f"SELECT {_DEST_VIEW_COLS} FROM destinations WHERE id > $1 AND id <= $2 ORDER BY id",
+                row["id"], row["id"] + row["destination_count"],
+            )  # fmt: skip
+        fields = dict(row)
+        del fields["destination_count"]
         return MessageView(
-            **dict(row),
+            **fields,
             destinations=[DestinationView(**dict(d, status=SmsStatus(d["status"]))) for d in dests],
         )
 
@@ -279,10 +288,15 @@ _INSERT_MESSAGE = (
     "ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id"
 )
 # One statement over arrays rather than executemany: measured 2x faster for a 1,000-destination request.
+# Destination number `position` of message $1 has the id $1 + 1 + position (Store.accept).
 _INSERT_DESTINATIONS = (
-    "INSERT INTO destinations (id, message_id, position, mobile_no, e164, status, error, error_log_id, "
-    "due_at, updated_at) SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::text[], "
-    "$5::text[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[])"
+    "INSERT INTO destinations (id, message_id, position, mobile_no, e164, status, due_at, updated_at) "
+    "SELECT $1::bigint + n.position, $1, n.position - 1, n.mobile_no, n.e164, $2, $3, $4 "
+    "FROM unnest($5::text[], $6::text[]) WITH ORDINALITY AS n(mobile_no, e164, position)"
+)
+_FAIL_DESTINATIONS = (
+    "UPDATE destinations d SET status = $1, error = f.text, error_log_id = f.log_id, due_at = NULL "
+    "FROM unnest($2::bigint[], $3::text[], $4::bigint[]) AS f(id, text, log_id) WHERE d.id = f.id"
 )
 _INSERT_ERROR_LOGS = (
     "INSERT INTO error_logs (id, account_id, destination_id, code, text, at) "

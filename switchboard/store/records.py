@@ -48,19 +48,19 @@ class NewMessage:
     schedule_at: int | None
     expires_at: int | None
     idempotency_key: str | None
+    status: str
+    """What its destinations start as: Received, or Scheduled (not a column of messages)."""
+    due_at: int | None
+    """When its destinations are first due for a worker (not a column of messages)."""
 
 
 class NewDestination(NamedTuple):
-    id: int
-    message_id: int
-    position: int
+    """One destination of a new message; its id is `message.id + 1 + position` (see `Store.accept`)."""
+
     mobile_no: str
+    """As the client wrote it."""
     e164: str | None
-    status: str
-    error: str | None
-    error_log_id: int | None
-    due_at: int | None
-    updated_at: int
+    """None when it is not a valid number: an error log entry then says why."""
 
 
 class NewErrorLog(NamedTuple):

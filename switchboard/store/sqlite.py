@@ -10,6 +10,7 @@ Nothing here blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import sqlite3
 import threading
@@ -17,6 +18,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+
+import msgspec
 
 from switchboard.domain.statuses import SmsStatus
 from switchboard.store import changes
@@ -40,7 +43,9 @@ T = TypeVar("T")
 _Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 
 MAX_JOBS_PER_COMMIT = 4096
-"""Bounds one transaction; more pending jobs wait for the next commit."""
+MAX_ROWS_PER_COMMIT = 50_000
+CHECKPOINT_SECONDS = 0.5
+"""Bound one transaction; more pending jobs wait for the next commit."""
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -87,6 +92,8 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         try:
             conn = connect(self._path)
+            # Checkpoints run in their own thread (_Checkpointer), not inside a commit that requests wait on.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
         except Exception as e:
             self._fail(e)
             return
@@ -96,8 +103,9 @@ class _Writer(threading.Thread):
                 if first is None:
                     return
                 batch = [first]
+                rows = _weight(first)
                 stopping = False
-                while len(batch) < MAX_JOBS_PER_COMMIT:
+                while len(batch) < MAX_JOBS_PER_COMMIT and rows < MAX_ROWS_PER_COMMIT:
                     try:
                         job = self._jobs.get_nowait()
                     except queue.Empty:
@@ -106,6 +114,7 @@ class _Writer(threading.Thread):
                         stopping = True
                         break
                     batch.append(job)
+                    rows += _weight(job)
                 done = self._run_batch(conn, batch)
                 self._loop.call_soon_threadsafe(_resolve, done)
                 if stopping:
@@ -133,9 +142,17 @@ class _Writer(threading.Thread):
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         try:
             conn.execute("BEGIN IMMEDIATE")
+            # Send requests without an idempotency key are written together, a few multi-row INSERTs for
+            # the whole group: every statement step lets go of the GIL and has to win it back from the
+            # event loop, so fewer, larger steps are what makes the group commit fast.
+            plain = [job for job in batch if job[0] is _accept and job[1][0].idempotency_key is None]
+            if plain:
+                _insert_requests(conn, [job[1] for job in plain])
             results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = [
-                (fut, fn(conn, *args), None) for fn, args, fut in batch
-            ]
+                (fut, args[0].id, None) if fn is _accept and args[0].idempotency_key is None
+                else (fut, fn(conn, *args), None)
+                for fn, args, fut in batch
+            ]  # fmt: skip
             conn.execute("COMMIT")
             self.commits += 1
             self.jobs_committed += len(batch)
@@ -156,6 +173,43 @@ class _Writer(threading.Thread):
                     conn.execute("ROLLBACK")
                 out.append((fut, None, _translate(e)))
         return out
+
+
+class _Checkpointer(threading.Thread):
+    """Copies the WAL back into the database every `interval` seconds with its own connection.
+
+    SQLite would otherwise checkpoint inside whichever commit crosses 1,000 WAL pages, and every request
+    waiting on that commit would wait for the checkpoint's copying and fsync too (the p99 of Send).
+    A PASSIVE checkpoint never blocks the writer; the WAL is reused from the start once one completes.
+    """
+
+    def __init__(self, path: str, interval: float) -> None:
+        super().__init__(name="sqlite-checkpoint", daemon=True)
+        self._path = path
+        self._interval = interval
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        conn = connect(self._path)
+        try:
+            while not self._done.wait(self._interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    pass  # busy now; the next round catches up
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # the next start checkpoints what is left
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._done.set()
+
+
+def _weight(job: _Job) -> int:
+    """Rows a job writes, roughly: a Send request writes one per destination."""
+    return len(job[1][1]) if job[0] is _accept else 1
 
 
 def _resolve(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
@@ -183,6 +237,7 @@ class SqliteStore:
         self.path = path
         self._reader_count = readers
         self._writer: _Writer | None = None
+        self._checkpointer: _Checkpointer | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._local = threading.local()
 
@@ -198,6 +253,8 @@ class SqliteStore:
             raise StoreError(f"sqlite: cannot open {self.path}: {e}") from e
         self._writer = _Writer(self.path, asyncio.get_running_loop())
         self._writer.start()
+        self._checkpointer = _Checkpointer(self.path, CHECKPOINT_SECONDS)
+        self._checkpointer.start()
         self._readers = ThreadPoolExecutor(self._reader_count, thread_name_prefix="sqlite-read")
 
     async def close(self) -> None:
@@ -205,6 +262,10 @@ class SqliteStore:
             self._writer.stop()
             await asyncio.to_thread(self._writer.join)
             self._writer = None
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            await asyncio.to_thread(self._checkpointer.join)
+            self._checkpointer = None
         if self._readers is not None:
             self._readers.shutdown(wait=True)
             self._readers = None
@@ -374,18 +435,68 @@ def _select_account(c: sqlite3.Connection, column: str, value: object) -> Accoun
     return None if row is None else Account(*row)
 
 
-_INSERT_MESSAGE = (
-    "INSERT INTO messages (id, account_id, reference_id, sender, body, encoding, segments, callback, "
-    "callback_url, destination_count, created_at, schedule_at, expires_at, idempotency_key) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+_MESSAGE_COLUMNS = (
+    "id, account_id, reference_id, sender, body, encoding, segments, callback, callback_url, "
+    "destination_count, created_at, schedule_at, expires_at, idempotency_key"
 )
-_INSERT_DESTINATION = (
-    "INSERT INTO destinations (id, message_id, position, mobile_no, e164, status, error, error_log_id, "
-    "due_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+_DESTINATION_COLUMNS = "id, message_id, position, mobile_no, e164, status, error, error_log_id, due_at, updated_at"
+_ERROR_LOG_COLUMNS = "id, account_id, destination_id, code, text, at"
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+@functools.cache
+def _json_insert(table: str, columns: str, width: int) -> str:
+    values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(width))
+    return f"INSERT INTO {table} ({columns}) SELECT {values} FROM json_each(?)"
+
+
+def _insert_rows(c: sqlite3.Connection, table: str, columns: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
+    """INSERT any number of rows with one statement and one bound parameter: the rows as a JSON array that
+    SQLite unpacks itself. Binding values one by one holds the GIL (≈ 90 ns each, measured), while SQLite
+    works with the GIL released, so this keeps the event loop running while the writer writes."""
+    c.execute(_json_insert(table, columns, width), (_encode(rows),))
+
+
+# Destinations go to SQLite as one JSON document per batch, [[message id, status, due_at, created_at,
+# [[mobile_no, e164], ...]], ...], and SQLite fills in the rest: no value is bound one by one with the
+# GIL held, and two values to unpack per destination instead of ten (3× faster than ten, measured).
+_INSERT_DESTINATIONS = f"""
+WITH m(id, status, due_at, created_at, numbers) AS MATERIALIZED (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+           json_extract(value, '$[3]'), json_extract(value, '$[4]')
+    FROM json_each(?)
 )
+INSERT INTO destinations ({_DESTINATION_COLUMNS})
+SELECT m.id + 1 + n.key, m.id, n.key, json_extract(n.value, '$[0]'), json_extract(n.value, '$[1]'), m.status,
+       NULL, NULL, m.due_at, m.created_at
+FROM m, json_each(m.numbers) AS n
+"""
+
+
+def _insert_requests(
+    c: sqlite3.Connection, requests: list[tuple[NewMessage, list[NewDestination], list[NewErrorLog]]]
+) -> None:
+    messages = [
+        (m.id, m.account_id, m.reference_id, m.sender, m.body, m.encoding, m.segments, m.callback, m.callback_url,
+         m.destination_count, m.created_at, m.schedule_at, m.expires_at, m.idempotency_key)
+        for m, _, _ in requests
+    ]  # fmt: skip
+    _insert_rows(c, "messages", _MESSAGE_COLUMNS, 14, messages)
+    batch = [(m.id, m.status, m.due_at, m.created_at, ds) for m, ds, _ in requests]
+    c.execute(_INSERT_DESTINATIONS, (_encode(batch),))
+    errors = [e for _, _, es in requests for e in es]
+    if errors:
+        _insert_rows(c, "error_logs", _ERROR_LOG_COLUMNS, 6, errors)
+        c.executemany(
+            "UPDATE destinations SET status=?, error=?, error_log_id=?, due_at=NULL WHERE id=?",
+            [(SmsStatus.FAILED.value, e.text, e.id, e.destination_id) for e in errors],
+        )
 
 
 def _accept(c: sqlite3.Connection, m: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]) -> int:
+    """One request alone: the path of requests with an Idempotency-Key (the writer merges the others)."""
     if m.idempotency_key is not None:
         row = c.execute(
             "SELECT id FROM messages WHERE account_id=? AND idempotency_key=?",
@@ -393,48 +504,24 @@ def _accept(c: sqlite3.Connection, m: NewMessage, destinations: list[NewDestinat
         ).fetchone()
         if row is not None:
             return int(row[0])
-    c.execute(
-        _INSERT_MESSAGE,
-        (
-            m.id,
-            m.account_id,
-            m.reference_id,
-            m.sender,
-            m.body,
-            m.encoding,
-            m.segments,
-            m.callback,
-            m.callback_url,
-            m.destination_count,
-            m.created_at,
-            m.schedule_at,
-            m.expires_at,
-            m.idempotency_key,
-        ),
-    )
-    if len(destinations) == 1:
-        c.execute(_INSERT_DESTINATION, destinations[0])
-    else:
-        c.executemany(_INSERT_DESTINATION, destinations)
-    if errors:
-        c.executemany(
-            "INSERT INTO error_logs (id, account_id, destination_id, code, text, at) VALUES (?,?,?,?,?,?)", errors
-        )
+    _insert_requests(c, [(m, destinations, errors)])
     return m.id
 
 
 def _select_message(c: sqlite3.Connection, account_id: int, where: str, value: object) -> MessageView | None:
     row = c.execute(
-        f"SELECT {_MESSAGE_VIEW_COLS} FROM messages WHERE account_id=? AND {where} ORDER BY id DESC LIMIT 1",
+        f"SELECT {_MESSAGE_VIEW_COLS}, destination_count FROM messages WHERE account_id=? AND {where} "
+        "ORDER BY id DESC LIMIT 1",
         (account_id, value),
     ).fetchone()
     if row is None:
         return None
     dests = c.execute(
-        f"SELECT {_DEST_VIEW_COLS} FROM destinations WHERE message_id=? ORDER BY position", (row[0],)
+        f"SELECT {_DEST_VIEW_COLS} FROM destinations WHERE id > ? AND id <= ? ORDER BY id",
+        (row[0], row[0] + row[-1]),
     ).fetchall()
     return MessageView(
-        *row,
+        *row[:-1],
         destinations=[DestinationView(*d[:4], SmsStatus(d[4]), *d[5:]) for d in dests],  # type: ignore[misc, call-arg]
     )
 

@@ -233,23 +233,15 @@ class Factory:
         `delay` is None); any other is stored Failed with an error log, as the API does."""
         numbers = ["+16175550100"] if numbers is None else numbers
         now = self.clock()
-        message_id = self.ids.next()
+        message_id = self.ids.block(len(numbers) + 1)
         destinations: list[NewDestination] = []
         errors: list[NewErrorLog] = []
         for position, number in enumerate(numbers):
-            dest_id = self.ids.next()
-            if number.startswith("+"):
-                due = None if delay is None else now + delay
-                destinations.append(
-                    NewDestination(dest_id, message_id, position, number, number, "Received", None, None, due, now)
-                )
-            else:
-                log = NewErrorLog(self.ids.next(), account.id, dest_id, "InvalidNumber", INVALID_NUMBER, now)
-                errors.append(log)
-                destinations.append(
-                    NewDestination(dest_id, message_id, position, number, None, "Failed", INVALID_NUMBER,
-                                   log.id, None, now)
-                )  # fmt: skip
+            valid = number.startswith("+")
+            destinations.append(NewDestination(number, number if valid else None))
+            if not valid:
+                dest_id = message_id + 1 + position
+                errors.append(NewErrorLog(self.ids.next(), account.id, dest_id, "InvalidNumber", INVALID_NUMBER, now))
         message = NewMessage(
             id=message_id,
             account_id=account.id,
@@ -265,6 +257,8 @@ class Factory:
             schedule_at=None,
             expires_at=None,
             idempotency_key=idempotency_key,
+            status="Received",
+            due_at=None if delay is None else now + delay,
         )
         return message, destinations, errors
 

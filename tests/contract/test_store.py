@@ -106,7 +106,7 @@ async def test_accepted_message_reads_back_with_destinations_in_position_order(
 ) -> None:
     account = await make.account()
     message, destinations, errors = make.message(account, ["+16175550100", "0123", "+16175550101"])
-    assert await store.accept(message, list(reversed(destinations)), errors) == message.id
+    assert await store.accept(message, destinations, errors) == message.id
 
     view = await store.get_message(account.id, message.id)
     assert view is not None
@@ -125,9 +125,9 @@ async def test_accepted_message_reads_back_with_destinations_in_position_order(
 async def test_accept_that_fails_stores_nothing(store: Store, make: Factory, backend: Backend) -> None:
     account = await make.account()
     message, destinations, errors = make.message(account, ["+16175550100", "bad"])
-    clash = destinations[1]._replace(id=destinations[0].id)  # the same destination id twice
-    with pytest.raises(StoreError):
-        await store.accept(message, [destinations[0], clash], errors)
+    clash = errors[0]._replace(id=errors[0].id, destination_id=errors[0].destination_id)
+    with pytest.raises(StoreError):  # the same error log id twice: the last insert fails
+        await store.accept(message, destinations, [errors[0], clash])
     assert await store.get_message(account.id, message.id) is None
     assert [await backend.count(t) for t in ("messages", "destinations", "error_logs")] == [0, 0, 0]
 

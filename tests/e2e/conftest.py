@@ -11,6 +11,7 @@ from switchboard.testing import ServerProcess
 FAST = """
 [worker]
 poll_interval = 0.2
+lease_seconds = 5
 """
 
 

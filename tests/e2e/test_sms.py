@@ -180,6 +180,7 @@ def test_a_scheduled_send_waits_until_its_time(server: ServerProcess, account: d
 def test_operations_endpoints(server: ServerProcess) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as client:
         assert client.get("/healthz").json()["status"] == "ok"
+        assert client.get("/HealthZ/").status_code == 200  # paths in any case, with or without a slash
         assert client.get("/readyz").json() == {"status": "ready", "database": "sqlite"}
         spec = client.get("/openapi.json").json()
         assert "/api/SMS/Send" in spec["paths"]

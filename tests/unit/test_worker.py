@@ -55,8 +55,10 @@ async def put(store: SqliteStore, clock: FakeClock, numbers: list[str], *, expir
             None,
             None if expires_in is None else now + expires_in,
             None,
+            "Received",
+            now,
         ),
-        [NewDestination(mid + 1 + i, mid, i, n, n, "Received", None, None, now, now) for i, n in enumerate(numbers)],
+        [NewDestination(n, n) for n in numbers],
         [],
     )
     return mid

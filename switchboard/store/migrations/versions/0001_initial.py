@@ -81,7 +81,6 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.BigInteger, nullable=False),
         sa.Column("delivered_at", sa.BigInteger),
     )
-    op.create_index("ix_destinations_message_id", "destinations", ["message_id"])
     op.create_index(
         "ix_destinations_due",
         "destinations",
