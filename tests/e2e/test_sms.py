@@ -187,3 +187,15 @@ def test_operations_endpoints(server: ServerProcess) -> None:
         assert "openapi.json" in client.get("/docs").text
         assert client.get("/api/SMS/Send").status_code == 405
         assert client.get("/nope").status_code == 404
+
+
+def test_the_cli_sends_and_waits_for_the_status(server: ServerProcess, account: dict[str, Any]) -> None:
+    import json
+
+    from switchboard.testing import cli
+
+    env = {"SWITCHBOARD_URL": server.url, "SWITCHBOARD_API_KEY": account["api_key"]}
+    sent = json.loads(cli("send", "--to", "+16175551212", "--to", "+15005550003", "-m", "hi", "-s", "OM", env=env))
+    assert sent["Status"] == "Received"
+    status = json.loads(cli("status", sent["ID"], "--wait", "10", env=env))
+    assert [d["Status"] for d in status["Destinations"]] == ["Delivered", "Rejected"]

@@ -1,0 +1,72 @@
+"""Cluster mode: separate `switchboard api` and `switchboard worker` processes sharing one PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from switchboard.testing import ServerProcess
+
+ADMIN_URL = os.environ.get("SWITCHBOARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+FINAL = {"Delivered", "Undelivered", "Expired", "Rejected", "Failed"}
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    name = f"sb_e2e_{secrets.token_hex(4)}"
+    try:
+        asyncio.run(_admin(f"CREATE DATABASE {name}"))
+    except (OSError, asyncpg.PostgresError) as e:
+        pytest.skip(f"PostgreSQL not reachable at {ADMIN_URL.split('@')[-1]}: {e}")
+    yield ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    asyncio.run(_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def test_api_and_worker_processes_share_postgresql(tmp_path: Path, database: str) -> None:
+    config = f'[database]\nurl = "{database}"\n[worker]\npoll_interval = 0.2\n'
+    api = ServerProcess(tmp_path / "api", config=config, command="api")
+    api.write_config()
+    account: dict[str, Any] = api.create_account("acme")
+    api.start()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "switchboard", "worker", "--config", str(api.config_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        headers = {"Authorization": f"Bearer {account['api_key']}"}
+        body = {"Destination": ["+16175551212", "+15005550001", "nope"], "Message": "hi", "Sender": "OM"}
+        with httpx.Client(base_url=api.url, headers=headers, timeout=10) as client:
+            ident = client.post("/api/SMS/Send", json=body).json()["ID"]
+            deadline = time.monotonic() + 20
+            while True:
+                doc = client.get("/api/SMS/GetStatus", params={"ID": ident}).json()
+                statuses = [d["Status"] for d in doc["Destinations"]]
+                if all(s in FINAL for s in statuses) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert client.get("/readyz").json() == {"status": "ready", "database": "postgresql"}
+    finally:
+        worker.terminate()
+        worker.wait(15)
+        api.stop()
+    assert statuses == ["Delivered", "Undelivered", "Failed"]
