@@ -66,8 +66,11 @@ class SmsWorker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        async with _all(self._slots, self._settings.concurrent_batches):
-            pass  # batches in progress have finished
+        # Holding every slot means no batch is in progress any more.
+        for _ in range(self._settings.concurrent_batches):
+            await self._slots.acquire()
+        for _ in range(self._settings.concurrent_batches):
+            self._slots.release()
         await self._flush_receipts()
         for carrier in self._router.carriers.values():
             await carrier.stop()
@@ -184,18 +187,3 @@ class SmsWorker:
                     self._receipts.append((t, r))
                 else:
                     log.warning("receipt %s/%s matched no message; dropped", r.carrier, r.carrier_ref)
-
-
-class _all:
-    """Hold every slot of a semaphore: waits until no batch is in progress."""
-
-    def __init__(self, sem: asyncio.Semaphore, n: int) -> None:
-        self._sem, self._n = sem, n
-
-    async def __aenter__(self) -> None:
-        for _ in range(self._n):
-            await self._sem.acquire()
-
-    async def __aexit__(self, *exc: object) -> None:
-        for _ in range(self._n):
-            self._sem.release()

@@ -10,6 +10,7 @@ Nothing here blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import queue
 import sqlite3
@@ -193,13 +194,10 @@ class _Checkpointer(threading.Thread):
         conn = connect(self._path)
         try:
             while not self._done.wait(self._interval):
-                try:
+                with contextlib.suppress(sqlite3.Error):  # busy now: the next round catches up
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error:
-                    pass  # busy now; the next round catches up
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:
-            pass  # the next start checkpoints what is left
+            with contextlib.suppress(sqlite3.Error):  # the next start checkpoints what is left
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
 
