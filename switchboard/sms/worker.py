@@ -54,6 +54,7 @@ class SmsWorker:
         self._wake.set()
 
     async def start(self) -> None:
+        await self._store.watch_for_work(self.wake)
         for carrier in self._router.carriers.values():
             await carrier.start(self.take_receipts)
             await carrier.resume(await self._store.in_flight(carrier.name, limit=1_000_000))

@@ -8,6 +8,7 @@ simply due again when the lease runs out: delivery is at-least-once, never lost.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from switchboard.store.records import (
@@ -89,6 +90,10 @@ class Store(Protocol):
 
     async def apply_receipts(self, receipts: list[Receipt], *, now: int) -> list[Receipt]:
         """Apply carriers' reports; returns those that matched no destination."""
+
+    async def watch_for_work(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever another process stores work (PostgreSQL's LISTEN/NOTIFY); workers still
+        poll as a fallback. In the embedded store there is no other process: nothing to do."""
 
     async def in_flight(self, carrier: str, *, limit: int) -> list[InFlight]:
         """Destinations the carrier accepted and has not reported on."""

@@ -9,7 +9,7 @@ over `unnest` arrays. Every statement runs through `_connection`, the one place 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -52,6 +52,7 @@ class PostgresStore:
         self._min_size = min(min_size, pool_size)
         self._connect_timeout = connect_timeout
         self._pool: Any = None
+        self._listener: Any = None
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 10) -> PostgresStore:
@@ -67,7 +68,18 @@ class PostgresStore:
         except _DRIVER_ERRORS as e:
             raise _translate(e) from e
 
+    async def watch_for_work(self, wake: Callable[[], None]) -> None:
+        """LISTEN on a connection of its own for the NOTIFY that `accept` sends at commit."""
+        try:
+            self._listener = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+            await self._listener.add_listener(WORK_CHANNEL, lambda *_: wake())
+        except _DRIVER_ERRORS as e:
+            raise _translate(e) from e
+
     async def close(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await listener.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -181,6 +193,9 @@ class PostgresStore:
             if destinations:
                 numbers, e164s = _columns(destinations)
                 await conn.execute(_INSERT_DESTINATIONS, m.id, m.status, m.due_at, m.created_at, numbers, e164s)
+            if m.schedule_at is None:
+                # Delivered at commit, to every worker process listening (watch_for_work).
+                await conn.execute(f"NOTIFY {WORK_CHANNEL}")
             if errors:
                 await conn.execute(_INSERT_ERROR_LOGS, *_columns(errors))
                 await conn.execute(
@@ -288,6 +303,8 @@ _INSERT_MESSAGE = (
     "ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id"
 )
 # One statement over arrays rather than executemany: measured 2x faster for a 1,000-destination request.
+WORK_CHANNEL = "switchboard_work"
+
 # Destination number `position` of message $1 has the id $1 + 1 + position (Store.accept).
 _INSERT_DESTINATIONS = (
     "INSERT INTO destinations (id, message_id, position, mobile_no, e164, status, due_at, updated_at) "

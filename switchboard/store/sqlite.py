@@ -400,6 +400,9 @@ class SqliteStore:
             return []
         return await self._write(_apply_receipts, receipts, now)
 
+    async def watch_for_work(self, wake: Callable[[], None]) -> None:
+        return None  # one process: the service wakes its worker directly
+
     async def in_flight(self, carrier: str, *, limit: int) -> list[InFlight]:
         rows = await self._read(
             lambda c: c.execute(
