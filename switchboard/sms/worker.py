@@ -8,6 +8,7 @@ message in flight at that moment may be submitted twice (docs/api.md says so).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -45,7 +46,9 @@ class SmsWorker:
         self._wake = asyncio.Event()
         self._receipts: list[tuple[float, Receipt]] = []
         self._receipts_ready = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._claiming: asyncio.Task[None] | None = None
+        self._writing_receipts: asyncio.Task[None] | None = None
+        self._closing = False
         self._slots = asyncio.Semaphore(settings.concurrent_batches)
         self.submitted = 0
 
@@ -58,23 +61,26 @@ class SmsWorker:
         for carrier in self._router.carriers.values():
             await carrier.start(self.take_receipts)
             await carrier.resume(await self._store.in_flight(carrier.name, limit=1_000_000))
-        self._tasks = [
-            asyncio.create_task(self._claim_loop(), name="sms-claim"),
-            asyncio.create_task(self._receipt_loop(), name="sms-receipts"),
-        ]
+        self._claiming = asyncio.create_task(self._claim_loop(), name="sms-claim")
+        self._writing_receipts = asyncio.create_task(self._receipt_loop(), name="sms-receipts")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Stop claiming, let the batches in progress finish, then write every receipt that came in."""
+        if self._claiming is not None:
+            self._claiming.cancel()
+            await asyncio.gather(self._claiming, return_exceptions=True)
         # Holding every slot means no batch is in progress any more.
         for _ in range(self._settings.concurrent_batches):
             await self._slots.acquire()
         for _ in range(self._settings.concurrent_batches):
             self._slots.release()
-        await self._flush_receipts()
         for carrier in self._router.carriers.values():
             await carrier.stop()
+        if self._writing_receipts is not None:
+            # Not cancelled: a receipt write cut off half way would be written again.
+            self._closing = True
+            self._receipts_ready.set()
+            await asyncio.gather(self._writing_receipts, return_exceptions=True)
 
     async def take_receipts(self, receipts: list[Receipt]) -> None:
         """The carriers' receipt sink."""
@@ -85,26 +91,25 @@ class SmsWorker:
     async def _claim_loop(self) -> None:
         s = self._settings
         while True:
+            await self._slots.acquire()
+            handed_over = False
             try:
-                await self._slots.acquire()
                 claimed = await self._store.claim(now=self._clock.now_ms(), limit=s.batch_size, lease_ms=s.lease_ms)
-            except asyncio.CancelledError:
-                raise
+                if claimed:
+                    task = asyncio.create_task(self._process(claimed))
+                    task.add_done_callback(lambda _: self._slots.release())
+                    handed_over = True
+                    continue
             except Exception:
-                self._slots.release()
                 log.exception("claiming work failed; trying again")
                 await asyncio.sleep(s.poll_interval)
                 continue
-            if not claimed:
-                self._slots.release()
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), s.poll_interval)
-                except TimeoutError:
-                    pass
-                continue
-            task = asyncio.create_task(self._process(claimed))
-            task.add_done_callback(lambda _: self._slots.release())
+            finally:
+                if not handed_over:  # also when cancelled half way: stop() waits for every slot
+                    self._slots.release()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), s.poll_interval)
 
     async def _process(self, claimed: list[ClaimedDestination]) -> None:
         try:
@@ -159,13 +164,16 @@ class SmsWorker:
             self._receipts_ready.clear()
             try:
                 await self._flush_receipts()
-            except asyncio.CancelledError:
-                raise
             except Exception:
+                if self._closing:
+                    log.exception("writing receipts failed at shutdown; %d are lost", len(self._receipts))
+                    return
                 log.exception("writing receipts failed; trying again")
                 self._receipts_ready.set()
                 await asyncio.sleep(self._settings.poll_interval)
                 continue
+            if self._closing:
+                return
             if self._receipts:  # some matched nothing yet: look again a little later
                 await asyncio.sleep(self._settings.poll_interval)
                 self._receipts_ready.set()

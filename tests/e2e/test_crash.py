@@ -56,3 +56,27 @@ def test_sigkill_after_a_burst_loses_no_received_destination(fresh_server: Serve
                     pending.discard(ident)
             time.sleep(0.2)
     assert not pending, f"{len(pending)} sends never finished after the restart"
+
+
+def test_sigterm_finishes_the_work_in_hand_before_exiting(fresh_server: ServerProcess) -> None:
+    import signal
+    import sqlite3
+
+    fresh_server.write_config()
+    account: dict[str, Any] = fresh_server.create_account("acme")
+    fresh_server.start()
+    ids = asyncio.run(burst(fresh_server.url, account["api_key"], requests=300, concurrency=32))
+    assert fresh_server.process is not None
+    fresh_server.process.send_signal(signal.SIGTERM)
+    assert fresh_server.process.wait(30) == 0
+    assert "stopped cleanly" in fresh_server.log()
+    db = sqlite3.connect(fresh_server.data_dir / "switchboard.db")
+    try:
+        # Nothing is left claimed by the process that stopped: a destination is either untouched, waiting
+        # for the next start, or its outcome was written.
+        leased = db.execute("SELECT count(*) FROM destinations WHERE status = 'Received' AND attempts > 0").fetchone()
+        stored = db.execute("SELECT count(*) FROM messages").fetchone()
+    finally:
+        db.close()
+    assert leased == (0,)
+    assert stored == (len(ids),)
