@@ -22,6 +22,10 @@ class BodyTooLarge(Exception):
     """The request body is over the limit."""
 
 
+class ClientGone(Exception):
+    """The client disconnected before its whole body arrived: nothing of it may be acted on."""
+
+
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole body, or BodyTooLarge as soon as it is known to exceed `limit` bytes."""
     for name, value in scope["headers"]:
@@ -33,6 +37,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
                 pass
             break
     message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGone
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
         if len(body) > limit:
@@ -42,6 +48,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     size = len(body)
     while message.get("more_body", False):
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -12,6 +12,7 @@ from typing import Any
 from switchboard.accounts import Accounts
 from switchboard.api.http import (
     BodyTooLarge,
+    ClientGone,
     Receive,
     Scope,
     Send,
@@ -78,6 +79,8 @@ class SmsApi:
             body = await read_body(scope, receive, MAX_BODY_BYTES)
         except BodyTooLarge:
             return await sms_error(send, SmsError.BODY_TOO_LARGE)
+        except ClientGone:
+            return None  # a cut-off body may still parse (leniently); store nothing, nobody is listening
         try:
             doc = parse_body(body)
         except InvalidJson:
@@ -115,7 +118,7 @@ class SmsApi:
             # POST may carry the ID in a JSON body instead of the query string.
             try:
                 doc = parse_body(await read_body(scope, receive, MAX_BODY_BYTES))
-            except (BodyTooLarge, InvalidJson):
+            except (BodyTooLarge, InvalidJson, ClientGone):
                 doc = None
             if isinstance(doc, dict):
                 lowered = {str(k).lower(): v for k, v in doc.items()}
@@ -127,7 +130,7 @@ class SmsApi:
                 number = _id_number(ident)
                 if number is not None:
                     view = await self.sms.status(account, number)
-            elif reference:
+            elif reference and "\x00" not in reference:  # PostgreSQL refuses NUL in text; none is stored
                 view = await self.sms.status_by_reference(account, reference)
         except StoreError:
             log.exception("reading a status failed")

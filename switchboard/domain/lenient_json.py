@@ -76,6 +76,11 @@ def parse_body(body: bytes) -> object:
     """
     if len(body) > MAX_BODY_BYTES:
         raise InvalidJson(f"body larger than {MAX_BODY_BYTES} bytes")
+    # U+0000 is valid in a JSON string but no SMS can carry it and the stores cannot keep it faithfully
+    # (SQLite's JSON functions end a string there; PostgreSQL refuses it in text): refused, not truncated.
+    # Checking the bytes costs one scan; it also refuses the six characters \u0000 written as text.
+    if b"\\u0000" in body or b"\x00" in body:
+        raise InvalidJson("body holds a NUL character")
     if body.startswith(_BOM):
         body = body[len(_BOM) :]
     try:

@@ -117,3 +117,37 @@ def test_arbitrary_credentials(api: tuple[Any, str], loop: asyncio.AbstractEvent
     r = call(loop, app, "POST", "/api/SMS/Send", params={"UserName": user, "Password": key}, content=b"{}")
     check_shape(r, send=True)
     assert r.status_code == 401
+
+
+def test_a_nul_character_is_refused_not_cut_off(api: tuple[Any, str], loop: asyncio.AbstractEventLoop) -> None:
+    app, key = api
+    body = b'{"Destination": "+16175551212", "Message": "Hello\\u0000World", "Sender": "OM"}'
+    r = call(loop, app, "POST", "/api/SMS/Send", content=body, headers={"X-API-Key": key})
+    assert (r.status_code, r.json()["Error ID"]) == (400, "120")
+    r = call(loop, app, "GET", "/api/SMS/GetStatus", params={"ReferenceID": "a\x00"}, headers={"X-API-Key": key})
+    assert (r.status_code, r.json()["Error ID"]) == (404, "131")
+
+
+def test_a_body_cut_off_by_a_disconnect_is_not_stored(api: tuple[Any, str], loop: asyncio.AbstractEventLoop) -> None:
+    app, key = api
+    sent: list[dict[str, Any]] = []
+    messages = iter(
+        [
+            {"type": "http.request", "more_body": True,
+             "body": b'"Destination": "+16175551212", "Message": "m", "Sender": "OM", "ReferenceID": "cut"'},
+            {"type": "http.disconnect"},
+        ]
+    )  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/SMS/Send", "query_string": b"",
+             "headers": [(b"x-api-key", key.encode())]}  # fmt: skip
+    loop.run_until_complete(app(scope, receive, send))
+    assert sent == []  # no answer to nobody, and nothing stored:
+    r = call(loop, app, "GET", "/api/SMS/GetStatus", params={"ReferenceID": "cut"}, headers={"X-API-Key": key})
+    assert r.status_code == 404
