@@ -42,6 +42,7 @@ from switchboard.store.records import (
 
 T = TypeVar("T")
 _Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+_Done = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
 MAX_JOBS_PER_COMMIT = 4096
 MAX_ROWS_PER_COMMIT = 50_000
@@ -79,15 +80,19 @@ class _Writer(threading.Thread):
         self.commits = 0
         self.jobs_committed = 0
         self.failure: BaseException | None = None
+        self._stopping = False
 
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        if self.failure is not None:
-            raise StoreError(f"sqlite writer stopped: {self.failure}")
+        if self.failure is not None or self._stopping:
+            raise StoreError(f"sqlite writer stopped: {self.failure or 'the store is closing'}")
         fut: asyncio.Future[T] = self._loop.create_future()
         self._jobs.put((fn, args, fut))
+        if self.failure is not None:  # it failed between the check and the put: nobody else will drain
+            self._drain(StoreError(f"sqlite writer stopped: {self.failure}"))
         return fut
 
     def stop(self) -> None:
+        self._stopping = True
         self._jobs.put(None)
 
     def run(self) -> None:
@@ -116,7 +121,13 @@ class _Writer(threading.Thread):
                         break
                     batch.append(job)
                     rows += _weight(job)
-                done = self._run_batch(conn, batch)
+                try:
+                    done = self._run_batch(conn, batch)
+                except BaseException as e:
+                    error = StoreError(f"sqlite writer stopped: {e}")
+                    failed: list[_Done] = [(job[2], None, error) for job in batch]
+                    self._loop.call_soon_threadsafe(_resolve, failed)
+                    raise
                 self._loop.call_soon_threadsafe(_resolve, done)
                 if stopping:
                     return
@@ -127,7 +138,9 @@ class _Writer(threading.Thread):
 
     def _fail(self, e: BaseException) -> None:
         self.failure = e
-        error = StoreError(f"sqlite writer stopped: {e}")
+        self._drain(StoreError(f"sqlite writer stopped: {e}"))
+
+    def _drain(self, error: StoreError) -> None:
         failed: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         while True:
             try:
@@ -158,9 +171,14 @@ class _Writer(threading.Thread):
             self.commits += 1
             self.jobs_committed += len(batch)
             return results
-        except Exception:
+        except Exception as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.OperationalError) and e.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                # Another process held the database past the busy timeout: trying each job alone would
+                # wait that long again for every one of them.
+                busy = StoreError("sqlite: the database is locked by another process")
+                return [(fut, None, busy) for _, _, fut in batch]
         # One job failed and took the batch with it: run each alone so only that one fails.
         out: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         for fn, args, fut in batch:
