@@ -25,6 +25,9 @@ from switchboard.store.records import (
 )
 
 INVALID_NUMBER = "International Number Invalid"
+DEFAULT_VALIDITY_SECONDS = 24 * 3600
+"""How long a destination may wait for a carrier when the request gives no ValidityPeriod: without a
+limit, a destination whose route stays down would be retried for ever."""
 _row = tuple.__new__
 INVALID_NUMBER_CODE = "invalid_number"
 
@@ -55,9 +58,7 @@ class SmsService:
             schedule_at = at if at > now else None
         due = schedule_at if schedule_at is not None else now
         queued = SmsStatus.SCHEDULED.value if schedule_at is not None else SmsStatus.RECEIVED.value
-        expires_at = None
-        if request.validity_period is not None:
-            expires_at = due + request.validity_period * 1000
+        expires_at = due + (request.validity_period or DEFAULT_VALIDITY_SECONDS) * 1000
 
         errors: list[NewErrorLog] = []
         destinations: list[NewDestination] = []

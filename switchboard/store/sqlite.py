@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import queue
 import sqlite3
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import msgspec
 
@@ -194,6 +195,18 @@ class _Writer(threading.Thread):
         return out
 
 
+def _lease_node(path: str) -> tuple[TextIO, int]:
+    for node in range(1024):
+        f = open(f"{path}.node-{node}.lock", "a")  # held open, and so locked, until the store closes
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        return f, node
+    raise StoreError("all 1,024 id nodes are held by live processes")
+
+
 class _Checkpointer(threading.Thread):
     """Copies the WAL back into the database every `interval` seconds with its own connection.
 
@@ -254,6 +267,8 @@ class SqliteStore:
         self._reader_count = readers
         self._writer: _Writer | None = None
         self._checkpointer: _Checkpointer | None = None
+        self._node_file: TextIO | None = None
+        self._node = 0
         self._readers: ThreadPoolExecutor | None = None
         self._local = threading.local()
 
@@ -285,6 +300,9 @@ class SqliteStore:
         if self._readers is not None:
             self._readers.shutdown(wait=True)
             self._readers = None
+        if self._node_file is not None:
+            self._node_file.close()  # lets the lock go
+            self._node_file = None
 
     @property
     def commit_stats(self) -> tuple[int, int]:
@@ -318,7 +336,11 @@ class SqliteStore:
         await self._read(lambda c: c.execute("SELECT 1").fetchone())
 
     async def node_id(self) -> int:
-        return 0  # one writer process only: nothing to tell apart
+        """A node no live process holds: an exclusive lock on a file beside the database, held until
+        close (the CLI's administration commands run beside the server and make ids too)."""
+        if self._node_file is None:
+            self._node_file, self._node = await asyncio.to_thread(_lease_node, self.path)
+        return self._node
 
     # accounts and keys
 

@@ -11,6 +11,7 @@ from switchboard.domain.statuses import SmsStatus
 from switchboard.store.base import DuplicateName, Store, StoreError
 from switchboard.store.postgres import PostgresStore
 from switchboard.store.records import HistoryEntry, InFlight, Outcome, Receipt
+from switchboard.store.sqlite import SqliteStore
 from tests.contract.conftest import INVALID_NUMBER, Backend, Factory, FakeClock
 
 LEASE = 30_000
@@ -424,12 +425,20 @@ async def test_in_flight_lists_the_carriers_sent_destinations(store: Store, make
 # operations
 
 
-async def test_ping_and_node_id(store: Store) -> None:
+async def test_ping_and_node_id(store: Store, backend: Backend) -> None:
     await store.ping()
-    nodes = [await store.node_id() for _ in range(3)]
-    assert all(0 <= n <= 1023 for n in nodes)
-    if store.dialect == "postgresql":
-        assert len(set(nodes)) == 3  # each process asks once and gets its own
+    node = await store.node_id()
+    assert 0 <= node <= 1023 and await store.node_id() == node  # one node for the store's lifetime
+    # Another process on the same database (the CLI beside the server) never gets a live store's node.
+    others = [SqliteStore.from_url(backend.url) if backend.dialect == "sqlite" else PostgresStore.from_url(backend.url)
+              for _ in range(2)]  # fmt: skip
+    for other in others:
+        await other.open()
+    try:
+        assert len({node, *[await other.node_id() for other in others]}) == 3
+    finally:
+        for other in others:
+            await other.close()
 
 
 async def test_postgres_store_raises_store_error_when_the_server_is_unreachable() -> None:
