@@ -7,7 +7,7 @@ with a note and changes nothing else.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from switchboard.domain.statuses import SmsStatus, can_transition
 from switchboard.store.records import Outcome, Receipt
@@ -104,3 +104,25 @@ def _change(
     )
     plan.history.append(HistoryRow(row.id, status.value, now, error))
     return True
+
+
+def one_per_row(plan: Plan) -> Plan:
+    """The plan with at most one update and one retry per destination: what applying each change in turn
+    would leave behind. Set-based `UPDATE ... FROM` applies only one source row to each target row."""
+    updates: dict[int, StatusUpdate] = {}
+    for u in plan.updates:
+        p = updates.get(u.id)
+        if p is not None:
+            u = u._replace(
+                error=_coalesce(u.error, p.error),
+                carrier=_coalesce(u.carrier, p.carrier),
+                carrier_ref=_coalesce(u.carrier_ref, p.carrier_ref),
+                delivered_at=_coalesce(u.delivered_at, p.delivered_at),
+            )
+        updates[u.id] = u
+    retries = {r.id: r for r in plan.retries}
+    return Plan(list(updates.values()), list(retries.values()), plan.history)
+
+
+def _coalesce(a: object, b: object) -> Any:
+    return a if a is not None else b

@@ -385,33 +385,13 @@ _INSERT_HISTORY = (
 
 
 async def _apply_plan(conn: Any, plan: changes.Plan) -> None:
+    plan = changes.one_per_row(plan)
     if plan.updates:
-        await conn.execute(_UPDATE_STATUS, *_columns(_one_per_row(plan.updates)))
+        await conn.execute(_UPDATE_STATUS, *_columns(plan.updates))
     if plan.retries:
-        await conn.execute(_UPDATE_RETRY, *_columns(list({r.id: r for r in plan.retries}.values())))
+        await conn.execute(_UPDATE_RETRY, *_columns(plan.retries))
     if plan.history:
         await conn.execute(_INSERT_HISTORY, *_columns(plan.history))
-
-
-def _one_per_row(updates: list[changes.StatusUpdate]) -> list[changes.StatusUpdate]:
-    """`UPDATE ... FROM` applies only one source row to each target row, where SQLite runs one statement
-    per change: fold several changes of one destination into what those statements leave behind."""
-    out: dict[int, changes.StatusUpdate] = {}
-    for u in updates:
-        p = out.get(u.id)
-        if p is not None:
-            u = u._replace(
-                error=_coalesce(u.error, p.error),
-                carrier=_coalesce(u.carrier, p.carrier),
-                carrier_ref=_coalesce(u.carrier_ref, p.carrier_ref),
-                delivered_at=_coalesce(u.delivered_at, p.delivered_at),
-            )
-        out[u.id] = u
-    return list(out.values())
-
-
-def _coalesce(a: Any, b: Any) -> Any:
-    return a if a is not None else b
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:

@@ -567,6 +567,10 @@ def _select_message(c: sqlite3.Connection, account_id: int, where: str, value: o
     )
 
 
+# The worker's writes, like the Send path's, hand SQLite one JSON document per statement (see
+# _insert_rows): a claim, a batch of outcomes or of receipts is a few statements, not one per row.
+
+
 def _claim(c: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list[ClaimedDestination]:
     rows = c.execute(
         "SELECT d.id, d.attempts + 1, d.status, d.e164, d.mobile_no, d.message_id, m.account_id, a.name, "
@@ -577,35 +581,49 @@ def _claim(c: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list[C
     ).fetchall()
     if not rows:
         return []
-    c.executemany(
-        "UPDATE destinations SET due_at=?, attempts=attempts+1 WHERE id=?",
-        [(now + lease_ms, r[0]) for r in rows],
+    c.execute(
+        "UPDATE destinations SET due_at=?, attempts=attempts+1 WHERE id IN (SELECT value FROM json_each(?))",
+        (now + lease_ms, _encode([r[0] for r in rows])),
     )
     return [ClaimedDestination(r[0], r[1], SmsStatus(r[2]), *r[3:]) for r in rows]
 
 
 def _current_by_id(c: sqlite3.Connection, ids: list[int]) -> dict[int, changes.Current]:
-    out: dict[int, changes.Current] = {}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        for r in c.execute(f"SELECT id, status, attempts, sequence FROM destinations WHERE id IN ({marks})", chunk):
-            out[r[0]] = changes.Current(*r)
-    return out
+    rows = c.execute(
+        "SELECT id, status, attempts, sequence FROM destinations WHERE id IN (SELECT value FROM json_each(?))",
+        (_encode(ids),),
+    )
+    return {r[0]: changes.Current(*r) for r in rows}
+
+
+def _json_columns(*names: str) -> str:
+    return ", ".join(f"json_extract(value, '$[{i}]') AS {name}" for i, name in enumerate(names))
+
+
+_UPDATE_STATUS = f"""
+UPDATE destinations SET status = u.status, error = COALESCE(u.error, destinations.error),
+    carrier = COALESCE(u.carrier, destinations.carrier),
+    carrier_ref = COALESCE(u.carrier_ref, destinations.carrier_ref),
+    sequence = u.sequence, updated_at = u.updated_at,
+    delivered_at = COALESCE(u.delivered_at, destinations.delivered_at), due_at = NULL
+FROM (SELECT {_json_columns(*changes.StatusUpdate._fields)} FROM json_each(?)) AS u
+WHERE destinations.id = u.id
+"""
+_UPDATE_RETRY = f"""
+UPDATE destinations SET due_at = r.due_at, error = r.error, updated_at = r.updated_at
+FROM (SELECT {_json_columns(*changes.RetryUpdate._fields)} FROM json_each(?)) AS r
+WHERE destinations.id = r.id
+"""
 
 
 def _apply_plan(c: sqlite3.Connection, plan: changes.Plan) -> None:
+    plan = changes.one_per_row(plan)
     if plan.updates:
-        c.executemany(
-            "UPDATE destinations SET status=?, error=COALESCE(?, error), carrier=COALESCE(?, carrier), "
-            "carrier_ref=COALESCE(?, carrier_ref), sequence=?, updated_at=?, "
-            "delivered_at=COALESCE(?, delivered_at), due_at=NULL WHERE id=?",
-            plan.updates,
-        )
+        c.execute(_UPDATE_STATUS, (_encode(plan.updates),))
     if plan.retries:
-        c.executemany("UPDATE destinations SET due_at=?, error=?, updated_at=? WHERE id=?", plan.retries)
+        c.execute(_UPDATE_RETRY, (_encode(plan.retries),))
     if plan.history:
-        c.executemany("INSERT INTO status_history (destination_id, status, at, detail) VALUES (?,?,?,?)", plan.history)
+        _insert_rows(c, "status_history", "destination_id, status, at, detail", 4, plan.history)
 
 
 def _finish(c: sqlite3.Connection, outcomes: list[Outcome], now: int) -> None:
@@ -614,14 +632,13 @@ def _finish(c: sqlite3.Connection, outcomes: list[Outcome], now: int) -> None:
 
 
 def _apply_receipts(c: sqlite3.Connection, receipts: list[Receipt], now: int) -> list[Receipt]:
-    current: dict[tuple[str, str], changes.Current] = {}
-    for r in receipts:
-        row = c.execute(
-            "SELECT id, status, attempts, sequence FROM destinations WHERE carrier=? AND carrier_ref=?",
-            (r.carrier, r.carrier_ref),
-        ).fetchone()
-        if row is not None:
-            current[(r.carrier, r.carrier_ref)] = changes.Current(*row)
+    rows = c.execute(
+        "SELECT d.carrier, d.carrier_ref, d.id, d.status, d.attempts, d.sequence FROM json_each(?) AS r "
+        "JOIN destinations d ON d.carrier = json_extract(r.value, '$[0]') "
+        "AND d.carrier_ref = json_extract(r.value, '$[1]') AND d.carrier_ref IS NOT NULL",
+        (_encode([(r.carrier, r.carrier_ref) for r in receipts]),),
+    )
+    current = {(r[0], r[1]): changes.Current(*r[2:]) for r in rows}
     plan, unmatched = changes.plan_receipts(current, receipts, now)
     _apply_plan(c, plan)
     return unmatched
