@@ -45,6 +45,7 @@ T = TypeVar("T")
 _Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 _Done = tuple["asyncio.Future[Any]", Any, BaseException | None]
 
+MIN_SQLITE = (3, 35)
 MAX_JOBS_PER_COMMIT = 4096
 MAX_ROWS_PER_COMMIT = 50_000
 CHECKPOINT_SECONDS = 0.5
@@ -277,6 +278,11 @@ class SqliteStore:
         return cls(path=url.removeprefix("sqlite:///"))
 
     async def open(self) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreError(
+                f"SQLite {'.'.join(map(str, MIN_SQLITE))} or newer is needed (UPDATE … FROM, JSON functions); "
+                f"this Python has {sqlite3.sqlite_version}"
+            )
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
             await asyncio.to_thread(enable_wal, self.path)
