@@ -50,6 +50,7 @@ class SmsWorker:
         self._writing_receipts: asyncio.Task[None] | None = None
         self._closing = False
         self._slots = asyncio.Semaphore(settings.concurrent_batches)
+        self._batches: set[asyncio.Task[None]] = set()
         self.submitted = 0
 
     def wake(self) -> None:
@@ -93,11 +94,13 @@ class SmsWorker:
         while True:
             await self._slots.acquire()
             handed_over = False
+            self._wake.clear()  # before looking: a wake while the claim runs is not lost
             try:
                 claimed = await self._store.claim(now=self._clock.now_ms(), limit=s.batch_size, lease_ms=s.lease_ms)
                 if claimed:
                     task = asyncio.create_task(self._process(claimed))
-                    task.add_done_callback(lambda _: self._slots.release())
+                    self._batches.add(task)  # the loop keeps only a weak reference to tasks
+                    task.add_done_callback(self._batch_done)
                     handed_over = True
                     continue
             except Exception:
@@ -107,9 +110,12 @@ class SmsWorker:
             finally:
                 if not handed_over:  # also when cancelled half way: stop() waits for every slot
                     self._slots.release()
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), s.poll_interval)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._batches.discard(task)
+        self._slots.release()
 
     async def _process(self, claimed: list[ClaimedDestination]) -> None:
         try:
