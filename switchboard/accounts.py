@@ -7,11 +7,11 @@ stops working in this process at once and in others within `CACHE_SECONDS`.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
 
+from switchboard.callbacks import signing
 from switchboard.domain.clock import Clock
 from switchboard.domain.ids import IdGenerator
 from switchboard.store.base import Store
@@ -38,11 +38,6 @@ def digest(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def new_webhook_secret() -> str:
-    """A Standard Webhooks secret: `whsec_` and 24 random bytes in base64."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-
-
 def check_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > _NAME_MAX or not all(c.isalnum() or c in "-_." for c in name):
@@ -65,7 +60,7 @@ class Accounts:
             name=check_name(name),
             sms_callback_url=sms_callback_url,
             voice_callback_url=voice_callback_url,
-            webhook_secret=new_webhook_secret(),
+            webhook_secret=signing.new_secret(),
             created_at=self._clock.now_ms(),
         )
         await self._store.create_account(account)
