@@ -114,6 +114,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, metavar="SECONDS", help="poll until every destination is final")
     _client_args(p)
 
+    callbacks = sub.add_parser("callbacks", help="callback tools").add_subparsers(dest="action", required=True)
+    p = callbacks.add_parser("listen", help="a local receiver that verifies and prints callbacks")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8081)
+    p.add_argument(
+        "--secret",
+        default=os.environ.get("SWITCHBOARD_WEBHOOK_SECRET"),
+        help="the account's whsec_ secret (or SWITCHBOARD_WEBHOOK_SECRET); without it nothing is verified",
+    )
+    p.add_argument("--fail-first", type=int, default=0, metavar="N", help="answer 503 to the first N callbacks")
+
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="action", required=True)
     p = db.add_parser("upgrade", help="apply schema migrations")
     _config_args(p)
@@ -283,6 +294,19 @@ def _keys(args: argparse.Namespace) -> int:
     return _with_gateway(args, action)
 
 
+def _callbacks(args: argparse.Namespace) -> int:
+    from switchboard.callbacks.listen import Listener
+
+    try:
+        listener = Listener(host=args.host, port=args.port, secret=args.secret, fail_first=args.fail_first)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    except OSError as e:
+        raise CliError(f"cannot listen on {args.host}:{args.port}: {e.strerror}") from None
+    listener.serve_forever()
+    return 0
+
+
 def _db(args: argparse.Namespace) -> int:
     from switchboard.store import migrate
 
@@ -364,6 +388,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "send": _send,
     "status": _status,
     "db": _db,
+    "callbacks": _callbacks,
 }
 
 
