@@ -168,6 +168,7 @@ async def run(
                 http="httptools",
                 backlog=4096,
                 timeout_keep_alive=30,
+                proxy_headers=False,  # nothing here uses the client's address; saves a middleware per request
             )
         )
         serving = asyncio.create_task(server.serve())

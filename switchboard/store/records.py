@@ -31,7 +31,7 @@ class ApiKey:
     revoked_at: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 1.5 µs more, once per Send
 class NewMessage:
     id: int
     account_id: int
