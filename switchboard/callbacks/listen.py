@@ -46,7 +46,7 @@ class Listener:
                 self.end_headers()
 
             def log_message(self, format: str, *args: object) -> None:
-                pass  # receive() prints what matters
+                """Silenced: `receive` prints what matters."""
 
         return Handler
 
