@@ -110,7 +110,3 @@ class Accounts:
         if account is not None and user_name is not None and user_name != account.name:
             return None
         return account
-
-    def forget(self, account_id: int) -> None:
-        """Drop cached lookups of an account whose settings changed."""
-        self._cache = {d: v for d, v in self._cache.items() if v[1] is None or v[1].id != account_id}

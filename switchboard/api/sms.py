@@ -66,15 +66,23 @@ class SmsApi:
     clock: Clock
     simulated_carriers: frozenset[str]
 
-    async def send(self, scope: Scope, receive: Receive, send: Send) -> None:
-        params = query(scope) if scope["query_string"] else {}
+    async def _account(self, scope: Scope, params: dict[str, str], send: Send) -> Account | None:
+        """The request's account; None when it is not known, after answering the error (128 or 140)."""
         try:
             account = await authenticate(self.accounts, scope, params)
         except StoreError:
             log.exception("authentication lookup failed")
-            return await sms_error(send, SmsError.UNAVAILABLE)
+            await sms_error(send, SmsError.UNAVAILABLE)
+            return None
         if account is None:
-            return await sms_error(send, SmsError.AUTHENTICATION_FAILED)
+            await sms_error(send, SmsError.AUTHENTICATION_FAILED)
+        return account
+
+    async def send(self, scope: Scope, receive: Receive, send: Send) -> None:
+        params = query(scope) if scope["query_string"] else {}
+        account = await self._account(scope, params, send)
+        if account is None:
+            return None
         try:
             body = await read_body(scope, receive, MAX_BODY_BYTES)
         except BodyTooLarge:
@@ -105,13 +113,9 @@ class SmsApi:
 
     async def get_status(self, scope: Scope, receive: Receive, send: Send) -> None:
         params = query(scope)
-        try:
-            account = await authenticate(self.accounts, scope, params)
-        except StoreError:
-            log.exception("authentication lookup failed")
-            return await sms_error(send, SmsError.UNAVAILABLE)
+        account = await self._account(scope, params, send)
         if account is None:
-            return await sms_error(send, SmsError.AUTHENTICATION_FAILED)
+            return None
         ident = params.get("id")
         reference = params.get("referenceid")
         if ident is None and reference is None and scope["method"] == "POST":

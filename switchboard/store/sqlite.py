@@ -79,8 +79,6 @@ class _Writer(threading.Thread):
         self._path = path
         self._loop = loop
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.commits = 0
-        self.jobs_committed = 0
         self.failure: BaseException | None = None
         self._stopping = False
 
@@ -158,9 +156,9 @@ class _Writer(threading.Thread):
     ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         try:
             conn.execute("BEGIN IMMEDIATE")
-            # Send requests without an idempotency key are written together, a few multi-row INSERTs for
-            # the whole group: every statement step lets go of the GIL and has to win it back from the
-            # event loop, so fewer, larger steps are what makes the group commit fast.
+            # Send requests without an idempotency key are written together, a few statements for the
+            # whole group (_insert_requests): every statement lets go of the GIL and has to win it back
+            # from the event loop, so fewer, larger steps are what makes the group commit fast.
             plain = [job for job in batch if job[0] is _accept and job[1][0].idempotency_key is None]
             if plain:
                 _insert_requests(conn, [job[1] for job in plain])
@@ -170,8 +168,6 @@ class _Writer(threading.Thread):
                 for fn, args, fut in batch
             ]  # fmt: skip
             conn.execute("COMMIT")
-            self.commits += 1
-            self.jobs_committed += len(batch)
             return results
         except Exception as e:
             if conn.in_transaction:
@@ -309,12 +305,6 @@ class SqliteStore:
         if self._node_file is not None:
             self._node_file.close()  # lets the lock go
             self._node_file = None
-
-    @property
-    def commit_stats(self) -> tuple[int, int]:
-        """(commits, jobs committed): how well writes are grouped."""
-        w = self._writer
-        return (w.commits, w.jobs_committed) if w else (0, 0)
 
     def _write(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         if self._writer is None:
