@@ -14,6 +14,10 @@ from typing import Protocol
 from switchboard.store.records import (
     Account,
     ApiKey,
+    CallbackResult,
+    CallbackState,
+    CallbackView,
+    ClaimedCallback,
     ClaimedDestination,
     HistoryEntry,
     InFlight,
@@ -56,8 +60,19 @@ class Store(Protocol):
     async def get_account_by_name(self, name: str) -> Account | None: ...
     async def list_accounts(self) -> list[Account]: ...
     async def update_account(
-        self, account_id: int, *, sms_callback_url: str | None, voice_callback_url: str | None
-    ) -> None: ...
+        self,
+        account_id: int,
+        *,
+        sms_callback_url: str | None,
+        voice_callback_url: str | None,
+        sms_callback_disabled: str | None,
+        voice_callback_disabled: str | None,
+    ) -> None:
+        """Write the account's callback URLs and whether each is disabled (all four, as given)."""
+
+    async def rotate_secret(self, account_id: int, secret: str, *, now: int) -> None:
+        """Make `secret` the account's webhook secret; the one before it is kept as the previous secret."""
+
     async def add_api_key(self, key: ApiKey) -> None: ...
     async def list_api_keys(self, account_id: int) -> list[ApiKey]: ...
     async def revoke_api_key(self, account_id: int, key_id: int, at: int) -> bool:
@@ -97,3 +112,25 @@ class Store(Protocol):
 
     async def in_flight(self, carrier: str, *, limit: int) -> list[InFlight]:
         """Destinations the carrier accepted and has not reported on."""
+
+    # the callback outbox (events are written by accept, finish and apply_receipts)
+    async def claim_callbacks(self, *, now: int, limit: int, lease_ms: int) -> list[ClaimedCallback]:
+        """Due callbacks, each the oldest pending event of its subject, leased like destinations."""
+
+    async def finish_callbacks(self, results: list[CallbackResult]) -> None:
+        """Log each attempt and apply what became of it; the next event of a finished subject becomes due."""
+
+    async def list_callbacks(
+        self, account_id: int, *, state: CallbackState | None, limit: int, before_id: int | None = None
+    ) -> list[CallbackView]:
+        """The account's callbacks, newest first, without their attempt history."""
+
+    async def get_callback(self, account_id: int, callback_id: int) -> CallbackView | None:
+        """One of the account's callbacks with every attempt."""
+
+    async def replay_callback(self, account_id: int, callback_id: int, *, now: int) -> bool:
+        """Make the callback pending and due now, its retry schedule started afresh; False if the account
+        has no such callback."""
+
+    async def pending_callbacks(self) -> int:
+        """How many callbacks are pending, all accounts together."""

@@ -9,15 +9,47 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import msgspec
+
+from switchboard.domain.clock import format_time
 from switchboard.domain.statuses import SmsStatus, can_transition
-from switchboard.store.records import Outcome, Receipt
+from switchboard.store.records import (
+    CallbackEvent,
+    CallbackResult,
+    CallbackState,
+    ClaimedCallback,
+    NewErrorLog,
+    NewMessage,
+    Outcome,
+    Receipt,
+)
+
+SMS = "sms"
+NO_CALLBACK = "no"
 
 
 class Current(NamedTuple):
+    """A destination as a change finds it, with what its callback needs from the message."""
+
     id: int
     status: str
     attempts: int
     sequence: int
+    message_id: int
+    mobile_no: str
+    error_log_id: int | None
+    account_id: int
+    reference_id: str | None
+    segments: int
+    callback: str
+    callback_url: str | None
+
+
+CURRENT_COLUMNS = (
+    "d.id, d.status, d.attempts, d.sequence, d.message_id, d.mobile_no, d.error_log_id, "
+    "m.account_id, m.reference_id, m.segments, m.callback, m.callback_url"
+)
+"""The columns of `Current`, from `destinations d JOIN messages m ON m.id = d.message_id`."""
 
 
 class StatusUpdate(NamedTuple):
@@ -49,10 +81,18 @@ class Plan(NamedTuple):
     updates: list[StatusUpdate]
     retries: list[RetryUpdate]
     history: list[HistoryRow]
+    callbacks: list[CallbackEvent]
+    """Written in the same transaction as the updates (the outbox)."""
+    subjects: set[int]
+    """Destinations that already have an event in `callbacks`."""
+
+
+def _new_plan() -> Plan:
+    return Plan([], [], [], [], set())
 
 
 def plan_outcomes(current: dict[int, Current], outcomes: list[Outcome], now: int) -> Plan:
-    plan = Plan([], [], [])
+    plan = _new_plan()
     for o in outcomes:
         row = current.get(o.destination_id)
         if row is None or row.attempts != o.attempt:
@@ -73,7 +113,7 @@ def plan_receipts(
 ) -> tuple[Plan, list[Receipt]]:
     """`current` is keyed by (carrier, carrier_ref); returns the plan and the receipts that matched
     nothing."""
-    plan = Plan([], [], [])
+    plan = _new_plan()
     unmatched: list[Receipt] = []
     for r in receipts:
         key = (r.carrier, r.carrier_ref)
@@ -103,7 +143,52 @@ def _change(
         StatusUpdate(status.value, error, carrier, carrier_ref, row.sequence + 1, now, delivered_at, row.id)
     )
     plan.history.append(HistoryRow(row.id, status.value, now, error))
+    if row.callback != NO_CALLBACK:
+        body = callback_body(row, status.value, now, error, row.sequence + 1)
+        first = row.id not in plan.subjects
+        plan.subjects.add(row.id)
+        plan.callbacks.append(
+            CallbackEvent(row.account_id, SMS, row.id, row.sequence + 1, row.callback_url, body, now, first)
+        )
     return True
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def callback_body(row: Current, status: str, at: int, error: str | None, sequence: int) -> str:
+    """The SMS callback of the contract (ARCHITECTURE.md §2 "SMS callback"), MobileNo as the client wrote it."""
+    return _encode(
+        {
+            "ID": str(row.message_id),
+            "MobileNo": row.mobile_no,
+            "Status": status,
+            "DateTime": format_time(at),
+            "ReferenceID": row.reference_id or "",
+            "Error": error or "",
+            "ErrorLogsID": "" if row.error_log_id is None else str(row.error_log_id),
+            "Sequence": sequence,
+            "Segments": row.segments,
+        }
+    ).decode()
+
+
+def accept_callbacks(message: NewMessage, mobile_numbers: list[str], errors: list[NewErrorLog]) -> list[CallbackEvent]:
+    """The callbacks of destinations stored Failed at once (an invalid number): their first change."""
+    if message.callback == NO_CALLBACK or not errors:
+        return []
+    events = []
+    for e in errors:
+        position = e.destination_id - message.id - 1
+        row = Current(
+            e.destination_id, SmsStatus.FAILED.value, 0, 0, message.id, mobile_numbers[position], e.id,
+            message.account_id, message.reference_id, message.segments, message.callback, message.callback_url,
+        )  # fmt: skip
+        body = callback_body(row, SmsStatus.FAILED.value, e.at, e.text, 1)
+        events.append(
+            CallbackEvent(message.account_id, SMS, e.destination_id, 1, message.callback_url, body, e.at, True)
+        )
+    return events
 
 
 def one_per_row(plan: Plan) -> Plan:
@@ -121,8 +206,85 @@ def one_per_row(plan: Plan) -> Plan:
             )
         updates[u.id] = u
     retries = {r.id: r for r in plan.retries}
-    return Plan(list(updates.values()), list(retries.values()), plan.history)
+    return Plan(list(updates.values()), list(retries.values()), plan.history, plan.callbacks, plan.subjects)
 
 
 def _coalesce(a: object, b: object) -> Any:
     return a if a is not None else b
+
+
+# The callback outbox: claiming and applying what the dispatcher reports, shared by both stores.
+
+CLAIM_CALLBACK_COLUMNS = (
+    "c.id, c.attempts + 1, c.account_id, c.kind, c.subject_id, c.sequence, c.url, "
+    "CASE c.kind WHEN 'sms' THEN a.sms_callback_url ELSE a.voice_callback_url END, "
+    "CASE c.kind WHEN 'sms' THEN a.sms_callback_disabled ELSE a.voice_callback_disabled END, "
+    "c.body, a.webhook_secret, a.previous_webhook_secret, a.secret_rotated_at"
+)
+"""From `callbacks c JOIN accounts a ON a.id = c.account_id`; `claimed_callback` reads a row of them."""
+
+
+def claimed_callback(row: Any) -> ClaimedCallback:
+    (cid, attempt, account_id, kind, subject_id, sequence, own_url, account_url, disabled, body,
+     secret, previous, rotated_at) = row  # fmt: skip
+    return ClaimedCallback(
+        id=cid, attempt=attempt, account_id=account_id, kind=kind, subject_id=subject_id, sequence=sequence,
+        url=own_url or account_url, from_account=own_url is None, disabled=None if own_url else disabled,
+        body=body, secret=secret, previous_secret=previous, secret_rotated_at=rotated_at,
+    )  # fmt: skip
+
+
+class CallbackCurrent(NamedTuple):
+    id: int
+    attempts: int
+    state: str
+    subject_id: int
+
+
+class AttemptRow(NamedTuple):
+    callback_id: int
+    at: int
+    url: str | None
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+
+
+class CallbackUpdate(NamedTuple):
+    state: str
+    due_at: int | None
+    last_status: int | None
+    last_error: str | None
+    updated_at: int
+    id: int
+
+
+class CallbackPlan(NamedTuple):
+    attempts: list[AttemptRow]
+    updates: list[CallbackUpdate]
+    finished_subjects: list[int]
+    """Subjects whose pending event is done: their next event, if any, becomes due."""
+    disable: list[tuple[int, str, str]]
+    """(account id, kind, reason): the account's URL of that kind answered 410."""
+
+
+def plan_callback_results(current: dict[int, CallbackCurrent], results: list[CallbackResult]) -> CallbackPlan:
+    """Every attempt is logged; only the result of the current claim of a pending event changes it (a
+    replay or a later claim superseded the others)."""
+    plan = CallbackPlan([], [], [], [])
+    for r in results:
+        plan.attempts.append(AttemptRow(r.callback_id, r.at, r.url, r.status_code, r.latency_ms, r.error))
+        row = current.get(r.callback_id)
+        if row is None or row.attempts != r.attempt or row.state != CallbackState.PENDING.value:
+            continue
+        if r.state is CallbackState.PENDING:
+            if r.retry_at is None:
+                raise ValueError("a pending callback result needs retry_at")
+            plan.updates.append(CallbackUpdate(r.state.value, r.retry_at, r.status_code, r.error, r.at, r.callback_id))
+            continue
+        plan.updates.append(CallbackUpdate(r.state.value, None, r.status_code, r.error, r.at, r.callback_id))
+        plan.finished_subjects.append(row.subject_id)
+        current[r.callback_id] = row._replace(state=r.state.value)
+        if r.disable is not None:
+            plan.disable.append((r.account_id, r.kind, r.disable))
+    return plan

@@ -21,6 +21,11 @@ from switchboard.store.base import DuplicateName, StoreError
 from switchboard.store.records import (
     Account,
     ApiKey,
+    CallbackAttempt,
+    CallbackResult,
+    CallbackState,
+    CallbackView,
+    ClaimedCallback,
     ClaimedDestination,
     DestinationView,
     HistoryEntry,
@@ -141,8 +146,9 @@ class PostgresStore:
     async def create_account(self, account: Account) -> None:
         a = account
         await self._execute(
-            f"INSERT INTO accounts ({_ACCOUNT_COLS}) VALUES ($1,$2,$3,$4,$5,$6)",
+            f"INSERT INTO accounts ({_ACCOUNT_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
             a.id, a.name, a.sms_callback_url, a.voice_callback_url, a.webhook_secret, a.created_at,
+            a.previous_webhook_secret, a.secret_rotated_at, a.sms_callback_disabled, a.voice_callback_disabled,
         )  # fmt: skip
 
     async def get_account(self, account_id: int) -> Account | None:
@@ -157,11 +163,25 @@ class PostgresStore:
         return [Account(*r) for r in await self._fetch(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY id")]
 
     async def update_account(
-        self, account_id: int, *, sms_callback_url: str | None, voice_callback_url: str | None
+        self,
+        account_id: int,
+        *,
+        sms_callback_url: str | None,
+        voice_callback_url: str | None,
+        sms_callback_disabled: str | None,
+        voice_callback_disabled: str | None,
     ) -> None:
         await self._execute(
-            "UPDATE accounts SET sms_callback_url=$1, voice_callback_url=$2 WHERE id=$3",
-            sms_callback_url, voice_callback_url, account_id,
+            "UPDATE accounts SET sms_callback_url=$1, voice_callback_url=$2, sms_callback_disabled=$3, "
+            "voice_callback_disabled=$4 WHERE id=$5",
+            sms_callback_url, voice_callback_url, sms_callback_disabled, voice_callback_disabled, account_id,
+        )  # fmt: skip
+
+    async def rotate_secret(self, account_id: int, secret: str, *, now: int) -> None:
+        await self._execute(
+            "UPDATE accounts SET previous_webhook_secret=webhook_secret, webhook_secret=$1, secret_rotated_at=$2 "
+            "WHERE id=$3",
+            secret, now, account_id,
         )  # fmt: skip
 
     async def add_api_key(self, key: ApiKey) -> None:
@@ -220,6 +240,11 @@ class PostgresStore:
                     _FAIL_DESTINATIONS, SmsStatus.FAILED.value, [e.destination_id for e in errors],
                     [e.text for e in errors], [e.id for e in errors],
                 )  # fmt: skip
+                events = changes.accept_callbacks(m, [d.mobile_no for d in destinations], errors)
+                if events:  # new destinations: no other transaction sees them, nothing to lock
+                    await conn.execute(
+                        _INSERT_CALLBACKS, *_columns([e[:-1] for e in events]), [e.first for e in events]
+                    )
         return m.id
 
     async def get_message(self, account_id: int, message_id: int) -> MessageView | None:
@@ -268,8 +293,8 @@ class PostgresStore:
         ids = sorted({o.destination_id for o in outcomes})
         async with self._connection(transaction=True) as conn:
             rows = await conn.fetch(
-                "SELECT id, status, attempts, sequence FROM destinations WHERE id = ANY($1::bigint[]) "
-                "ORDER BY id FOR UPDATE",
+                f"SELECT {changes.CURRENT_COLUMNS} FROM destinations d JOIN messages m ON m.id = d.message_id "
+                "WHERE d.id = ANY($1::bigint[]) ORDER BY d.id FOR UPDATE OF d",
                 ids,
             )
             current = {r[0]: changes.Current(*r) for r in rows}
@@ -288,6 +313,69 @@ class PostgresStore:
             await _apply_plan(conn, plan)
         return unmatched
 
+    # the callback outbox
+
+    async def claim_callbacks(self, *, now: int, limit: int, lease_ms: int) -> list[ClaimedCallback]:
+        rows = await self._fetch(_CLAIM_CALLBACKS, now, limit, now + lease_ms)
+        return [changes.claimed_callback(tuple(r)) for r in rows]
+
+    async def finish_callbacks(self, results: list[CallbackResult]) -> None:
+        if not results:
+            return
+        async with self._connection(transaction=True) as conn:
+            ids = sorted({r.callback_id for r in results})
+            subjects = await conn.fetch("SELECT subject_id FROM callbacks WHERE id = ANY($1::bigint[])", ids)
+            await _lock_subjects(conn, [r[0] for r in subjects])
+            rows = await conn.fetch(
+                "SELECT id, attempts, state, subject_id FROM callbacks WHERE id = ANY($1::bigint[]) "
+                "ORDER BY id FOR UPDATE",
+                ids,
+            )
+            plan = changes.plan_callback_results({r[0]: changes.CallbackCurrent(*r) for r in rows}, results)
+            await conn.execute(_INSERT_ATTEMPTS, *_columns(plan.attempts))
+            if plan.updates:
+                await conn.execute(_UPDATE_CALLBACKS, *_columns(plan.updates))
+            if plan.finished_subjects:
+                await conn.execute(_PROMOTE_CALLBACKS, max(r.at for r in results), plan.finished_subjects)
+            for account_id, kind, reason in plan.disable:
+                column = "sms_callback_disabled" if kind == changes.SMS else "voice_callback_disabled"
+                await conn.execute(f"UPDATE accounts SET {column}=$1 WHERE id=$2", reason, account_id)
+
+    async def list_callbacks(
+        self, account_id: int, *, state: CallbackState | None, limit: int, before_id: int | None = None
+    ) -> list[CallbackView]:
+        rows = await self._fetch(
+            f"SELECT {_CALLBACK_VIEW_COLS} FROM callbacks WHERE account_id=$1 AND ($2::text IS NULL OR state=$2) "
+            "AND ($3::bigint IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+            account_id, None if state is None else state.value, before_id, limit,
+        )  # fmt: skip
+        return [_callback_view(r, []) for r in rows]
+
+    async def get_callback(self, account_id: int, callback_id: int) -> CallbackView | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_CALLBACK_VIEW_COLS} FROM callbacks WHERE id=$1 AND account_id=$2", callback_id, account_id
+            )
+            if row is None:
+                return None
+            attempts = await conn.fetch(
+                "SELECT at, url, status_code, latency_ms, error FROM callback_attempts WHERE callback_id=$1 "
+                "ORDER BY id",
+                callback_id,
+            )
+        return _callback_view(row, [CallbackAttempt(*a) for a in attempts])
+
+    async def replay_callback(self, account_id: int, callback_id: int, *, now: int) -> bool:
+        row = await self._fetchrow(
+            "UPDATE callbacks SET state='pending', due_at=$1, attempts=0, updated_at=$1 WHERE id=$2 AND account_id=$3 "
+            "RETURNING id",
+            now, callback_id, account_id,
+        )  # fmt: skip
+        return row is not None
+
+    async def pending_callbacks(self) -> int:
+        return int((await self._fetchrow("SELECT count(*) FROM callbacks WHERE state='pending'"))[0])
+
     async def in_flight(self, carrier: str, *, limit: int) -> list[InFlight]:
         rows = await self._fetch(
             "SELECT id, carrier_ref, e164, updated_at FROM destinations "
@@ -297,7 +385,10 @@ class PostgresStore:
         return [InFlight(*r) for r in rows]
 
 
-_ACCOUNT_COLS = "id, name, sms_callback_url, voice_callback_url, webhook_secret, created_at"
+_ACCOUNT_COLS = (
+    "id, name, sms_callback_url, voice_callback_url, webhook_secret, created_at, previous_webhook_secret, "
+    "secret_rotated_at, sms_callback_disabled, voice_callback_disabled"
+)
 _KEY_COLS = "id, account_id, digest, prefix, label, created_at, revoked_at"
 _DEST_VIEW_COLS = (
     "id, position, mobile_no, e164, status, error, error_log_id, updated_at, delivered_at, carrier, sequence"
@@ -308,7 +399,8 @@ _MESSAGE_VIEW_COLS = (
 
 _FIND_KEY = (
     "SELECT k.id, k.account_id, k.digest, k.prefix, k.label, k.created_at, k.revoked_at, "
-    "a.id, a.name, a.sms_callback_url, a.voice_callback_url, a.webhook_secret, a.created_at "
+    "a.id, a.name, a.sms_callback_url, a.voice_callback_url, a.webhook_secret, a.created_at, "
+    "a.previous_webhook_secret, a.secret_rotated_at, a.sms_callback_disabled, a.voice_callback_disabled "
     "FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.digest=$1 AND k.revoked_at IS NULL"
 )
 
@@ -331,7 +423,7 @@ _INSERT_DESTINATIONS = (
     "FROM unnest($5::text[], $6::text[]) WITH ORDINALITY AS n(mobile_no, e164, position)"
 )
 _FAIL_DESTINATIONS = (
-    "UPDATE destinations d SET status = $1, error = f.text, error_log_id = f.log_id, due_at = NULL "
+    "UPDATE destinations d SET status = $1, error = f.text, error_log_id = f.log_id, due_at = NULL, sequence = 1 "
     "FROM unnest($2::bigint[], $3::text[], $4::bigint[]) AS f(id, text, log_id) WHERE d.id = f.id"
 )
 _INSERT_ERROR_LOGS = (
@@ -359,9 +451,10 @@ ORDER BY u.was_due, u.id
 """
 
 _LOCK_BY_REFERENCE = (
-    "SELECT d.carrier, d.carrier_ref, d.id, d.status, d.attempts, d.sequence FROM destinations d "
+    f"SELECT d.carrier, d.carrier_ref, {changes.CURRENT_COLUMNS} FROM destinations d "
     "JOIN unnest($1::text[], $2::text[]) AS r(carrier, carrier_ref) "
     "ON d.carrier = r.carrier AND d.carrier_ref = r.carrier_ref "
+    "JOIN messages m ON m.id = d.message_id "
     "WHERE d.carrier_ref IS NOT NULL ORDER BY d.id FOR UPDATE OF d"
 )
 
@@ -392,8 +485,70 @@ async def _apply_plan(conn: Any, plan: changes.Plan) -> None:
         await conn.execute(_UPDATE_RETRY, *_columns(plan.retries))
     if plan.history:
         await conn.execute(_INSERT_HISTORY, *_columns(plan.history))
+    if plan.callbacks:
+        await _lock_subjects(conn, [e.subject_id for e in plan.callbacks])
+        events = plan.callbacks
+        await conn.execute(_INSERT_CALLBACKS, *_columns([e[:-1] for e in events]), [e.first for e in events])
+
+
+async def _lock_subjects(conn: Any, subjects: list[int]) -> None:
+    """Serialise, per subject, writing its new events with finishing its pending one (until commit).
+
+    A new event is due at once only when no earlier one of its subject is pending, and finishing an event
+    makes the subject's next one due. Without a common lock, each could miss the other's uncommitted row
+    and leave an event waiting for ever. Taken in id order, so two transactions cannot deadlock on them.
+    """
+    await conn.execute(_LOCK_SUBJECTS, sorted(set(subjects)))
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
     """Rows to one list per column, the arguments of an `unnest($1::t1[], $2::t2[], ...)`."""
     return [list(column) for column in zip(*rows, strict=True)]
+
+
+_LOCK_SUBJECTS = "SELECT pg_advisory_xact_lock(s.id) FROM (SELECT id FROM unnest($1::bigint[]) AS id ORDER BY id) AS s"
+# See the SQLite store's _INSERT_CALLBACKS: due at once only as the first of its subject with none pending.
+_INSERT_CALLBACKS = (
+    "INSERT INTO callbacks (account_id, kind, subject_id, sequence, url, body, state, due_at, attempts, "
+    "created_at, updated_at) "
+    "SELECT e.account_id, e.kind, e.subject_id, e.sequence, e.url, e.body, 'pending', "
+    "CASE WHEN e.first AND NOT EXISTS (SELECT 1 FROM callbacks p WHERE p.subject_id = e.subject_id "
+    "AND p.state = 'pending') THEN e.created_at END, 0, e.created_at, e.created_at "
+    "FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::int[], $5::text[], $6::text[], $7::bigint[], "
+    "$8::bool[]) AS e(account_id, kind, subject_id, sequence, url, body, created_at, first)"
+)
+_CLAIM_CALLBACKS = f"""
+WITH due AS (
+    SELECT id FROM callbacks WHERE due_at IS NOT NULL AND due_at <= $1
+    ORDER BY due_at LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), c AS (
+    UPDATE callbacks x SET due_at = $3, attempts = x.attempts + 1 FROM due WHERE x.id = due.id
+    RETURNING x.id, x.attempts - 1 AS attempts, x.account_id, x.kind, x.subject_id, x.sequence, x.url, x.body
+)
+SELECT {changes.CLAIM_CALLBACK_COLUMNS} FROM c JOIN accounts a ON a.id = c.account_id ORDER BY c.id
+"""
+_INSERT_ATTEMPTS = (
+    "INSERT INTO callback_attempts (callback_id, at, url, status_code, latency_ms, error) "
+    "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::int[], $5::int[], $6::text[])"
+)
+_UPDATE_CALLBACKS = (
+    "UPDATE callbacks c SET state=u.state, due_at=u.due_at, last_status=u.last_status, last_error=u.last_error, "
+    "updated_at=u.updated_at FROM unnest($1::text[], $2::bigint[], $3::int[], $4::text[], $5::bigint[], "
+    "$6::bigint[]) AS u(state, due_at, last_status, last_error, updated_at, id) WHERE c.id = u.id"
+)
+_PROMOTE_CALLBACKS = (
+    "UPDATE callbacks SET due_at = $1 WHERE due_at IS NULL AND id IN ("
+    "SELECT (SELECT n.id FROM callbacks n WHERE n.subject_id = s.id AND n.state = 'pending' "
+    "ORDER BY n.sequence LIMIT 1) FROM unnest($2::bigint[]) AS s(id))"
+)
+_CALLBACK_VIEW_COLS = (
+    "id, account_id, kind, subject_id, sequence, url, body, state, due_at, attempts, last_status, last_error, "
+    "created_at, updated_at"
+)
+
+
+def _callback_view(row: Any, history: list[CallbackAttempt]) -> CallbackView:
+    fields = dict(row)
+    fields["state"] = CallbackState(fields["state"])
+    return CallbackView(**fields, history=history)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -16,6 +17,12 @@ class Account:
     voice_callback_url: str | None
     webhook_secret: str
     created_at: int
+    previous_webhook_secret: str | None = None
+    """Still signs callbacks for `signing.ROTATION_GRACE_MS` after `secret_rotated_at`."""
+    secret_rotated_at: int | None = None
+    sms_callback_disabled: str | None = None
+    """Why the SMS callback URL is not used any more (it answered 410), until it is set again."""
+    voice_callback_disabled: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +164,99 @@ class HistoryEntry:
     status: str
     at: int
     detail: str | None
+
+
+class CallbackEvent(NamedTuple):
+    """A callback to send, written to the outbox with the status change that caused it."""
+
+    account_id: int
+    kind: str
+    """"sms" or "voice": which of the account's URLs it goes to (unless `url` is given)."""
+    subject_id: int
+    """The destination or call it is about; its events go out in `sequence` order."""
+    sequence: int
+    url: str | None
+    """The request's own URL; None: the account's URL of this kind, read at each attempt."""
+    body: str
+    created_at: int
+    first: bool
+    """The first of this subject's events in one write: only it may be due at once (later ones wait for it)."""
+
+
+class CallbackState(enum.StrEnum):
+    PENDING = "pending"
+    """Waiting for its next attempt, or for the subject's earlier event to be done."""
+    DELIVERED = "delivered"
+    """A 2xx came back."""
+    FAILED = "failed"
+    """Given up: every retry failed, the URL answered 410, or there was no URL to send to. Replayable."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedCallback:
+    """A callback handed to the dispatcher until its lease runs out."""
+
+    id: int
+    attempt: int
+    """The claim's token (the attempts made so far, this one included)."""
+    account_id: int
+    kind: str
+    subject_id: int
+    sequence: int
+    url: str | None
+    """Where to post: the request's URL or the account's; None when the account has none."""
+    from_account: bool
+    """`url` is the account's (a 410 then disables it on the account)."""
+    disabled: str | None
+    """The account's URL was disabled (after a 410), and why."""
+    body: str
+    secret: str
+    previous_secret: str | None
+    secret_rotated_at: int | None
+
+
+class CallbackResult(NamedTuple):
+    """What became of one attempt, as the dispatcher decided it."""
+
+    callback_id: int
+    attempt: int
+    state: CallbackState
+    """PENDING with `retry_at`: try again then."""
+    at: int
+    url: str | None
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    retry_at: int | None = None
+    disable: str | None = None
+    """Disable the account's URL of this kind, with this reason (it answered 410)."""
+    account_id: int = 0
+    kind: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackAttempt:
+    at: int
+    url: str | None
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackView:
+    id: int
+    account_id: int
+    kind: str
+    subject_id: int
+    sequence: int
+    url: str | None
+    body: str
+    state: CallbackState
+    due_at: int | None
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    created_at: int
+    updated_at: int
+    history: list[CallbackAttempt]

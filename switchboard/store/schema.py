@@ -34,6 +34,12 @@ accounts = Table(
     Column("voice_callback_url", Text),
     Column("webhook_secret", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # A secret rotation keeps the previous secret signing for a grace period (callbacks/signing.py).
+    Column("previous_webhook_secret", Text),
+    Column("secret_rotated_at", BigInteger),
+    # Why the account's callback URL is no longer used (a 410 from it), until the URL is set again.
+    Column("sms_callback_disabled", Text),
+    Column("voice_callback_disabled", Text),
 )
 
 api_keys = Table(
@@ -132,4 +138,55 @@ error_logs = Table(
     Column("code", Text, nullable=False),
     Column("text", Text, nullable=False),
     Column("at", BigInteger, nullable=False),
+)
+
+# The callback outbox: one row per event, written in the transaction of the status change that caused it.
+# It is a work queue like destinations: a row with a `due_at` waits for the dispatcher, which claims it by
+# pushing `due_at` one lease ahead. Events of one subject (an SMS destination, a call) go out in `sequence`
+# order: only the oldest pending event of a subject is ever due; the others wait with `due_at` NULL and the
+# dispatcher makes the next one due when the one before it is done (delivered or given up).
+callbacks = Table(
+    "callbacks",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("account_id", BigInteger, nullable=False),
+    Column("kind", Text, nullable=False),  # "sms" or "voice": which of the account's URLs
+    Column("subject_id", BigInteger, nullable=False),  # the destination (or call) it is about
+    Column("sequence", Integer, nullable=False),
+    Column("url", Text),  # the request's own URL; NULL: the account's URL of this kind, read at delivery
+    Column("body", Text, nullable=False),  # the exact JSON posted, the same on every attempt
+    Column("state", Text, nullable=False),  # pending, delivered, failed
+    Column("due_at", BigInteger),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index(
+        "ix_callbacks_due",
+        "due_at",
+        sqlite_where=text("due_at IS NOT NULL"),
+        postgresql_where=text("due_at IS NOT NULL"),
+    ),
+    # The pending events of a subject: is one before this one still pending, which one is next.
+    Index(
+        "ix_callbacks_pending_subject",
+        "subject_id",
+        "sequence",
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
+    Index("ix_callbacks_account_state", "account_id", "state", "id"),
+)
+
+callback_attempts = Table(
+    "callback_attempts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("callback_id", BigInteger, nullable=False, index=True),
+    Column("at", BigInteger, nullable=False),
+    Column("url", Text),
+    Column("status_code", Integer),  # NULL when no response came
+    Column("latency_ms", Integer, nullable=False),
+    Column("error", Text),
 )

@@ -29,6 +29,12 @@ from switchboard.store.base import DuplicateName, StoreError
 from switchboard.store.records import (
     Account,
     ApiKey,
+    CallbackAttempt,
+    CallbackEvent,
+    CallbackResult,
+    CallbackState,
+    CallbackView,
+    ClaimedCallback,
     ClaimedDestination,
     DestinationView,
     HistoryEntry,
@@ -354,12 +360,28 @@ class SqliteStore:
         return [Account(*r) for r in rows]
 
     async def update_account(
-        self, account_id: int, *, sms_callback_url: str | None, voice_callback_url: str | None
+        self,
+        account_id: int,
+        *,
+        sms_callback_url: str | None,
+        voice_callback_url: str | None,
+        sms_callback_disabled: str | None,
+        voice_callback_disabled: str | None,
     ) -> None:
         await self._write(
             lambda c: c.execute(
-                "UPDATE accounts SET sms_callback_url=?, voice_callback_url=? WHERE id=?",
-                (sms_callback_url, voice_callback_url, account_id),
+                "UPDATE accounts SET sms_callback_url=?, voice_callback_url=?, sms_callback_disabled=?, "
+                "voice_callback_disabled=? WHERE id=?",
+                (sms_callback_url, voice_callback_url, sms_callback_disabled, voice_callback_disabled, account_id),
+            )
+        )
+
+    async def rotate_secret(self, account_id: int, secret: str, *, now: int) -> None:
+        await self._write(
+            lambda c: c.execute(
+                "UPDATE accounts SET previous_webhook_secret=webhook_secret, webhook_secret=?, secret_rotated_at=? "
+                "WHERE id=?",
+                (secret, now, account_id),
             )
         )
 
@@ -439,6 +461,37 @@ class SqliteStore:
     async def watch_for_work(self, wake: Callable[[], None]) -> None:
         return None  # one process: the service wakes its worker directly
 
+    # the callback outbox
+
+    async def claim_callbacks(self, *, now: int, limit: int, lease_ms: int) -> list[ClaimedCallback]:
+        return await self._write(_claim_callbacks, now, limit, lease_ms)
+
+    async def finish_callbacks(self, results: list[CallbackResult]) -> None:
+        if results:
+            await self._write(_finish_callbacks, results)
+
+    async def list_callbacks(
+        self, account_id: int, *, state: CallbackState | None, limit: int, before_id: int | None = None
+    ) -> list[CallbackView]:
+        return await self._read(_list_callbacks, account_id, state, limit, before_id)
+
+    async def get_callback(self, account_id: int, callback_id: int) -> CallbackView | None:
+        return await self._read(_get_callback, account_id, callback_id)
+
+    async def replay_callback(self, account_id: int, callback_id: int, *, now: int) -> bool:
+        def replay(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE callbacks SET state='pending', due_at=?, attempts=0, updated_at=? WHERE id=? AND account_id=?",
+                (now, now, callback_id, account_id),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(replay)
+
+    async def pending_callbacks(self) -> int:
+        row = await self._read(lambda c: c.execute("SELECT count(*) FROM callbacks WHERE state='pending'").fetchone())
+        return int(row[0])
+
     async def in_flight(self, carrier: str, *, limit: int) -> list[InFlight]:
         rows = await self._read(
             lambda c: c.execute(
@@ -450,7 +503,10 @@ class SqliteStore:
         return [InFlight(*r) for r in rows]
 
 
-_ACCOUNT_COLS = "id, name, sms_callback_url, voice_callback_url, webhook_secret, created_at"
+_ACCOUNT_COLS = (
+    "id, name, sms_callback_url, voice_callback_url, webhook_secret, created_at, previous_webhook_secret, "
+    "secret_rotated_at, sms_callback_disabled, voice_callback_disabled"
+)
 _KEY_COLS = "id, account_id, digest, prefix, label, created_at, revoked_at"
 _DEST_VIEW_COLS = (
     "id, position, mobile_no, e164, status, error, error_log_id, updated_at, delivered_at, carrier, sequence"
@@ -462,8 +518,19 @@ _MESSAGE_VIEW_COLS = (
 
 def _insert_account(c: sqlite3.Connection, a: Account) -> None:
     c.execute(
-        f"INSERT INTO accounts ({_ACCOUNT_COLS}) VALUES (?,?,?,?,?,?)",
-        (a.id, a.name, a.sms_callback_url, a.voice_callback_url, a.webhook_secret, a.created_at),
+        f"INSERT INTO accounts ({_ACCOUNT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (
+            a.id,
+            a.name,
+            a.sms_callback_url,
+            a.voice_callback_url,
+            a.webhook_secret,
+            a.created_at,
+            a.previous_webhook_secret,
+            a.secret_rotated_at,
+            a.sms_callback_disabled,
+            a.voice_callback_disabled,
+        ),
     )
 
 
@@ -527,9 +594,14 @@ def _insert_requests(
     if errors:
         _insert_rows(c, "error_logs", _ERROR_LOG_COLUMNS, 6, errors)
         c.executemany(
-            "UPDATE destinations SET status=?, error=?, error_log_id=?, due_at=NULL WHERE id=?",
+            "UPDATE destinations SET status=?, error=?, error_log_id=?, due_at=NULL, sequence=1 WHERE id=?",
             [(SmsStatus.FAILED.value, e.text, e.id, e.destination_id) for e in errors],
         )
+        events = [
+            event for m, ds, es in requests for event in changes.accept_callbacks(m, [d.mobile_no for d in ds], es)
+        ]
+        if events:
+            _insert_callbacks(c, events)
 
 
 def _accept(c: sqlite3.Connection, m: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]) -> int:
@@ -586,7 +658,8 @@ def _claim(c: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list[C
 
 def _current_by_id(c: sqlite3.Connection, ids: list[int]) -> dict[int, changes.Current]:
     rows = c.execute(
-        "SELECT id, status, attempts, sequence FROM destinations WHERE id IN (SELECT value FROM json_each(?))",
+        f"SELECT {changes.CURRENT_COLUMNS} FROM destinations d JOIN messages m ON m.id = d.message_id "
+        "WHERE d.id IN (SELECT value FROM json_each(?))",
         (_encode(ids),),
     )
     return {r[0]: changes.Current(*r) for r in rows}
@@ -620,6 +693,8 @@ def _apply_plan(c: sqlite3.Connection, plan: changes.Plan) -> None:
         c.execute(_UPDATE_RETRY, (_encode(plan.retries),))
     if plan.history:
         _insert_rows(c, "status_history", "destination_id, status, at, detail", 4, plan.history)
+    if plan.callbacks:
+        _insert_callbacks(c, plan.callbacks)
 
 
 def _finish(c: sqlite3.Connection, outcomes: list[Outcome], now: int) -> None:
@@ -629,12 +704,116 @@ def _finish(c: sqlite3.Connection, outcomes: list[Outcome], now: int) -> None:
 
 def _apply_receipts(c: sqlite3.Connection, receipts: list[Receipt], now: int) -> list[Receipt]:
     rows = c.execute(
-        "SELECT d.carrier, d.carrier_ref, d.id, d.status, d.attempts, d.sequence FROM json_each(?) AS r "
+        f"SELECT d.carrier, d.carrier_ref, {changes.CURRENT_COLUMNS} FROM json_each(?) AS r "
         "JOIN destinations d ON d.carrier = json_extract(r.value, '$[0]') "
-        "AND d.carrier_ref = json_extract(r.value, '$[1]') AND d.carrier_ref IS NOT NULL",
+        "AND d.carrier_ref = json_extract(r.value, '$[1]') AND d.carrier_ref IS NOT NULL "
+        "JOIN messages m ON m.id = d.message_id",
         (_encode([(r.carrier, r.carrier_ref) for r in receipts]),),
     )
     current = {(r[0], r[1]): changes.Current(*r[2:]) for r in rows}
     plan, unmatched = changes.plan_receipts(current, receipts, now)
     _apply_plan(c, plan)
     return unmatched
+
+
+# The callback outbox (store/schema.py, "callbacks"): an event is due at once only when it is the first of
+# its subject in this write and no earlier event of that subject is still pending; otherwise it waits
+# (due_at NULL) until _finish_callbacks makes it due.
+_INSERT_CALLBACKS = f"""
+INSERT INTO callbacks (account_id, kind, subject_id, sequence, url, body, state, due_at, attempts, created_at,
+                       updated_at)
+SELECT e.account_id, e.kind, e.subject_id, e.sequence, e.url, e.body, 'pending',
+       CASE WHEN e.first AND NOT EXISTS (
+           SELECT 1 FROM callbacks p WHERE p.subject_id = e.subject_id AND p.state = 'pending'
+       ) THEN e.created_at END,
+       0, e.created_at, e.created_at
+FROM (SELECT {_json_columns(*CallbackEvent._fields)} FROM json_each(?)) AS e
+"""
+
+
+def _insert_callbacks(c: sqlite3.Connection, events: list[CallbackEvent]) -> None:
+    c.execute(_INSERT_CALLBACKS, (_encode(events),))
+
+
+def _claim_callbacks(c: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list[ClaimedCallback]:
+    rows = c.execute(
+        f"SELECT {changes.CLAIM_CALLBACK_COLUMNS} FROM callbacks c JOIN accounts a ON a.id = c.account_id "
+        "WHERE c.due_at IS NOT NULL AND c.due_at <= ? ORDER BY c.due_at LIMIT ?",
+        (now, limit),
+    ).fetchall()
+    if not rows:
+        return []
+    c.execute(
+        "UPDATE callbacks SET due_at=?, attempts=attempts+1 WHERE id IN (SELECT value FROM json_each(?))",
+        (now + lease_ms, _encode([r[0] for r in rows])),
+    )
+    return [changes.claimed_callback(r) for r in rows]
+
+
+_UPDATE_CALLBACKS = f"""
+UPDATE callbacks SET state = u.state, due_at = u.due_at, last_status = u.last_status, last_error = u.last_error,
+    updated_at = u.updated_at
+FROM (SELECT {_json_columns(*changes.CallbackUpdate._fields)} FROM json_each(?)) AS u
+WHERE callbacks.id = u.id
+"""
+# The next event of each finished subject: its oldest pending one, unless that one is due already (replayed).
+_PROMOTE_CALLBACKS = """
+UPDATE callbacks SET due_at = ? WHERE due_at IS NULL AND id IN (
+    SELECT (SELECT n.id FROM callbacks n WHERE n.subject_id = s.value AND n.state = 'pending'
+            ORDER BY n.sequence LIMIT 1)
+    FROM json_each(?) AS s
+)
+"""
+
+
+def _finish_callbacks(c: sqlite3.Connection, results: list[CallbackResult]) -> None:
+    rows = c.execute(
+        "SELECT id, attempts, state, subject_id FROM callbacks WHERE id IN (SELECT value FROM json_each(?))",
+        (_encode([r.callback_id for r in results]),),
+    )
+    plan = changes.plan_callback_results({r[0]: changes.CallbackCurrent(*r) for r in rows}, results)
+    _insert_rows(c, "callback_attempts", "callback_id, at, url, status_code, latency_ms, error", 6, plan.attempts)
+    if plan.updates:
+        c.execute(_UPDATE_CALLBACKS, (_encode(plan.updates),))
+    if plan.finished_subjects:
+        c.execute(_PROMOTE_CALLBACKS, (max(r.at for r in results), _encode(plan.finished_subjects)))
+    for account_id, kind, reason in plan.disable:
+        column = "sms_callback_disabled" if kind == changes.SMS else "voice_callback_disabled"
+        c.execute(f"UPDATE accounts SET {column}=? WHERE id=?", (reason, account_id))
+
+
+_CALLBACK_VIEW_COLS = (
+    "id, account_id, kind, subject_id, sequence, url, body, state, due_at, attempts, last_status, last_error, "
+    "created_at, updated_at"
+)
+
+
+def _callback_view(row: Sequence[Any], history: list[CallbackAttempt]) -> CallbackView:
+    return CallbackView(*row[:7], CallbackState(row[7]), *row[8:], history=history)  # type: ignore[misc, call-arg]
+
+
+def _list_callbacks(
+    c: sqlite3.Connection, account_id: int, state: CallbackState | None, limit: int, before_id: int | None
+) -> list[CallbackView]:
+    where, args = "account_id=?", list[object]([account_id])
+    if state is not None:
+        where, args = where + " AND state=?", [*args, state.value]
+    if before_id is not None:
+        where, args = where + " AND id<?", [*args, before_id]
+    rows = c.execute(
+        f"SELECT {_CALLBACK_VIEW_COLS} FROM callbacks WHERE {where} ORDER BY id DESC LIMIT ?", (*args, limit)
+    ).fetchall()
+    return [_callback_view(r, []) for r in rows]
+
+
+def _get_callback(c: sqlite3.Connection, account_id: int, callback_id: int) -> CallbackView | None:
+    row = c.execute(
+        f"SELECT {_CALLBACK_VIEW_COLS} FROM callbacks WHERE id=? AND account_id=?", (callback_id, account_id)
+    ).fetchone()
+    if row is None:
+        return None
+    attempts = c.execute(
+        "SELECT at, url, status_code, latency_ms, error FROM callback_attempts WHERE callback_id=? ORDER BY id",
+        (callback_id,),
+    ).fetchall()
+    return _callback_view(row, [CallbackAttempt(*a) for a in attempts])

@@ -44,7 +44,16 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-TABLES = ("accounts", "api_keys", "messages", "destinations", "status_history", "error_logs")
+TABLES = (
+    "accounts",
+    "api_keys",
+    "messages",
+    "destinations",
+    "status_history",
+    "error_logs",
+    "callbacks",
+    "callback_attempts",
+)
 START_MS = 1_750_000_000_000
 INVALID_NUMBER = "International Number Invalid"
 
@@ -228,6 +237,8 @@ class Factory:
         reference_id: str | None = None,
         idempotency_key: str | None = None,
         delay: int | None = 0,
+        callback: str = "no",
+        callback_url: str | None = None,
     ) -> tuple[NewMessage, list[NewDestination], list[NewErrorLog]]:
         """A Send request. A number starting with "+" is valid and due `delay` ms from now (never when
         `delay` is None); any other is stored Failed with an error log, as the API does."""
@@ -250,8 +261,8 @@ class Factory:
             body="hello",
             encoding="gsm7",
             segments=1,
-            callback="no",
-            callback_url=None,
+            callback=callback,
+            callback_url=callback_url,
             destination_count=len(numbers),
             created_at=now,
             schedule_at=None,
@@ -265,9 +276,9 @@ class Factory:
     async def send(self, account: Account, numbers: list[str] | None = None, **kw: Any) -> int:
         return await self.store.accept(*self.message(account, numbers, **kw))
 
-    async def sent(self, account: Account, carrier: str = "sim") -> Sent:
+    async def sent(self, account: Account, carrier: str = "sim", **kw: Any) -> Sent:
         """A one-destination message that a carrier accepted."""
-        message_id = await self.send(account)
+        message_id = await self.send(account, **kw)
         [claimed] = await self.store.claim(now=self.clock(), limit=1, lease_ms=30_000)
         ref = secrets.token_hex(8)
         outcome = Outcome(claimed.id, claimed.attempt, SmsStatus.SENT, carrier=carrier, carrier_ref=ref)

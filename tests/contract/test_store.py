@@ -49,18 +49,45 @@ async def test_accounts_are_listed_in_id_order(store: Store, make: Factory) -> N
 async def test_update_account_sets_and_clears_callback_urls(store: Store, make: Factory) -> None:
     account = await make.account()
     await store.update_account(
-        account.id, sms_callback_url="https://a.example/sms", voice_callback_url="https://a.example/voice"
+        account.id,
+        sms_callback_url="https://a.example/sms",
+        voice_callback_url="https://a.example/voice",
+        sms_callback_disabled="410 Gone",
+        voice_callback_disabled=None,
     )
     got = await store.get_account(account.id)
     assert got is not None
-    assert (got.sms_callback_url, got.voice_callback_url) == (
+    assert (got.sms_callback_url, got.voice_callback_url, got.sms_callback_disabled) == (
         "https://a.example/sms",
         "https://a.example/voice",
+        "410 Gone",
     )
-    await store.update_account(account.id, sms_callback_url=None, voice_callback_url="https://b.example/v")
+    await store.update_account(
+        account.id,
+        sms_callback_url=None,
+        voice_callback_url="https://b.example/v",
+        sms_callback_disabled=None,
+        voice_callback_disabled=None,
+    )
     got = await store.get_account(account.id)
     assert got is not None
-    assert (got.sms_callback_url, got.voice_callback_url) == (None, "https://b.example/v")
+    assert (got.sms_callback_url, got.voice_callback_url, got.sms_callback_disabled) == (
+        None,
+        "https://b.example/v",
+        None,
+    )
+
+
+async def test_rotating_the_secret_keeps_the_previous_one(store: Store, make: Factory, clock: FakeClock) -> None:
+    account = await make.account()
+    await store.rotate_secret(account.id, "whsec_new", now=clock())
+    got = await store.get_account(account.id)
+    assert got is not None
+    assert (got.webhook_secret, got.previous_webhook_secret, got.secret_rotated_at) == (
+        "whsec_new",
+        account.webhook_secret,
+        clock(),
+    )
 
 
 # keys
@@ -119,7 +146,9 @@ async def test_accepted_message_reads_back_with_destinations_in_position_order(
     assert [d.status for d in view.destinations] == [SmsStatus.RECEIVED, SmsStatus.FAILED, SmsStatus.RECEIVED]
     invalid = view.destinations[1]
     assert (invalid.e164, invalid.error, invalid.error_log_id) == (None, INVALID_NUMBER, errors[0].id)
-    assert all(d.sequence == 0 and d.carrier is None for d in view.destinations)
+    # A destination stored Failed has had one change after Received (its callback carries Sequence 1).
+    assert [d.sequence for d in view.destinations] == [0, 1, 0]
+    assert all(d.carrier is None for d in view.destinations)
     assert await backend.count("error_logs") == 1
 
 

@@ -1,0 +1,173 @@
+"""The callback outbox contract: events written with the status change that caused them, claimed in
+order per destination, retried, given up and replayed. Runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import msgspec
+
+from switchboard.domain.statuses import SmsStatus
+from switchboard.store.base import Store
+from switchboard.store.records import CallbackResult, CallbackState, ClaimedCallback, Outcome, Receipt
+from tests.contract.conftest import INVALID_NUMBER, Factory, FakeClock
+
+LEASE = 30_000
+
+
+async def claim(store: Store, now: int, limit: int = 100) -> list[ClaimedCallback]:
+    return await store.claim_callbacks(now=now, limit=limit, lease_ms=LEASE)
+
+
+def result(
+    c: ClaimedCallback, state: CallbackState, at: int, *, status: int | None = 200, retry_at: int | None = None,
+    disable: str | None = None,
+) -> CallbackResult:  # fmt: skip
+    return CallbackResult(
+        c.id, c.attempt, state, at, c.url, status, 12, None if status == 200 else f"HTTP {status}",
+        retry_at=retry_at, disable=disable, account_id=c.account_id, kind=c.kind,
+    )  # fmt: skip
+
+
+async def test_a_change_writes_its_callback_with_the_contract_body(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
+    account = await make.account()
+    sent = await make.sent(account, callback="yes", reference_id="ref-1")
+    [c] = await claim(store, clock())
+    assert (c.subject_id, c.sequence, c.kind, c.url, c.from_account) == (sent.destination_id, 1, "sms", None, True)
+    assert c.secret == account.webhook_secret
+    body = msgspec.json.decode(c.body)
+    assert body["ID"] == str(sent.message_id)
+    assert body["MobileNo"] == "+16175550100"
+    assert body["Status"] == "Sent"
+    assert body["ReferenceID"] == "ref-1"
+    assert (body["Error"], body["ErrorLogsID"], body["Sequence"], body["Segments"]) == ("", "", 1, 1)
+    assert len(body["DateTime"]) == len("2017-07-16 12:08:56.690")
+
+
+async def test_no_callback_is_written_when_the_request_asked_for_none(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
+    await make.sent(await make.account(), callback="no")
+    assert await claim(store, clock()) == []
+    assert await store.pending_callbacks() == 0
+
+
+async def test_an_invalid_number_has_its_failed_callback_at_once(store: Store, make: Factory, clock: FakeClock) -> None:
+    account = await make.account()
+    await make.send(account, ["0049", "+16175550100"], callback="url", callback_url="https://hooks.example/x")
+    [c] = await claim(store, clock())
+    body = msgspec.json.decode(c.body)
+    assert (body["MobileNo"], body["Status"], body["Error"], body["Sequence"]) == ("0049", "Failed", INVALID_NUMBER, 1)
+    assert body["ErrorLogsID"] != ""
+    assert (c.url, c.from_account) == ("https://hooks.example/x", False)
+
+
+async def test_a_later_event_waits_until_the_earlier_one_is_delivered(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
+    account = await make.account()
+    sent = await make.sent(account, callback="yes")
+    await store.apply_receipts([Receipt(sent.carrier, sent.ref, SmsStatus.DELIVERED)], now=clock.advance(10))
+    [first] = await claim(store, clock())
+    assert first.sequence == 1
+    assert await claim(store, clock.advance(LEASE - 1)) == []  # Delivered waits; Sent is leased
+    await store.finish_callbacks([result(first, CallbackState.DELIVERED, clock())])
+    [second] = await claim(store, clock())
+    assert (second.sequence, msgspec.json.decode(second.body)["Status"]) == (2, "Delivered")
+
+
+async def test_two_changes_in_one_write_are_due_one_at_a_time(store: Store, make: Factory, clock: FakeClock) -> None:
+    account = await make.account()
+    await make.send(account, callback="yes")
+    [d] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
+    await store.finish(
+        [Outcome(d.id, d.attempt, SmsStatus.SENT, carrier="sim", carrier_ref="r"),
+         Outcome(d.id, d.attempt, SmsStatus.DELIVERED)],
+        now=clock(),
+    )  # fmt: skip
+    assert [c.sequence for c in await claim(store, clock())] == [1]
+    assert await store.pending_callbacks() == 2
+
+
+async def test_a_claimed_callback_is_not_handed_out_again_until_its_lease_ends(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
+    await make.sent(await make.account(), callback="yes")
+    [c] = await claim(store, clock())
+    assert await claim(store, clock.advance(LEASE - 1)) == []
+    [again] = await claim(store, clock.advance(1))
+    assert (again.id, again.attempt) == (c.id, c.attempt + 1)
+    # The first claim's late result is logged but changes nothing: the second claim owns it.
+    await store.finish_callbacks([result(c, CallbackState.DELIVERED, clock())])
+    view = await store.get_callback(c.account_id, c.id)
+    assert view is not None
+    assert (view.state, len(view.history)) == (CallbackState.PENDING, 1)
+
+
+async def test_a_retry_is_due_at_its_time_and_every_attempt_is_logged(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
+    await make.sent(await make.account(), callback="yes")
+    [c] = await claim(store, clock())
+    await store.finish_callbacks([result(c, CallbackState.PENDING, clock(), status=500, retry_at=clock() + 5000)])
+    assert await claim(store, clock.advance(4999)) == []
+    [c2] = await claim(store, clock.advance(1))
+    await store.finish_callbacks([result(c2, CallbackState.DELIVERED, clock())])
+    view = await store.get_callback(c.account_id, c.id)
+    assert view is not None
+    assert view.state is CallbackState.DELIVERED
+    assert [(a.status_code, a.error) for a in view.history] == [(500, "HTTP 500"), (200, None)]
+    assert (view.attempts, view.last_status, view.due_at) == (2, 200, None)
+
+
+async def test_giving_up_makes_the_next_event_due_and_a_replay_sends_it_again(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
+    account = await make.account()
+    sent = await make.sent(account, callback="yes")
+    await store.apply_receipts([Receipt(sent.carrier, sent.ref, SmsStatus.DELIVERED)], now=clock())
+    [first] = await claim(store, clock())
+    await store.finish_callbacks([result(first, CallbackState.FAILED, clock(), status=500)])
+    [second] = await claim(store, clock())
+    assert second.sequence == 2
+    assert [v.id for v in await store.list_callbacks(account.id, state=CallbackState.FAILED, limit=10)] == [first.id]
+
+    other = await make.account()
+    assert not await store.replay_callback(other.id, first.id, now=clock())
+    assert await store.replay_callback(account.id, first.id, now=clock.advance(1000))
+    [replayed] = await claim(store, clock())
+    assert (replayed.id, replayed.attempt) == (first.id, 1)
+    assert await store.list_callbacks(account.id, state=CallbackState.FAILED, limit=10) == []
+
+
+async def test_a_410_disables_the_account_url(store: Store, make: Factory, clock: FakeClock) -> None:
+    account = await make.account()
+    await store.update_account(
+        account.id, sms_callback_url="https://hooks.example/sms", voice_callback_url=None,
+        sms_callback_disabled=None, voice_callback_disabled=None,
+    )  # fmt: skip
+    await make.sent(account, callback="yes")
+    await make.sent(account, callback="yes")
+    first, second = await claim(store, clock())
+    assert first.url == "https://hooks.example/sms" and first.disabled is None
+    await store.finish_callbacks([result(first, CallbackState.FAILED, clock(), status=410, disable="410 Gone")])
+    got = await store.get_account(account.id)
+    assert got is not None and got.sms_callback_disabled == "410 Gone"
+    await store.finish_callbacks([result(second, CallbackState.PENDING, clock(), status=500, retry_at=clock())])
+    [again] = await claim(store, clock())
+    assert (again.id, again.disabled) == (second.id, "410 Gone")
+
+
+async def test_callbacks_are_listed_per_account_newest_first(store: Store, make: Factory, clock: FakeClock) -> None:
+    mine, theirs = await make.account(), await make.account()
+    for _ in range(3):
+        await make.sent(mine, callback="yes")
+    await make.sent(theirs, callback="yes")
+    listed = await store.list_callbacks(mine.id, state=None, limit=10)
+    assert len(listed) == 3 and [v.id for v in listed] == sorted((v.id for v in listed), reverse=True)
+    assert {v.account_id for v in listed} == {mine.id}
+    assert [v.id for v in await store.list_callbacks(mine.id, state=None, limit=2, before_id=listed[0].id)] == [
+        v.id for v in listed[1:]
+    ]
+    assert await store.get_callback(theirs.id, listed[0].id) is None
+    assert await store.pending_callbacks() == 4
