@@ -266,16 +266,24 @@ class CallbackPlan(NamedTuple):
     """Subjects whose pending event is done: their next event, if any, becomes due."""
     disable: list[tuple[int, str, str]]
     """(account id, kind, reason): the account's URL of that kind answered 410."""
+    deferrals: list[tuple[int, int]]
+    """(due_at, id): handed back unattempted; the claim's attempt is taken back."""
 
 
 def plan_callback_results(current: dict[int, CallbackCurrent], results: list[CallbackResult]) -> CallbackPlan:
     """Every attempt is logged; only the result of the current claim of a pending event changes it (a
     replay or a later claim superseded the others)."""
-    plan = CallbackPlan([], [], [], [])
+    plan = CallbackPlan([], [], [], [], [])
     for r in results:
-        plan.attempts.append(AttemptRow(r.callback_id, r.at, r.url, r.status_code, r.latency_ms, r.error))
+        if not r.deferred:
+            plan.attempts.append(AttemptRow(r.callback_id, r.at, r.url, r.status_code, r.latency_ms, r.error))
         row = current.get(r.callback_id)
         if row is None or row.attempts != r.attempt or row.state != CallbackState.PENDING.value:
+            continue
+        if r.deferred:
+            if r.retry_at is None:
+                raise ValueError("a deferred callback result needs retry_at")
+            plan.deferrals.append((r.retry_at, r.callback_id))
             continue
         if r.state is CallbackState.PENDING:
             if r.retry_at is None:

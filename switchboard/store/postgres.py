@@ -332,7 +332,14 @@ class PostgresStore:
                 ids,
             )
             plan = changes.plan_callback_results({r[0]: changes.CallbackCurrent(*r) for r in rows}, results)
-            await conn.execute(_INSERT_ATTEMPTS, *_columns(plan.attempts))
+            if plan.attempts:
+                await conn.execute(_INSERT_ATTEMPTS, *_columns(plan.attempts))
+            if plan.deferrals:
+                await conn.execute(
+                    "UPDATE callbacks c SET due_at=u.due_at, attempts=c.attempts-1 "
+                    "FROM unnest($1::bigint[], $2::bigint[]) AS u(due_at, id) WHERE c.id = u.id",
+                    *_columns(plan.deferrals),
+                )
             if plan.updates:
                 await conn.execute(_UPDATE_CALLBACKS, *_columns(plan.updates))
             if plan.finished_subjects:

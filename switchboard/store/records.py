@@ -232,6 +232,8 @@ class CallbackResult(NamedTuple):
     """Disable the account's URL of this kind, with this reason (it answered 410)."""
     account_id: int = 0
     kind: str = ""
+    deferred: bool = False
+    """Not attempted (its host had too much in flight): due again at `retry_at`, the attempt not counted."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -772,7 +772,10 @@ def _finish_callbacks(c: sqlite3.Connection, results: list[CallbackResult]) -> N
         (_encode([r.callback_id for r in results]),),
     )
     plan = changes.plan_callback_results({r[0]: changes.CallbackCurrent(*r) for r in rows}, results)
-    _insert_rows(c, "callback_attempts", "callback_id, at, url, status_code, latency_ms, error", 6, plan.attempts)
+    if plan.attempts:
+        _insert_rows(c, "callback_attempts", "callback_id, at, url, status_code, latency_ms, error", 6, plan.attempts)
+    if plan.deferrals:
+        c.executemany("UPDATE callbacks SET due_at=?, attempts=attempts-1 WHERE id=?", plan.deferrals)
     if plan.updates:
         c.execute(_UPDATE_CALLBACKS, (_encode(plan.updates),))
     if plan.finished_subjects:

@@ -1,0 +1,167 @@
+"""Posting one callback: the only code here that touches the network (STYLE.md: httpx's transport idea).
+
+`HttpTransport` is aiohttp's client behind one method, `post`, with the egress guard in its path:
+
+- the URL is checked (`egress.check_url`) before anything else;
+- the connector's resolver is `GuardedResolver`: it looks the name up once, checks every address
+  (`egress.resolve`) and hands aiohttp exactly those addresses, so the connection goes to an address that
+  was checked; aiohttp's own DNS cache is off, so every new connection is checked again;
+- redirects are not followed (their target was never checked), proxies from the environment are not
+  used, and the whole attempt, connecting included, is bounded by a timeout;
+- connections are kept alive and bounded per host (`connections_per_host`): a slow receiver uses up its
+  own connections, not everyone's.
+
+Every failure leaves as `DeliveryFailed` (aiohttp's errors are translated here and nowhere else).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from switchboard import __version__
+from switchboard.callbacks import egress
+
+USER_AGENT = f"Switchboard-Webhooks/{__version__}"
+MAX_RESPONSE_BYTES = 64 * 1024
+"""Read at most this much of a receiver's answer (nobody reads it; reading lets the connection be reused)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    retry_after: str | None
+    """The Retry-After header as sent, if any."""
+
+
+class DeliveryFailed(Exception):
+    """No HTTP answer: the target was refused by the egress guard, did not resolve, could not be connected
+    to, or did not answer in time. `permanent` when trying again cannot help (the URL itself is refused)."""
+
+    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class Transport(Protocol):
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
+        """POST `body` to `url`; the answer's status, or DeliveryFailed (no answer within the transport's
+        timeout among the reasons)."""
+
+    async def close(self) -> None: ...
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver hook: one lookup, every address checked, only checked addresses returned."""
+
+    def __init__(self, *, allow_private: bool, resolver: egress.Resolver | None = None) -> None:
+        self._allow_private = allow_private
+        self._resolver = resolver
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        addresses = await egress.resolve(host, port, allow_private=self._allow_private, resolver=self._resolver)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+class HttpTransport:
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        timeout: float = 10.0,
+        connections_per_host: int = 16,
+        max_connections: int = 1000,
+        resolver: egress.Resolver | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._allow_private = allow_private
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._limits = (connections_per_host, max_connections)
+        self._resolver = GuardedResolver(allow_private=allow_private, resolver=resolver)
+        self._ssl = ssl_context if ssl_context is not None else ssl.create_default_context()
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            per_host, total = self._limits
+            connector = aiohttp.TCPConnector(
+                limit=total,
+                limit_per_host=per_host,
+                resolver=self._resolver,
+                use_dns_cache=False,
+                ssl=self._ssl,
+                keepalive_timeout=30,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                trust_env=False,
+                headers={"User-Agent": USER_AGENT},
+                skip_auto_headers=("Accept-Encoding",),
+            )
+        return self._session
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
+        try:
+            target = egress.check_url(url, allow_private=self._allow_private)
+        except egress.EgressRefused as e:
+            raise DeliveryFailed(str(e), permanent=True) from None
+        # The normalised URL: the host as checked (an A-label name, a canonical address), encoded already.
+        request_url = URL(f"{target.scheme}://{target.host_header}{target.path_and_query}", encoded=True)
+        try:
+            async with self._open().post(
+                request_url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=self._timeout,
+            ) as answer:
+                await answer.content.read(MAX_RESPONSE_BYTES)
+                return Response(answer.status, answer.headers.get("Retry-After"))
+        except egress.EgressRefused as e:  # from GuardedResolver: the name resolved to a refused address
+            raise DeliveryFailed(str(e)) from None
+        except TimeoutError:
+            raise DeliveryFailed(f"no answer within {self._timeout.total:g} s") from None
+        except aiohttp.ClientError as e:
+            raise DeliveryFailed(_describe(e)) from None
+        except (OSError, ssl.SSLError, ValueError) as e:
+            raise DeliveryFailed(f"{type(e).__name__}: {e}") from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+            await asyncio.sleep(0)  # let the connector's transports finish closing
+
+
+def _describe(e: aiohttp.ClientError) -> str:
+    if isinstance(e, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate not accepted: {e.certificate_error}"
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return f"cannot connect: {e.os_error.strerror or e.os_error}"
+    if isinstance(e, aiohttp.ServerDisconnectedError):
+        return "the receiver closed the connection without answering"
+    return f"{type(e).__name__}: {e}"
