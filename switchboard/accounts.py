@@ -7,11 +7,12 @@ stops working in this process at once and in others within `CACHE_SECONDS`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from dataclasses import dataclass
 
-from switchboard.callbacks import signing
+from switchboard.callbacks import egress, signing
 from switchboard.domain.clock import Clock
 from switchboard.domain.ids import IdGenerator
 from switchboard.store.base import Store
@@ -21,10 +22,19 @@ KEY_PREFIX = "sb_"
 CACHE_SECONDS = 10.0
 _CACHE_MAX = 10_000
 _NAME_MAX = 64
+RESOLVE_TIMEOUT = 5.0
+"""Seconds to look a callback URL's host up when it is set."""
 
 
 class AccountError(Exception):
     """A request about accounts that cannot be done; the message says why."""
+
+
+class _Keep:
+    """Leave the value as it is (`Accounts.set_callback_urls`)."""
+
+
+KEEP = _Keep()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,25 +56,90 @@ def check_name(name: str) -> str:
 
 
 class Accounts:
-    def __init__(self, *, store: Store, ids: IdGenerator, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        ids: IdGenerator,
+        clock: Clock,
+        allow_private_callbacks: bool = False,
+        resolver: egress.Resolver | None = None,
+    ) -> None:
         self._store = store
         self._ids = ids
         self._clock = clock
+        self._allow_private = allow_private_callbacks
+        self._resolver = resolver
         self._cache: dict[str, tuple[float, Account | None]] = {}
 
     async def create(
         self, name: str, *, sms_callback_url: str | None = None, voice_callback_url: str | None = None
     ) -> tuple[Account, NewKey]:
+        name = check_name(name)
         account = Account(
             id=self._ids.next(),
-            name=check_name(name),
-            sms_callback_url=sms_callback_url,
-            voice_callback_url=voice_callback_url,
+            name=name,
+            sms_callback_url=await self.check_callback_url(sms_callback_url, "SMS callback URL"),
+            voice_callback_url=await self.check_callback_url(voice_callback_url, "voice callback URL"),
             webhook_secret=signing.new_secret(),
             created_at=self._clock.now_ms(),
         )
         await self._store.create_account(account)
         return account, await self.create_key(account)
+
+    async def check_callback_url(self, url: str | None, what: str) -> str | None:
+        """`url` if callbacks may be sent to it (egress.py: the URL, and every address its host resolves to
+        now); None for none. Each delivery checks again: an address can change after this."""
+        if url is None or url == "":
+            return None
+        try:
+            target = egress.check_url(url, allow_private=self._allow_private)
+            if not target.ip_literal:
+                async with asyncio.timeout(RESOLVE_TIMEOUT):
+                    await egress.resolve(
+                        target.host, target.port, allow_private=self._allow_private, resolver=self._resolver
+                    )
+        except egress.EgressRefused as e:
+            raise AccountError(f"{what} refused: {e.detail} ({e.rule.value})") from None
+        except TimeoutError:
+            raise AccountError(f"{what} refused: its host did not resolve within {RESOLVE_TIMEOUT:g} s") from None
+        return url
+
+    async def set_callback_urls(
+        self, account: Account, *, sms: str | _Keep | None, voice: str | _Keep | None
+    ) -> Account:
+        """Set (a URL), clear (None or "") or keep (`KEEP`) each callback URL. Setting a URL enables it again
+        after a 410 disabled it."""
+        current = await self._store.get_account(account.id)
+        if current is None:
+            raise AccountError("the account no longer exists")
+        sms_url, sms_disabled = current.sms_callback_url, current.sms_callback_disabled
+        voice_url, voice_disabled = current.voice_callback_url, current.voice_callback_disabled
+        if not isinstance(sms, _Keep):
+            sms_url, sms_disabled = await self.check_callback_url(sms, "SmsCallbackUrl"), None
+        if not isinstance(voice, _Keep):
+            voice_url, voice_disabled = await self.check_callback_url(voice, "VoiceCallbackUrl"), None
+        await self._store.update_account(
+            account.id,
+            sms_callback_url=sms_url,
+            voice_callback_url=voice_url,
+            sms_callback_disabled=sms_disabled,
+            voice_callback_disabled=voice_disabled,
+        )
+        self._cache.clear()
+        return await self._fresh(account)
+
+    async def rotate_secret(self, account: Account) -> Account:
+        """A new webhook secret; the current one keeps signing too for `signing.ROTATION_GRACE_MS`."""
+        await self._store.rotate_secret(account.id, signing.new_secret(), now=self._clock.now_ms())
+        self._cache.clear()
+        return await self._fresh(account)
+
+    async def _fresh(self, account: Account) -> Account:
+        found = await self._store.get_account(account.id)
+        if found is None:
+            raise AccountError("the account no longer exists")
+        return found
 
     async def create_key(self, account: Account, *, label: str | None = None) -> NewKey:
         secret = KEY_PREFIX + secrets.token_urlsafe(32)

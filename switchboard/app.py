@@ -20,9 +20,12 @@ import uvicorn
 
 from switchboard import __version__
 from switchboard.accounts import Accounts
+from switchboard.api.account import AccountApi
 from switchboard.api.app import ApiSettings, ASGIApp, create_app
 from switchboard.api.ratelimit import RateLimiter
 from switchboard.api.sms import SmsApi
+from switchboard.callbacks.dispatcher import Dispatcher, DispatcherSettings
+from switchboard.callbacks.transport import HttpTransport
 from switchboard.config import Config, SmsCarrierConfig
 from switchboard.domain import numbers
 from switchboard.domain.clock import Clock, SystemClock
@@ -70,6 +73,7 @@ class Gateway:
     accounts: Accounts = field(init=False)
     sms: SmsService = field(init=False)
     worker: SmsWorker | None = field(init=False, default=None)
+    dispatcher: Dispatcher | None = field(init=False, default=None)
     carriers: list[Carrier] = field(init=False, default_factory=list)
 
     async def start(self) -> None:
@@ -78,8 +82,23 @@ class Gateway:
         await self.store.open()
         ids = IdGenerator(node=await self.store.node_id(), clock_ms=self.clock.now_ms)
         await asyncio.to_thread(numbers.preload)  # ≈ 0.2 s now rather than on the first request per country
-        self.accounts = Accounts(store=self.store, ids=ids, clock=self.clock)
+        cb = self.config.callbacks
+        self.accounts = Accounts(
+            store=self.store, ids=ids, clock=self.clock, allow_private_callbacks=cb.allow_private_networks
+        )
         if self.role in ("serve", "worker"):
+            self.dispatcher = Dispatcher(
+                store=self.store,
+                transport=HttpTransport(
+                    allow_private=cb.allow_private_networks,
+                    timeout=cb.timeout_seconds,
+                    connections_per_host=cb.connections_per_host,
+                ),
+                clock=self.clock,
+                settings=DispatcherSettings(
+                    poll_interval=self.config.worker.poll_interval, retry_schedule=tuple(cb.retry_schedule)
+                ),
+            )
             self.carriers = build_carriers(self.config, self.clock)
             router = Router(
                 carriers=self.carriers,
@@ -97,19 +116,31 @@ class Gateway:
                     poll_interval=w.poll_interval,
                     retry_ms=int(w.retry_seconds * 1000),
                 ),
+                on_written=self.dispatcher.wake,
             )
-        self.sms = SmsService(
-            store=self.store, ids=ids, clock=self.clock, on_accepted=self.worker.wake if self.worker else None
-        )
+        self.sms = SmsService(store=self.store, ids=ids, clock=self.clock, on_accepted=self._accepted)
+        if self.dispatcher is not None:
+            await self.dispatcher.start()
+            if cb.allow_private_networks:
+                log.warning("callbacks may go to private and loopback addresses (allow_private_networks)")
         if self.worker is not None:
             await self.worker.start()
             simulated = [c.name for c in self.carriers if c.simulated]
             if simulated:
                 log.warning("SMS carrier(s) %s are SIMULATED: no real message leaves this gateway", simulated)
 
+    def _accepted(self) -> None:
+        """A Send was stored: its destinations are due, and those stored Failed have callbacks due."""
+        if self.worker is not None:
+            self.worker.wake()
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
     async def stop(self) -> None:
         if self.worker is not None:
-            await self.worker.stop()
+            await self.worker.stop()  # its last receipts may write callbacks: the dispatcher stops after it
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
         await self.store.close()
 
     def http_app(self) -> ASGIApp:
@@ -119,6 +150,7 @@ class Gateway:
             sms=self.sms,
             limiter=RateLimiter(rate=limits.requests_per_second, burst=limits.burst, clock=self.clock),
             clock=self.clock,
+            allow_private_callbacks=self.config.callbacks.allow_private_networks,
             simulated_carriers=frozenset(
                 c.name
                 for c in self.config.sms.carriers or [SmsCarrierConfig(name="simulator")]
@@ -127,6 +159,7 @@ class Gateway:
         )
         return create_app(
             sms=sms_api,
+            account=AccountApi(accounts=self.accounts, store=self.store, clock=self.clock),
             store=self.store,
             settings=ApiSettings(access_log=self.config.server.access_log, version=__version__),
         )

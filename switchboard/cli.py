@@ -20,6 +20,8 @@ from switchboard import __version__
 from switchboard.config import Config, ConfigError, load
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+LISTEN_PORT = 8081
+"""Where `callbacks listen` listens by default, and where the demo account's callbacks go under `make run`."""
 
 
 class CliError(Exception):
@@ -114,10 +116,35 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, metavar="SECONDS", help="poll until every destination is final")
     _client_args(p)
 
-    callbacks = sub.add_parser("callbacks", help="callback tools").add_subparsers(dest="action", required=True)
+    account = sub.add_parser("account", help="your account's callback URLs and webhook secret").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = account.add_parser("show", help="callback URLs, whether they are disabled, and the webhook secret")
+    _client_args(p)
+    p = account.add_parser("set", help='set or clear ("") the callback URLs')
+    p.add_argument("--sms-callback-url")
+    p.add_argument("--voice-callback-url")
+    _client_args(p)
+    p = account.add_parser("rotate-secret", help="a new webhook secret; the old one keeps signing for 24 h")
+    _client_args(p)
+
+    callbacks = sub.add_parser("callbacks", help="callbacks sent, replay, and a local receiver").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = callbacks.add_parser("list", help="your callbacks, newest first")
+    p.add_argument("--status", choices=["pending", "delivered", "failed"])
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--before", metavar="ID", help="the page after this id (the listing's Next)")
+    _client_args(p)
+    p = callbacks.add_parser("show", help="one callback with every attempt")
+    p.add_argument("id")
+    _client_args(p)
+    p = callbacks.add_parser("replay", help="send a callback again (a failed one, after fixing the receiver)")
+    p.add_argument("id")
+    _client_args(p)
     p = callbacks.add_parser("listen", help="a local receiver that verifies and prints callbacks")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8081)
+    p.add_argument("--port", type=int, default=LISTEN_PORT)
     p.add_argument(
         "--secret",
         default=os.environ.get("SWITCHBOARD_WEBHOOK_SECRET"),
@@ -181,8 +208,22 @@ def _demo_account(config: Config) -> Callable[[Any], Awaitable[None]]:
     async def create(gateway: Any) -> None:
         if await gateway.store.list_accounts():
             return
-        _, key = await gateway.accounts.create("demo")
+        listener = f"http://127.0.0.1:{LISTEN_PORT}/"
+        local = config.callbacks.allow_private_networks
+        account, key = await gateway.accounts.create(
+            "demo", sms_callback_url=listener if local else None, voice_callback_url=listener if local else None
+        )
         base = f"http://{config.server.host}:{config.server.port}"
+        if local:
+            callbacks = f"""
+Callbacks ("CallBack": "Yes") go to {listener}; to watch them arrive, signed and verified, run:
+
+    switchboard callbacks listen --port {LISTEN_PORT} --secret {account.webhook_secret}
+"""
+        else:
+            callbacks = """
+Set a callback URL with PUT /api/Account {"SmsCallbackUrl": "https://..."} (docs/api.md).
+"""
         print(
             f"""
 Created the demo account on first start. Its API key, shown only now:
@@ -196,7 +237,7 @@ Try it (the simulator delivers; +15005550001 is a test number that is never deli
            "Message": "Hello from Switchboard", "Sender": "OM"}}'
 
     curl -s '{base}/api/SMS/GetStatus?ID=<the ID it answered>' -H 'Authorization: Bearer {key.secret}'
-""",
+{callbacks}""",
             flush=True,
         )
 
@@ -295,6 +336,8 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _callbacks(args: argparse.Namespace) -> int:
+    if args.action != "listen":
+        return _callbacks_client(args)
     from switchboard.callbacks.listen import Listener
 
     try:
@@ -336,8 +379,6 @@ def _print_response(response: Any) -> int:
 
 
 def _send(args: argparse.Namespace) -> int:
-    import httpx
-
     body: dict[str, Any] = {
         "Destination": [{"MobileNo": n} for n in args.to],
         "Message": args.message,
@@ -351,11 +392,7 @@ def _send(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             body[key] = value
-    try:
-        with _client(args) as client:
-            return _print_response(client.post("/api/SMS/Send", json=body))
-    except httpx.HTTPError as e:
-        raise CliError(f"cannot reach {args.url}: {e}") from None
+    return _over_http(args, lambda c: c.post("/api/SMS/Send", json=body))
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -379,6 +416,42 @@ def _status(args: argparse.Namespace) -> int:
         raise CliError(f"cannot reach {args.url}: {e}") from None
 
 
+def _over_http(args: argparse.Namespace, call: Callable[[Any], Any]) -> int:
+    import httpx
+
+    try:
+        with _client(args) as client:
+            return _print_response(call(client))
+    except httpx.HTTPError as e:
+        raise CliError(f"cannot reach {args.url}: {e}") from None
+
+
+def _account(args: argparse.Namespace) -> int:
+    if args.action == "show":
+        return _over_http(args, lambda c: c.get("/api/Account"))
+    if args.action == "rotate-secret":
+        return _over_http(args, lambda c: c.post("/api/Account/RotateSecret"))
+    body = {
+        key: value
+        for key, value in (("SmsCallbackUrl", args.sms_callback_url), ("VoiceCallbackUrl", args.voice_callback_url))
+        if value is not None
+    }
+    if not body:
+        raise CliError("nothing to set: give --sms-callback-url and/or --voice-callback-url")
+    return _over_http(args, lambda c: c.put("/api/Account", json=body))
+
+
+def _callbacks_client(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        params = {"Limit": args.limit, **({"Status": args.status} if args.status else {})}
+        if args.before:
+            params["Before"] = args.before
+        return _over_http(args, lambda c: c.get("/api/Callbacks", params=params))
+    if args.action == "show":
+        return _over_http(args, lambda c: c.get(f"/api/Callbacks/{args.id}"))
+    return _over_http(args, lambda c: c.post(f"/api/Callbacks/{args.id}/Replay"))
+
+
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": _serve,
     "api": _serve,
@@ -389,6 +462,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _status,
     "db": _db,
     "callbacks": _callbacks,
+    "account": _account,
 }
 
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from switchboard.callbacks import RETRY_SCHEDULE
+
 ENV_PREFIX = "SWITCHBOARD_"
 
 
@@ -41,6 +43,13 @@ class DatabaseConfig(_Section):
 
 class CallbacksConfig(_Section):
     allow_private_networks: bool = False
+    """Let callback URLs reach loopback and private addresses: local development only."""
+    timeout_seconds: float = 10.0
+    """A receiver must answer with a 2xx within this to count as delivered."""
+    connections_per_host: int = 16
+    """Open connections to one receiver host at most."""
+    retry_schedule: list[float] = msgspec.field(default_factory=lambda: list(RETRY_SCHEDULE))
+    """Seconds before each retry (±10 % jitter); after the last, the callback is failed (replayable)."""
 
 
 class LimitsConfig(_Section):
@@ -216,5 +225,10 @@ def _check(config: Config) -> None:
     for vr in config.voice.routes:
         if vr.trunk not in trunks:
             raise ConfigError(f"voice.routes: trunk {vr.trunk!r} is not one of voice.trunks")
+    cb = config.callbacks
+    if cb.timeout_seconds <= 0 or cb.connections_per_host < 1:
+        raise ConfigError("callbacks.timeout_seconds and callbacks.connections_per_host must be positive")
+    if not cb.retry_schedule or any(not 0 < step <= 7 * 86400 for step in cb.retry_schedule):
+        raise ConfigError("callbacks.retry_schedule must list seconds, each more than 0 and at most a week")
     if config.worker.batch_size < 1 or config.worker.lease_seconds <= 0:
         raise ConfigError("worker.batch_size and worker.lease_seconds must be positive")

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from switchboard.api.account import AccountApi
 from switchboard.api.http import Message, Receive, Scope, Send, json_bytes, respond
 from switchboard.api.openapi import DOCS_PAGE, openapi_document
 from switchboard.api.sms import SmsApi
@@ -36,13 +37,13 @@ class ApiSettings:
     version: str
 
 
-def create_app(*, sms: SmsApi, store: Store, settings: ApiSettings) -> ASGIApp:
+def create_app(*, sms: SmsApi, account: AccountApi, store: Store, settings: ApiSettings) -> ASGIApp:
     fast: dict[str, tuple[frozenset[str], Handler]] = {
         "/api/sms": (frozenset({"POST"}), sms.send),
         "/api/sms/send": (frozenset({"POST"}), sms.send),
         "/api/sms/getstatus": (frozenset({"GET", "POST"}), sms.get_status),
     }
-    rest = _starlette(store=store, version=settings.version)
+    rest = _starlette(store=store, account=account, version=settings.version)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,7 +99,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def _starlette(*, store: Store, version: str) -> Starlette:
+def _starlette(*, store: Store, account: AccountApi, version: str) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": version})
 
@@ -131,6 +132,13 @@ def _starlette(*, store: Store, version: str) -> Starlette:
             Route("/openapi.json", openapi),
             Route("/docs", docs),
             Route("/", home),
+            # Paths arrive in lower case (create_app).
+            Route("/api/account", account.endpoint(account.get_account), methods=["GET"]),
+            Route("/api/account", account.endpoint(account.put_account), methods=["PUT"]),
+            Route("/api/account/rotatesecret", account.endpoint(account.rotate_secret), methods=["POST"]),
+            Route("/api/callbacks", account.endpoint(account.list_callbacks), methods=["GET"]),
+            Route("/api/callbacks/{callback_id}", account.endpoint(account.get_callback), methods=["GET"]),
+            Route("/api/callbacks/{callback_id}/replay", account.endpoint(account.replay_callback), methods=["POST"]),
         ],
         exception_handlers={404: not_found, 405: not_allowed},
     )

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from switchboard.accounts import Accounts
+from switchboard.api.auth import authenticate
 from switchboard.api.http import (
     BodyTooLarge,
     ClientGone,
@@ -23,6 +24,7 @@ from switchboard.api.http import (
     respond,
 )
 from switchboard.api.ratelimit import RateLimiter
+from switchboard.callbacks import egress
 from switchboard.domain.clock import Clock, format_time
 from switchboard.domain.errors import SmsError
 from switchboard.domain.lenient_json import MAX_BODY_BYTES, InvalidJson, parse_body
@@ -41,23 +43,6 @@ async def sms_error(send: Send, error: SmsError, extra: list[tuple[bytes, bytes]
     await respond(send, error.http_status, _ERROR_BODIES[error], extra=extra)
 
 
-async def authenticate(accounts: Accounts, scope: Scope, params: dict[str, str]) -> Account | None:
-    """Bearer, X-API-Key, or the vendor's UserName and Password query parameters."""
-    auth = header(scope, b"authorization")
-    if auth is not None:
-        scheme, _, token = auth.partition(" ")
-        if scheme.lower() == "bearer":
-            return await accounts.authenticate(token.strip())
-        return None
-    key = header(scope, b"x-api-key")
-    if key is not None:
-        return await accounts.authenticate(key.strip())
-    password = params.get("password")
-    if password is not None:
-        return await accounts.authenticate(password, user_name=params.get("username"))
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class SmsApi:
     accounts: Accounts
@@ -65,6 +50,7 @@ class SmsApi:
     limiter: RateLimiter
     clock: Clock
     simulated_carriers: frozenset[str]
+    allow_private_callbacks: bool = False
 
     async def _account(self, scope: Scope, params: dict[str, str], send: Send) -> Account | None:
         """The request's account; None when it is not known, after answering the error (128 or 140)."""
@@ -96,6 +82,11 @@ class SmsApi:
         request = validate_send(doc, now=datetime.fromtimestamp(self.clock.now_ms() / 1000, UTC))
         if isinstance(request, SmsError):
             return await sms_error(send, request)
+        if request.callback.url is not None:
+            try:  # the URL's form now; its addresses are checked at each delivery
+                egress.check_url(request.callback.url, allow_private=self.allow_private_callbacks)
+            except egress.EgressRefused:
+                return await sms_error(send, SmsError.CALLBACK_INVALID)
         wait = self.limiter.allow(account.id)
         if wait:
             retry_after = str(max(1, math.ceil(wait))).encode()

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
-from switchboard.callbacks import signing
+from switchboard.callbacks import RETRY_SCHEDULE, signing
 from switchboard.callbacks.transport import DeliveryFailed, Response, Transport
 from switchboard.domain.clock import Clock
 from switchboard.store.base import Store
@@ -38,8 +38,6 @@ from switchboard.store.records import CallbackResult, CallbackState, ClaimedCall
 
 log = logging.getLogger("switchboard.callbacks")
 
-RETRY_SCHEDULE: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
-"""Seconds before each retry: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h (ten attempts in all)."""
 JITTER = 0.1
 MAX_RETRY_AFTER_SECONDS = 86400.0
 """A receiver's Retry-After is honoured up to a day (the schedule's longest step)."""

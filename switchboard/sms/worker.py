@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from switchboard.domain.clock import Clock
@@ -38,8 +39,18 @@ class WorkerSettings:
 
 
 class SmsWorker:
-    def __init__(self, *, store: Store, router: Router, clock: Clock, settings: WorkerSettings) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        router: Router,
+        clock: Clock,
+        settings: WorkerSettings,
+        on_written: Callable[[], None] | None = None,
+    ) -> None:
         self._store = store
+        self._on_written = on_written or (lambda: None)
+        """Called after status changes are written (they may have written callbacks)."""
         self._router = router
         self._clock = clock
         self._settings = settings
@@ -121,6 +132,7 @@ class SmsWorker:
         try:
             outcomes = await self.submit(claimed)
             await self._store.finish(outcomes, now=self._clock.now_ms())
+            self._on_written()
         except Exception:
             # Leave them leased: they are due again when the lease runs out.
             log.exception("processing %d destinations failed; they will be retried after their lease", len(claimed))
@@ -193,6 +205,7 @@ class SmsWorker:
         except BaseException:
             self._receipts = pending + self._receipts
             raise
+        self._on_written()
         if unmatched:
             first_seen = {(r.carrier, r.carrier_ref): t for t, r in pending}
             cutoff = self._clock.monotonic() - UNMATCHED_RECEIPT_SECONDS

@@ -15,7 +15,8 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from switchboard.callbacks import signing
-from switchboard.callbacks.dispatcher import RETRY_SCHEDULE, Dispatcher, DispatcherSettings
+from switchboard.callbacks import RETRY_SCHEDULE
+from switchboard.callbacks.dispatcher import Dispatcher, DispatcherSettings
 from switchboard.callbacks.transport import DeliveryFailed, Response
 from switchboard.domain.statuses import SmsStatus
 from switchboard.store.base import Store

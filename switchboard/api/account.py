@@ -1,0 +1,208 @@
+"""`/api/Account` and `/api/Callbacks` (extensions): the account's callback URLs and webhook secret, and
+the callbacks it was sent, with every attempt, and replay.
+
+Errors are `{"Error": "<text>"}` with 400 (bad input), 401 (authentication), 404 (unknown callback; another
+account's answers the same) or 503 (the database is unavailable). docs/api.md has the shapes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from switchboard.accounts import KEEP, AccountError, Accounts
+from switchboard.api.auth import authenticate
+from switchboard.api.http import BodyTooLarge, ClientGone, json_bytes, read_body
+from switchboard.callbacks import signing
+from switchboard.domain.clock import Clock, format_time
+from switchboard.domain.lenient_json import MAX_BODY_BYTES, InvalidJson, parse_body
+from switchboard.store.base import Store, StoreError
+from switchboard.store.records import Account, CallbackState, CallbackView
+
+log = logging.getLogger("switchboard.api")
+
+MAX_LIST = 500
+DEFAULT_LIST = 50
+_URL_FIELDS = {"smscallbackurl": "sms", "voicecallbackurl": "voice"}
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def error(status: int, text: str) -> Response:
+    return Response(json_bytes({"Error": text}), status_code=status, media_type="application/json")
+
+
+def ok(document: dict[str, Any]) -> Response:
+    return Response(json_bytes(document), media_type="application/json")
+
+
+class _Refused(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+@dataclass(frozen=True, slots=True)
+class AccountApi:
+    accounts: Accounts
+    store: Store
+    clock: Clock
+
+    def endpoint(self, handler: Callable[[Request, Account], Awaitable[Response]]) -> Endpoint:
+        """`handler` behind authentication and the one translation of store failures."""
+
+        async def run(request: Request) -> Response:
+            params = {k.lower(): v for k, v in request.query_params.items()}
+            try:
+                account = await authenticate(self.accounts, request.scope, params)
+                if account is None:
+                    return error(401, "Authentication failed")
+                return await handler(request, account)
+            except _Refused as refused:
+                return refused.response
+            except StoreError:
+                log.exception("%s %s failed", request.method, request.url.path)
+                return error(503, "Service temporarily unavailable")
+
+        return run
+
+    # /api/Account
+
+    async def get_account(self, request: Request, account: Account) -> Response:
+        return ok(self.account_document(await self._fresh(account)))
+
+    async def put_account(self, request: Request, account: Account) -> Response:
+        try:
+            doc = parse_body(await read_body(request.scope, request.receive, MAX_BODY_BYTES))
+        except BodyTooLarge:
+            return error(413, "Request body too large")
+        except ClientGone:
+            return error(400, "The request body was cut off")
+        except InvalidJson:
+            return error(400, "Invalid Json")
+        if not isinstance(doc, dict):
+            return error(400, "Invalid Json")
+        changes: dict[str, Any] = {"sms": KEEP, "voice": KEEP}
+        for key, value in doc.items():
+            kind = _URL_FIELDS.get(str(key).lower())
+            if kind is None:
+                return error(400, f"Unknown field {key!r}; known: SmsCallbackUrl, VoiceCallbackUrl")
+            if value is not None and not isinstance(value, str):
+                return error(400, f'{key} must be a URL string, or null or "" to clear it')
+            changes[kind] = value
+        try:
+            updated = await self.accounts.set_callback_urls(account, sms=changes["sms"], voice=changes["voice"])
+        except AccountError as e:
+            return error(400, str(e))
+        return ok(self.account_document(updated))
+
+    async def rotate_secret(self, request: Request, account: Account) -> Response:
+        try:
+            updated = await self.accounts.rotate_secret(account)
+        except AccountError as e:
+            return error(400, str(e))
+        return ok(self.account_document(updated))
+
+    def account_document(self, a: Account) -> dict[str, Any]:
+        grace_until = ""
+        now = self.clock.now_ms()
+        if len(signing.valid_secrets(a.webhook_secret, a.previous_webhook_secret, a.secret_rotated_at, now)) > 1:
+            assert a.secret_rotated_at is not None
+            grace_until = format_time(a.secret_rotated_at + signing.ROTATION_GRACE_MS)
+        return {
+            "Name": a.name,
+            "SmsCallbackUrl": a.sms_callback_url or "",
+            "SmsCallbackDisabled": a.sms_callback_disabled or "",
+            "VoiceCallbackUrl": a.voice_callback_url or "",
+            "VoiceCallbackDisabled": a.voice_callback_disabled or "",
+            "WebhookSecret": a.webhook_secret,
+            "PreviousSecretValidUntil": grace_until,
+        }
+
+    async def _fresh(self, account: Account) -> Account:
+        """The account as stored now (authentication may answer from its cache)."""
+        return await self.store.get_account(account.id) or account
+
+    # /api/Callbacks
+
+    async def list_callbacks(self, request: Request, account: Account) -> Response:
+        params = {k.lower(): v for k, v in request.query_params.items()}
+        state: CallbackState | None = None
+        if params.get("status"):
+            try:
+                state = CallbackState(params["status"].lower())
+            except ValueError:
+                return error(400, "Status must be pending, delivered or failed")
+        limit = _number(params.get("limit"), "Limit", default=DEFAULT_LIST, high=MAX_LIST)
+        before = _number(params.get("before"), "Before", default=None, high=2**63 - 1)
+        views = await self.store.list_callbacks(account.id, state=state, limit=limit, before_id=before)
+        return ok(
+            {
+                "Callbacks": [self.callback_document(v) for v in views],
+                "Next": str(views[-1].id) if len(views) == limit else "",
+            }
+        )
+
+    async def get_callback(self, request: Request, account: Account) -> Response:
+        view = await self._callback(request, account)
+        document = self.callback_document(view)
+        document["History"] = [
+            {
+                "At": format_time(a.at),
+                "Url": a.url or "",
+                "StatusCode": a.status_code,
+                "LatencyMs": a.latency_ms,
+                "Error": a.error or "",
+            }
+            for a in view.history
+        ]
+        return ok(document)
+
+    async def replay_callback(self, request: Request, account: Account) -> Response:
+        callback_id = _path_id(request)
+        if not await self.store.replay_callback(account.id, callback_id, now=self.clock.now_ms()):
+            raise _Refused(error(404, "Callback not found"))
+        return ok({"ID": str(callback_id), "State": CallbackState.PENDING.value})
+
+    async def _callback(self, request: Request, account: Account) -> CallbackView:
+        view = await self.store.get_callback(account.id, _path_id(request))
+        if view is None:
+            raise _Refused(error(404, "Callback not found"))
+        return view
+
+    def callback_document(self, v: CallbackView) -> dict[str, Any]:
+        return {
+            "ID": str(v.id),
+            "Kind": v.kind,
+            "Subject": str(v.subject_id),
+            "Sequence": v.sequence,
+            "Url": v.url or "",
+            "State": v.state.value,
+            "Attempts": v.attempts,
+            "LastStatusCode": v.last_status,
+            "LastError": v.last_error or "",
+            "NextAttempt": format_time(v.due_at) if v.state is CallbackState.PENDING else "",
+            "Created": format_time(v.created_at),
+            "Updated": format_time(v.updated_at),
+            "Body": msgspec.json.decode(v.body),
+        }
+
+
+def _path_id(request: Request) -> int:
+    raw = str(request.path_params.get("callback_id", ""))
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or int(raw) >= 2**63:
+        raise _Refused(error(404, "Callback not found"))
+    return int(raw)
+
+
+def _number(raw: str | None, name: str, *, default: int | None, high: int) -> Any:
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not 1 <= int(raw) <= high:
+        raise _Refused(error(400, f"{name} must be a whole number from 1 to {high}"))
+    return int(raw)
