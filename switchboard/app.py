@@ -96,7 +96,10 @@ class Gateway:
                 ),
                 clock=self.clock,
                 settings=DispatcherSettings(
-                    poll_interval=self.config.worker.poll_interval, retry_schedule=tuple(cb.retry_schedule)
+                    # A claim must outlast an attempt (its timeout) and the write of its result.
+                    lease_ms=int((2 * cb.timeout_seconds + 5) * 1000),
+                    poll_interval=self.config.worker.poll_interval,
+                    retry_schedule=tuple(cb.retry_schedule),
                 ),
             )
             self.carriers = build_carriers(self.config, self.clock)
