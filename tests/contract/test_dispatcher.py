@@ -14,8 +14,7 @@ import msgspec
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from switchboard.callbacks import signing
-from switchboard.callbacks import RETRY_SCHEDULE
+from switchboard.callbacks import RETRY_SCHEDULE, signing
 from switchboard.callbacks.dispatcher import Dispatcher, DispatcherSettings
 from switchboard.callbacks.transport import DeliveryFailed, Response
 from switchboard.domain.statuses import SmsStatus
