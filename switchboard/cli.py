@@ -39,10 +39,20 @@ def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key", default=os.environ.get("SWITCHBOARD_API_KEY"), help="or SWITCHBOARD_API_KEY")
 
 
+def _allow_private_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-private-callbacks",
+        action="store_true",
+        default=None,
+        help="let callback URLs point at private and loopback addresses (local development)",
+    )
+
+
 def _load(args: argparse.Namespace, **extra: Any) -> Config:
     overrides = {
         "server.data_dir": getattr(args, "data_dir", None),
         "database.url": getattr(args, "database_url", None),
+        "callbacks.allow_private_networks": getattr(args, "allow_private_callbacks", None),
         **extra,
     }
     return load(args.config, overrides=overrides)
@@ -62,12 +72,7 @@ def parser() -> argparse.ArgumentParser:
         _config_args(p)
         p.add_argument("--host", help="listen address (default 127.0.0.1)")
         p.add_argument("--port", type=int, help="listen port (default 8080)")
-        p.add_argument(
-            "--allow-private-callbacks",
-            action="store_true",
-            default=None,
-            help="let callback URLs point at private and loopback addresses (local development)",
-        )
+        _allow_private_arg(p)
         if name == "serve":
             p.add_argument("--no-demo", action="store_true", help="do not create the demo account on first start")
 
@@ -79,6 +84,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sms-callback-url")
     p.add_argument("--voice-callback-url")
     p.add_argument("--json", action="store_true", help='print {"account", "api_key", "webhook_secret"}')
+    _allow_private_arg(p)
     _config_args(p)
     p = accounts.add_parser("list", help="list accounts")
     p.add_argument("--json", action="store_true")
@@ -187,14 +193,7 @@ def _run(coro: Awaitable[int]) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from switchboard.app import run
 
-    config = _load(
-        args,
-        **{
-            "server.host": args.host,
-            "server.port": args.port,
-            "callbacks.allow_private_networks": args.allow_private_callbacks,
-        },
-    )
+    config = _load(args, **{"server.host": args.host, "server.port": args.port})
 
     async def main() -> int:
         on_started = None if args.command != "serve" or args.no_demo else _demo_account(config)
