@@ -281,7 +281,7 @@ def _accounts(args: argparse.Namespace) -> int:
             print(f"account:        {account.name}")
             print(f"api key:        {key.secret}")
             print(f"webhook secret: {account.webhook_secret}")
-            print("Keep both: they are not shown again.")
+            print("Keep the API key: it is not shown again (the webhook secret is also in GET /api/Account).")
         return 0
 
     async def listing(g: Any) -> int:

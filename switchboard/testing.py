@@ -56,7 +56,6 @@ class ServerProcess:
         self._server = server
         self._extra = extra_args
         self._command = command
-        self._command = command
         self.process: subprocess.Popen[bytes] | None = None
 
     def create_account(self, name: str, *extra: str) -> dict[str, Any]:

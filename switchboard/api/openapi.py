@@ -129,6 +129,80 @@ def openapi_document(version: str) -> dict[str, Any]:
             **_errors(401, 404, 503),
         },
     }
+    plain_error = {
+        "description": "Error",
+        "content": {"application/json": {"schema": {"type": "object", "properties": {"Error": {"type": "string"}}}}},
+    }
+    account_doc = {
+        "description": "The account's callback URLs and webhook secret",
+        "content": {
+            "application/json": {
+                "example": {
+                    "Name": "acme",
+                    "SmsCallbackUrl": "https://hooks.acme.example/sms",
+                    "SmsCallbackDisabled": "",
+                    "VoiceCallbackUrl": "",
+                    "VoiceCallbackDisabled": "",
+                    "WebhookSecret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                    "PreviousSecretValidUntil": "",
+                }
+            }
+        },
+    }
+    callback_id = {"name": "ID", "in": "path", "required": True, "schema": {"type": "string"}}
+    extension_paths = {
+        "/api/Account": {
+            "get": {"summary": "Extension: the account", "responses": {"200": account_doc, "401": plain_error}},
+            "put": {
+                "summary": 'Extension: set or clear ("" or null) SmsCallbackUrl and VoiceCallbackUrl',
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "SmsCallbackUrl": {"type": ["string", "null"]},
+                                    "VoiceCallbackUrl": {"type": ["string", "null"]},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {"200": account_doc, "400": plain_error, "401": plain_error, "413": plain_error},
+            },
+        },
+        "/api/Account/RotateSecret": {
+            "post": {
+                "summary": "Extension: a new webhook secret; the previous one also signs for 24 hours",
+                "responses": {"200": account_doc, "401": plain_error},
+            }
+        },
+        "/api/Callbacks": {
+            "get": {
+                "summary": "Extension: the account's callbacks, newest first",
+                "parameters": [
+                    {"name": "Status", "in": "query", "schema": {"enum": ["pending", "delivered", "failed"]}},
+                    {"name": "Limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                    {"name": "Before", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {"200": {"description": "{Callbacks, Next}"}, "400": plain_error, "401": plain_error},
+            }
+        },
+        "/api/Callbacks/{ID}": {
+            "get": {
+                "summary": "Extension: one callback with every attempt",
+                "parameters": [callback_id],
+                "responses": {"200": {"description": "The callback"}, "401": plain_error, "404": plain_error},
+            }
+        },
+        "/api/Callbacks/{ID}/Replay": {
+            "post": {
+                "summary": "Extension: post a callback again, its retry schedule started afresh",
+                "parameters": [callback_id],
+                "responses": {"200": {"description": "{ID, State}"}, "401": plain_error, "404": plain_error},
+            }
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -162,6 +236,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
                 }
             },
+            **extension_paths,
         },
     }
 
