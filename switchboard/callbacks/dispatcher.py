@@ -51,7 +51,8 @@ class DispatcherSettings:
     lease_ms: int = 60_000
     """Longer than any attempt (the transport's timeout), so a live dispatcher's claim never runs out."""
     poll_interval: float = 1.0
-    max_in_flight: int = 2000
+    max_in_flight: int = 1000
+    """Attempts in progress at once, at most: no more than the transport's connections, so none waits for one."""
     per_host_in_flight: int = 256
     retry_schedule: tuple[float, ...] = RETRY_SCHEDULE
 

@@ -9,7 +9,8 @@
 - redirects are not followed (their target was never checked), proxies from the environment are not
   used, and the whole attempt, connecting included, is bounded by a timeout;
 - connections are kept alive and bounded per host (`connections_per_host`): a slow receiver uses up its
-  own connections, not everyone's.
+  own connections, not everyone's. A post waits for one of its host's connections *before* its timeout
+  starts, so time spent queueing behind a slow receiver's other callbacks never counts against it.
 
 Every failure leaves as `DeliveryFailed` (aiohttp's errors are translated here and nowhere else).
 """
@@ -103,13 +104,14 @@ class HttpTransport:
         self._resolver = GuardedResolver(allow_private=allow_private, resolver=resolver)
         self._ssl = ssl_context if ssl_context is not None else ssl.create_default_context()
         self._session: aiohttp.ClientSession | None = None
+        self._hosts: dict[str, _HostSlots] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
             per_host, total = self._limits
             connector = aiohttp.TCPConnector(
                 limit=total,
-                limit_per_host=per_host,
+                limit_per_host=per_host,  # _HostSlots keeps to it already; this is the backstop
                 resolver=self._resolver,
                 use_dns_cache=False,
                 ssl=self._ssl,
@@ -131,6 +133,20 @@ class HttpTransport:
             raise DeliveryFailed(str(e), permanent=True) from None
         # The normalised URL: the host as checked (an A-label name, a canonical address), encoded already.
         request_url = URL(f"{target.scheme}://{target.host_header}{target.path_and_query}", encoded=True)
+        key = f"{target.scheme}://{target.host_header}"
+        slots = self._hosts.get(key)
+        if slots is None:
+            slots = self._hosts[key] = _HostSlots(self._limits[0])
+        slots.users += 1
+        try:
+            async with slots.semaphore:
+                return await self._post(request_url, body, headers)
+        finally:
+            slots.users -= 1
+            if not slots.users:
+                del self._hosts[key]
+
+    async def _post(self, request_url: URL, body: bytes, headers: dict[str, str]) -> Response:
         try:
             async with self._open().post(
                 request_url,
@@ -155,6 +171,15 @@ class HttpTransport:
             session, self._session = self._session, None
             await session.close()
             await asyncio.sleep(0)  # let the connector's transports finish closing
+
+
+class _HostSlots:
+    """The connections one receiver host may use, and how many posts use or wait for them (the entry is
+    dropped at zero, so hosts seen once do not accumulate)."""
+
+    def __init__(self, size: int) -> None:
+        self.semaphore = asyncio.Semaphore(size)
+        self.users = 0
 
 
 def _describe(e: aiohttp.ClientError) -> str:
