@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from switchboard.testing import ServerProcess
+from tests.e2e.receiver import Receiver, check_arrivals, expected_callbacks, send_many, wait_for
 
 ADMIN_URL = os.environ.get("SWITCHBOARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 FINAL = {"Delivered", "Undelivered", "Expired", "Rejected", "Failed"}
@@ -77,3 +78,39 @@ def wait_final(client: httpx.Client, ident: str, timeout: float) -> list[str]:
         if all(s in FINAL for s in statuses) or time.monotonic() > deadline:
             return statuses
         time.sleep(0.2)
+
+
+def test_two_workers_deliver_every_callback_in_order_on_postgresql(tmp_path: Path, database: str) -> None:
+    """Two worker processes claim from one outbox: every callback arrives once delivered, none out of order
+    per destination (SKIP LOCKED claims, and the per-destination locks of the outbox)."""
+    config = (
+        f'[database]\nurl = "{database}"\n[worker]\npoll_interval = 0.2\n'
+        "[callbacks]\nallow_private_networks = true\ntimeout_seconds = 2\n"
+        "retry_schedule = [0.2, 0.4, 0.8, 1, 1, 1, 1, 1, 1]\n"
+    )
+    api = ServerProcess(tmp_path / "api", config=config, command="api")
+    api.write_config()
+    with Receiver(fail_first=1) as receiver:
+        account: dict[str, Any] = api.create_account("acme", "--sms-callback-url", receiver.url)
+        receiver.secret = account["webhook_secret"]
+        api.start()
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "switchboard", "worker", "--config", str(api.config_path)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(2)
+        ]
+        try:
+            ids = asyncio.run(send_many(api.url, account["api_key"], 100))
+            expected = expected_callbacks(ids, 100)
+            wait_for(receiver, sum(len(v) for v in expected.values()), 60)
+        finally:
+            for w in workers:
+                w.terminate()
+            for w in workers:
+                w.wait(15)
+            api.stop()
+        check_arrivals(receiver, expected)
+        assert receiver.bad_signatures == 0
