@@ -302,3 +302,24 @@ async def test_a_slow_receiver_does_not_hold_up_the_others(store: Store, make: F
         await d.stop()
     assert transport.closed
     assert len(await store.list_callbacks(fast.id, state=CallbackState.DELIVERED, limit=100)) == 10
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "delay_ms"),
+    [
+        ("soon", 5_000),  # unreadable: the schedule's step (5 s, jitter 0 at random 0.5)
+        ("-5", 5_000),
+        ("999999999", 86_400_000),  # at most a day
+        ("Mon, 01 Jan 2001 00:00:00 GMT", 1),  # a date in the past: at once
+        ("0", 1),
+    ],
+)
+async def test_an_unreadable_or_extreme_retry_after_is_bounded(
+    store: Store, make: Factory, clock: FakeClock, retry_after: str, delay_ms: int
+) -> None:
+    account = await with_url(store, await make.account())
+    await make.sent(account, callback="yes")
+    answers = [Response(503, retry_after), Response(200, None)]
+    transport = FakeTransport(clock, lambda n, url: answers[n - 1])
+    await run_until_done(dispatcher(store, transport, clock), store, clock, account)
+    assert [p.at - transport.posts[0].at for p in transport.posts] == [0, delay_ms]
