@@ -30,6 +30,10 @@ class AccountError(Exception):
     """A request about accounts that cannot be done; the message says why."""
 
 
+class RotationInProgress(AccountError):
+    """The webhook secret cannot be rotated again yet."""
+
+
 class _Keep:
     """Leave the value as it is (`Accounts.set_callback_urls`)."""
 
@@ -109,29 +113,31 @@ class Accounts:
         self, account: Account, *, sms: str | _Keep | None, voice: str | _Keep | None
     ) -> Account:
         """Set (a URL), clear (None or "") or keep (`KEEP`) each callback URL. Setting a URL enables it again
-        after a 410 disabled it."""
-        current = await self._store.get_account(account.id)
-        if current is None:
-            raise AccountError("the account no longer exists")
-        sms_url, sms_disabled = current.sms_callback_url, current.sms_callback_disabled
-        voice_url, voice_disabled = current.voice_callback_url, current.voice_callback_disabled
-        if not isinstance(sms, _Keep):
-            sms_url, sms_disabled = await self.check_callback_url(sms, "SmsCallbackUrl"), None
-        if not isinstance(voice, _Keep):
-            voice_url, voice_disabled = await self.check_callback_url(voice, "VoiceCallbackUrl"), None
-        await self._store.update_account(
-            account.id,
-            sms_callback_url=sms_url,
-            voice_callback_url=voice_url,
-            sms_callback_disabled=sms_disabled,
-            voice_callback_disabled=voice_disabled,
-        )
+        after a 410 disabled it. Both are checked before either is written."""
+        checked = {
+            kind: await self.check_callback_url(value, field)
+            for kind, value, field in (("sms", sms, "SmsCallbackUrl"), ("voice", voice, "VoiceCallbackUrl"))
+            if not isinstance(value, _Keep)
+        }
+        for kind, url in checked.items():
+            await self._store.set_callback_url(account.id, kind, url)
         self._cache.clear()
         return await self._fresh(account)
 
     async def rotate_secret(self, account: Account) -> Account:
-        """A new webhook secret; the current one keeps signing too for `signing.ROTATION_GRACE_MS`."""
-        await self._store.rotate_secret(account.id, signing.new_secret(), now=self._clock.now_ms())
+        """A new webhook secret; the current one keeps signing too for `signing.ROTATION_GRACE_MS`. Refused
+        while an earlier rotation's grace lasts: its previous secret would stop working at once."""
+        current = await self._fresh(account)
+        now = self._clock.now_ms()
+        signing_now = signing.valid_secrets(
+            current.webhook_secret, current.previous_webhook_secret, current.secret_rotated_at, now
+        )
+        if len(signing_now) > 1:
+            raise RotationInProgress(
+                "the secret was rotated less than 24 hours ago and its previous secret still signs; "
+                "rotate again once PreviousSecretValidUntil has passed"
+            )
+        await self._store.rotate_secret(account.id, signing.new_secret(), now=now)
         self._cache.clear()
         return await self._fresh(account)
 

@@ -96,8 +96,11 @@ class Gateway:
                 ),
                 clock=self.clock,
                 settings=DispatcherSettings(
-                    # A claim must outlast an attempt (its timeout) and the write of its result.
-                    lease_ms=int((2 * cb.timeout_seconds + 5) * 1000),
+                    # An event waits at most two timeouts for its host's connections, then makes its own
+                    # attempt: its claim must outlast both, and the write of its result.
+                    connections_per_host=cb.connections_per_host,
+                    timeout_ms=int(cb.timeout_seconds * 1000),
+                    lease_ms=int((3 * cb.timeout_seconds + 5) * 1000),
                     poll_interval=self.config.worker.poll_interval,
                     retry_schedule=tuple(cb.retry_schedule),
                 ),

@@ -16,7 +16,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from switchboard.accounts import KEEP, AccountError, Accounts
+from switchboard.accounts import KEEP, AccountError, Accounts, RotationInProgress
 from switchboard.api.auth import authenticate
 from switchboard.api.http import BodyTooLarge, ClientGone, json_bytes, read_body
 from switchboard.callbacks import signing
@@ -104,6 +104,8 @@ class AccountApi:
     async def rotate_secret(self, request: Request, account: Account) -> Response:
         try:
             updated = await self.accounts.rotate_secret(account)
+        except RotationInProgress as e:
+            return error(409, str(e))
         except AccountError as e:
             return error(400, str(e))
         return ok(self.account_document(updated))
@@ -165,8 +167,11 @@ class AccountApi:
 
     async def replay_callback(self, request: Request, account: Account) -> Response:
         callback_id = _path_id(request)
-        if not await self.store.replay_callback(account.id, callback_id, now=self.clock.now_ms()):
-            raise _Refused(error(404, "Callback not found"))
+        done = await self.store.replay_callback(account.id, callback_id, now=self.clock.now_ms())
+        if done == "missing":
+            return error(404, "Callback not found")
+        if done == "pending":
+            return error(409, "Callback is pending already: it is attempted at its NextAttempt")
         return ok({"ID": str(callback_id), "State": CallbackState.PENDING.value})
 
     async def _callback(self, request: Request, account: Account) -> CallbackView:

@@ -3,14 +3,20 @@ happened (ARCHITECTURE.md §2 "Callback delivery").
 
 - Success is any 2xx within the timeout (10 s). Anything else is retried on `RETRY_SCHEDULE`, each delay
   with ±10 % jitter so that events that failed together do not come back together; a `Retry-After`
-  answer replaces the step's delay. After the last retry the event is `failed` and can be replayed.
+  answer longer than the step is waited for instead (a shorter one does not use up the schedule faster).
+  After the last retry the event is `failed` and can be replayed.
 - 410 Gone gives up at once and, when the URL is the account's, disables it on the account (the account
   says why) until the URL is set again.
 - Events of one destination go out in `Sequence` order: the store makes only the oldest pending event of a
   subject due (store/schema.py), so the dispatcher never holds two of one subject.
 - Many receivers are served at once. Connections per host are bounded by the transport, and each host may
-  hold at most `per_host_in_flight` claimed events here: the rest are handed back, unattempted, for a
-  moment later, so one slow or dead receiver never fills the dispatcher for everyone else.
+  hold only so many claimed events here (`_Host.cap`): as many as its connections get through in two
+  timeouts at the latency it has shown, and never fewer than twice its connections. The rest are handed
+  back, unattempted, each for its own later turn at the host's pace (`_Host.wait_ms`), so one slow or dead
+  receiver never fills
+  the dispatcher for everyone else, a fast one is not held back, and a slow one's backlog is not claimed
+  over and over. A claim's lease (3 × timeout + 5 s) outlasts the longest wait here (two timeouts) plus
+  its own attempt.
 - Delivery is at-least-once: an event whose attempt was cut off (the process died) is claimed again after
   its lease and sent again with the same `webhook-id`, which receivers deduplicate on.
 
@@ -24,7 +30,7 @@ import contextlib
 import logging
 import random
 import time
-from collections import Counter
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -42,6 +48,12 @@ JITTER = 0.1
 MAX_RETRY_AFTER_SECONDS = 86400.0
 """A receiver's Retry-After is honoured up to a day (the schedule's longest step)."""
 DEFER_MS = 1000
+MAX_DEFER_MS = 600_000
+"""A held-back event comes back within 10 minutes whatever its host's backlog (the backlog beyond that comes
+back every 10 minutes: a few database writes a second for 100,000 events)."""
+LATENCY_WEIGHT = 0.2
+"""Weight of the newest attempt in a host's latency (an exponentially weighted mean)."""
+HOSTS_REMEMBERED = 10_000
 GONE = 410
 
 
@@ -53,7 +65,10 @@ class DispatcherSettings:
     poll_interval: float = 1.0
     max_in_flight: int = 1000
     """Attempts in progress at once, at most: no more than the transport's connections, so none waits for one."""
-    per_host_in_flight: int = 256
+    connections_per_host: int = 16
+    """The transport's bound (`HttpTransport`): how many of a host's events are sent at once."""
+    timeout_ms: int = 10_000
+    """The transport's timeout: the longest an attempt takes once sent."""
     retry_schedule: tuple[float, ...] = RETRY_SCHEDULE
 
 
@@ -77,7 +92,8 @@ class Dispatcher:
         self._results: list[CallbackResult] = []
         self._results_ready = asyncio.Event()
         self._in_flight = 0
-        self._per_host: Counter[str] = Counter()
+        self._hosts: OrderedDict[str, _Host] = OrderedDict()  # least recently used first
+        self._active: set[int] = set()
         self._deliveries: set[asyncio.Task[None]] = set()
         self._claiming: asyncio.Task[None] | None = None
         self._writing: asyncio.Task[None] | None = None
@@ -132,36 +148,65 @@ class Dispatcher:
                 log.exception("claiming callbacks failed; trying again")
                 await asyncio.sleep(s.poll_interval)
                 continue
-            for c in claimed:
-                self._start(c)
+            deferred = sum(not self._start(c) for c in claimed)
+            if deferred * 2 > len(claimed):
+                # Mostly for hosts that are full: claim again when an attempt ends, not at once.
+                self._room.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._room.wait(), s.poll_interval)
+                continue
             if len(claimed) == min(room, s.batch_size):
                 continue  # there may be more due now
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), s.poll_interval)
 
-    def _start(self, c: ClaimedCallback) -> None:
-        host = _host(c.url)
-        if host is not None and self._per_host[host] >= self._settings.per_host_in_flight:
-            self._add(self._defer(c))
-            return
-        self._in_flight += 1
+    def _start(self, c: ClaimedCallback) -> bool:
+        """Start an attempt, or hand the event back when its host is full; whether it started."""
+        if c.id in self._active:
+            # Claimed again while still here: its lease ran out (a host that slowed down suddenly). The
+            # attempt in progress decides nothing now; the new claim's lease brings it back once more.
+            log.warning("callback %d: claimed again while its attempt is in progress", c.id)
+            return True
+        name = _host(c.url) if c.disabled is None else None
+        host = self._host_state(name) if name is not None else None
         if host is not None:
-            self._per_host[host] += 1
+            s, now = self._settings, self._clock.monotonic()
+            if len(host.running) >= host.cap(s, now):
+                self._add(self._defer(c, host.wait_ms(s, now)))
+                return False
+            host.running[c.id] = now
+            host.turns_until = 0.0  # it has room now: turns handed out before are behind it
+        self._in_flight += 1
+        self._active.add(c.id)
         task = asyncio.create_task(self._deliver(c, host))
         self._deliveries.add(task)  # the loop keeps only a weak reference to tasks
         task.add_done_callback(self._deliveries.discard)
+        return True
 
-    async def _deliver(self, c: ClaimedCallback, host: str | None) -> None:
+    def _host_state(self, name: str) -> _Host:
+        host = self._hosts.get(name)
+        if host is None:
+            host = self._hosts[name] = _Host()
+            if len(self._hosts) > HOSTS_REMEMBERED:  # forget the least recently used idle host
+                idle = next((k for k, h in self._hosts.items() if not h.running), None)
+                if idle is not None:
+                    del self._hosts[idle]
+        self._hosts.move_to_end(name)
+        return host
+
+    async def _deliver(self, c: ClaimedCallback, host: _Host | None) -> None:
         try:
-            self._add(await self.attempt(c))
+            result = await self.attempt(c)
+            self._add(result)
+            if host is not None:
+                host.observe(result.latency_ms)
         except Exception:  # a bug, not a receiver's fault: the lease brings the event back
             log.exception("callback %d: attempt failed unexpectedly", c.id)
         finally:
             self._in_flight -= 1
+            self._active.discard(c.id)
             if host is not None:
-                self._per_host[host] -= 1
-                if not self._per_host[host]:
-                    del self._per_host[host]
+                host.running.pop(c.id, None)
             self._room.set()
 
     def _add(self, result: CallbackResult) -> None:
@@ -190,11 +235,11 @@ class Dispatcher:
             if self._closing and not self._results:
                 return
 
-    def _defer(self, c: ClaimedCallback) -> CallbackResult:
+    def _defer(self, c: ClaimedCallback, delay_ms: int) -> CallbackResult:
         now = self._clock.now_ms()
         return CallbackResult(
             c.id, c.attempt, CallbackState.PENDING, now, c.url, None, 0, None,
-            retry_at=now + DEFER_MS + int(self._random() * DEFER_MS), deferred=True,
+            retry_at=now + delay_ms + int(self._random() * delay_ms), deferred=True,
         )  # fmt: skip
 
     async def attempt(self, c: ClaimedCallback) -> CallbackResult:
@@ -210,15 +255,13 @@ class Dispatcher:
         body = c.body.encode()
         headers = signing.sign(secrets=secrets, msg_id=f"msg_{c.id}", timestamp=now // 1000, body=body)
         headers["Content-Type"] = "application/json"
-        started = time.perf_counter()
         try:
             response = await self._transport.post(c.url, body, headers)
         except DeliveryFailed as e:
-            latency = _ms_since(started)
             if e.permanent:
-                return self._result(c, now, CallbackState.FAILED, None, latency, e.reason)
-            return self._retry(c, now, None, latency, e.reason, None)
-        latency = _ms_since(started)
+                return self._result(c, now, CallbackState.FAILED, None, e.latency_ms, e.reason)
+            return self._retry(c, now, None, e.latency_ms, e.reason, None)
+        latency = response.latency_ms
         if 200 <= response.status < 300:
             return self._result(c, now, CallbackState.DELIVERED, response.status, latency, None)
         error = f"HTTP {response.status}"
@@ -241,7 +284,7 @@ class Dispatcher:
         delay = schedule[c.attempt - 1] * (1 + JITTER * (2 * self._random() - 1))
         asked = _retry_after(response.retry_after, now) if response is not None else None
         if asked is not None:
-            delay = asked
+            delay = max(delay, asked)
         return self._result(
             c, now, CallbackState.PENDING, status, latency, error, retry_at=now + max(1, round(delay * 1000))
         )
@@ -289,9 +332,56 @@ def _host(url: str | None) -> str | None:
         return None
 
 
-def _ms_since(started: float) -> int:
-    return int((time.perf_counter() - started) * 1000)
-
-
 def _iso(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+
+
+class _Host:
+    """What the dispatcher knows of one receiver host: its attempts in progress, and how fast it answers."""
+
+    __slots__ = ("latency_ms", "running", "turns_until")
+
+    def __init__(self) -> None:
+        self.turns_until = 0.0
+        """The last turn given to a held-back event (monotonic milliseconds)."""
+        self.running: dict[int, float] = {}
+        """Callback id → when its attempt started (monotonic seconds), oldest first."""
+        self.latency_ms: float | None = None
+        """Mean time from sending to the answer or giving up, recent attempts weighing most."""
+
+    def observe(self, latency_ms: int) -> None:
+        if self.latency_ms is None:
+            self.latency_ms = float(latency_ms)
+        else:
+            self.latency_ms += LATENCY_WEIGHT * (latency_ms - self.latency_ms)
+
+    def pace_ms(self, now: float) -> float:
+        """How long an attempt takes here: the mean so far, or longer if the oldest attempt in progress has
+        already taken longer (a host that has stopped answering shows it before any attempt ends)."""
+        oldest = (now - next(iter(self.running.values()))) * 1000 if self.running else 0.0
+        return max(self.latency_ms or 0.0, oldest)
+
+    def cap(self, s: DispatcherSettings, now: float) -> int:
+        """Events this host may hold here: as many as its connections get through in two timeouts (the
+        wait a claim's lease allows before an event's own attempt), at least twice its connections."""
+        least = 2 * s.connections_per_host
+        if self.latency_ms is None:
+            return least
+        fits = int(s.connections_per_host * 2 * s.timeout_ms / max(self.pace_ms(now), 1.0))
+        return max(least, min(fits, s.max_in_flight))
+
+    def wait_ms(self, s: DispatcherSettings, now: float) -> int:
+        """When to hand a held-back event in again: after the attempts in progress here, and after the
+        events handed back before it, at the host's pace (one connection frees every pace / connections).
+        Each event gets its own later turn, so a slow host's backlog comes back about as fast as the host
+        takes it, not all at once again."""
+        pace = self.pace_ms(now)
+        if self.latency_ms is None:
+            # No attempt has ended yet: look again once the oldest has taken as long again, soon if the
+            # host is fast, later and later if it is not answering.
+            return int(min(MAX_DEFER_MS, max(DEFER_MS, pace)))
+        step = pace / s.connections_per_host
+        now_ms = now * 1000
+        turn = max(now_ms + len(self.running) * step, self.turns_until) + step
+        self.turns_until = turn
+        return int(min(MAX_DEFER_MS, max(DEFER_MS, turn - now_ms)))

@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import aiohttp
@@ -40,16 +41,20 @@ class Response:
     status: int
     retry_after: str | None
     """The Retry-After header as sent, if any."""
+    latency_ms: int = field(default=0, compare=False)
+    """From sending (after any wait for one of the host's connections) to the answer."""
 
 
 class DeliveryFailed(Exception):
     """No HTTP answer: the target was refused by the egress guard, did not resolve, could not be connected
     to, or did not answer in time. `permanent` when trying again cannot help (the URL itself is refused)."""
 
-    def __init__(self, reason: str, *, permanent: bool = False) -> None:
+    def __init__(self, reason: str, *, permanent: bool = False, latency_ms: int = 0) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.latency_ms = latency_ms
+        """From sending to giving up (the timeout, at most), not counting the wait for a connection."""
 
 
 class Transport(Protocol):
@@ -147,6 +152,7 @@ class HttpTransport:
                 del self._hosts[key]
 
     async def _post(self, request_url: URL, body: bytes, headers: dict[str, str]) -> Response:
+        started = time.perf_counter()
         try:
             async with self._open().post(
                 request_url,
@@ -156,15 +162,16 @@ class HttpTransport:
                 timeout=self._timeout,
             ) as answer:
                 await answer.content.read(MAX_RESPONSE_BYTES)
-                return Response(answer.status, answer.headers.get("Retry-After"))
+                return Response(answer.status, answer.headers.get("Retry-After"), _ms_since(started))
         except egress.EgressRefused as e:  # from GuardedResolver: the name resolved to a refused address
-            raise DeliveryFailed(str(e)) from None
+            reason = str(e)
         except TimeoutError:
-            raise DeliveryFailed(f"no answer within {self._timeout.total:g} s") from None
+            reason = f"no answer within {self._timeout.total:g} s"
         except aiohttp.ClientError as e:
-            raise DeliveryFailed(_describe(e)) from None
+            reason = _describe(e)
         except (OSError, ssl.SSLError, ValueError) as e:
-            raise DeliveryFailed(f"{type(e).__name__}: {e}") from None
+            reason = f"{type(e).__name__}: {e}"
+        raise DeliveryFailed(reason, latency_ms=_ms_since(started))
 
     async def close(self) -> None:
         if self._session is not None:
@@ -180,6 +187,10 @@ class _HostSlots:
     def __init__(self, size: int) -> None:
         self.semaphore = asyncio.Semaphore(size)
         self.users = 0
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
 
 
 def _describe(e: aiohttp.ClientError) -> str:

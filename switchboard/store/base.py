@@ -9,7 +9,7 @@ simply due again when the lease runs out: delivery is at-least-once, never lost.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 from switchboard.store.records import (
     Account,
@@ -38,6 +38,11 @@ class DuplicateName(StoreError):
     """An account with that name exists already."""
 
 
+Replay = Literal["replayed", "pending", "missing"]
+"""What `replay_callback` did: replayed it; nothing, it is pending already; nothing, the account has no such
+callback."""
+
+
 class Store(Protocol):
     dialect: str
     """"sqlite" or "postgresql"."""
@@ -59,16 +64,9 @@ class Store(Protocol):
     async def get_account(self, account_id: int) -> Account | None: ...
     async def get_account_by_name(self, name: str) -> Account | None: ...
     async def list_accounts(self) -> list[Account]: ...
-    async def update_account(
-        self,
-        account_id: int,
-        *,
-        sms_callback_url: str | None,
-        voice_callback_url: str | None,
-        sms_callback_disabled: str | None,
-        voice_callback_disabled: str | None,
-    ) -> None:
-        """Write the account's callback URLs and whether each is disabled (all four, as given)."""
+    async def set_callback_url(self, account_id: int, kind: str, url: str | None) -> None:
+        """Set (or clear) the account's "sms" or "voice" callback URL, which enables it again if a 410 had
+        disabled it. Only that URL's columns are written."""
 
     async def rotate_secret(self, account_id: int, secret: str, *, now: int) -> None:
         """Make `secret` the account's webhook secret; the one before it is kept as the previous secret."""
@@ -128,9 +126,10 @@ class Store(Protocol):
     async def get_callback(self, account_id: int, callback_id: int) -> CallbackView | None:
         """One of the account's callbacks with every attempt."""
 
-    async def replay_callback(self, account_id: int, callback_id: int, *, now: int) -> bool:
-        """Make the callback pending and due now, its retry schedule started afresh; False if the account
-        has no such callback."""
+    async def replay_callback(self, account_id: int, callback_id: int, *, now: int) -> Replay:
+        """Make a delivered or failed callback pending again, its retry schedule started afresh: due now, or,
+        when another callback of its destination is pending, right after that one is done (order holds).
+        A pending callback is left alone."""
 
     async def pending_callbacks(self) -> int:
         """How many callbacks are pending, all accounts together."""

@@ -264,8 +264,8 @@ class CallbackPlan(NamedTuple):
     updates: list[CallbackUpdate]
     finished_subjects: list[int]
     """Subjects whose pending event is done: their next event, if any, becomes due."""
-    disable: list[tuple[int, str, str]]
-    """(account id, kind, reason): the account's URL of that kind answered 410."""
+    disable: list[tuple[int, str, str | None, str]]
+    """(account id, kind, URL, reason): the account's URL of that kind answered 410."""
     deferrals: list[tuple[int, int]]
     """(due_at, id): handed back unattempted; the claim's attempt is taken back."""
 
@@ -294,5 +294,25 @@ def plan_callback_results(current: dict[int, CallbackCurrent], results: list[Cal
         plan.finished_subjects.append(row.subject_id)
         current[r.callback_id] = row._replace(state=r.state.value)
         if r.disable is not None:
-            plan.disable.append((r.account_id, r.kind, r.disable))
+            plan.disable.append((r.account_id, r.kind, r.url, r.disable))
     return plan
+
+
+def account_url_columns(kind: str) -> tuple[str, str]:
+    """The accounts columns of a kind's callback URL and of its disabled reason."""
+    if kind == SMS:
+        return "sms_callback_url", "sms_callback_disabled"
+    if kind == "voice":
+        return "voice_callback_url", "voice_callback_disabled"
+    raise ValueError(f"no callback URL of kind {kind!r}")
+
+
+# A replay: pending again with a fresh schedule; due now unless another callback of its destination is
+# pending, in which case it waits its turn (made due when that one is done, as any waiting callback).
+REPLAY_CALLBACK = """
+UPDATE callbacks SET state = 'pending', attempts = 0, updated_at = CAST($1 AS BIGINT),
+    due_at = CASE WHEN EXISTS (
+        SELECT 1 FROM callbacks p WHERE p.subject_id = callbacks.subject_id AND p.state = 'pending'
+    ) THEN NULL ELSE CAST($1 AS BIGINT) END
+WHERE id = $2
+"""

@@ -17,7 +17,7 @@ import asyncpg
 
 from switchboard.domain.statuses import SmsStatus
 from switchboard.store import changes
-from switchboard.store.base import DuplicateName, StoreError
+from switchboard.store.base import DuplicateName, Replay, StoreError
 from switchboard.store.records import (
     Account,
     ApiKey,
@@ -162,20 +162,9 @@ class PostgresStore:
     async def list_accounts(self) -> list[Account]:
         return [Account(*r) for r in await self._fetch(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY id")]
 
-    async def update_account(
-        self,
-        account_id: int,
-        *,
-        sms_callback_url: str | None,
-        voice_callback_url: str | None,
-        sms_callback_disabled: str | None,
-        voice_callback_disabled: str | None,
-    ) -> None:
-        await self._execute(
-            "UPDATE accounts SET sms_callback_url=$1, voice_callback_url=$2, sms_callback_disabled=$3, "
-            "voice_callback_disabled=$4 WHERE id=$5",
-            sms_callback_url, voice_callback_url, sms_callback_disabled, voice_callback_disabled, account_id,
-        )  # fmt: skip
+    async def set_callback_url(self, account_id: int, kind: str, url: str | None) -> None:
+        url_column, disabled_column = changes.account_url_columns(kind)
+        await self._execute(f"UPDATE accounts SET {url_column}=$1, {disabled_column}=NULL WHERE id=$2", url, account_id)
 
     async def rotate_secret(self, account_id: int, secret: str, *, now: int) -> None:
         await self._execute(
@@ -344,9 +333,12 @@ class PostgresStore:
                 await conn.execute(_UPDATE_CALLBACKS, *_columns(plan.updates))
             if plan.finished_subjects:
                 await conn.execute(_PROMOTE_CALLBACKS, max(r.at for r in results), plan.finished_subjects)
-            for account_id, kind, reason in plan.disable:
-                column = "sms_callback_disabled" if kind == changes.SMS else "voice_callback_disabled"
-                await conn.execute(f"UPDATE accounts SET {column}=$1 WHERE id=$2", reason, account_id)
+            for account_id, kind, url, reason in plan.disable:
+                url_column, disabled_column = changes.account_url_columns(kind)
+                # Only if it is still the URL that answered 410: it may have been changed meanwhile.
+                await conn.execute(
+                    f"UPDATE accounts SET {disabled_column}=$1 WHERE id=$2 AND {url_column}=$3", reason, account_id, url
+                )
 
     async def list_callbacks(
         self, account_id: int, *, state: CallbackState | None, limit: int, before_id: int | None = None
@@ -372,13 +364,19 @@ class PostgresStore:
             )
         return _callback_view(row, [CallbackAttempt(*a) for a in attempts])
 
-    async def replay_callback(self, account_id: int, callback_id: int, *, now: int) -> bool:
-        row = await self._fetchrow(
-            "UPDATE callbacks SET state='pending', due_at=$1, attempts=0, updated_at=$1 WHERE id=$2 AND account_id=$3 "
-            "RETURNING id",
-            now, callback_id, account_id,
-        )  # fmt: skip
-        return row is not None
+    async def replay_callback(self, account_id: int, callback_id: int, *, now: int) -> Replay:
+        async with self._connection(transaction=True) as conn:
+            row = await conn.fetchrow(
+                "SELECT subject_id FROM callbacks WHERE id=$1 AND account_id=$2", callback_id, account_id
+            )
+            if row is None:
+                return "missing"
+            await _lock_subjects(conn, [row[0]])
+            state = await conn.fetchval("SELECT state FROM callbacks WHERE id=$1 FOR UPDATE", callback_id)
+            if state == CallbackState.PENDING.value:
+                return "pending"
+            await conn.execute(changes.REPLAY_CALLBACK, now, callback_id)
+        return "replayed"
 
     async def pending_callbacks(self) -> int:
         return int((await self._fetchrow("SELECT count(*) FROM callbacks WHERE state='pending'"))[0])
@@ -492,20 +490,23 @@ async def _apply_plan(conn: Any, plan: changes.Plan) -> None:
         await conn.execute(_UPDATE_RETRY, *_columns(plan.retries))
     if plan.history:
         await conn.execute(_INSERT_HISTORY, *_columns(plan.history))
-    if plan.callbacks:
-        await _lock_subjects(conn, [e.subject_id for e in plan.callbacks])
+    if plan.callbacks:  # the caller locked the destinations (finish, apply_receipts): see _lock_subjects
         events = plan.callbacks
         await conn.execute(_INSERT_CALLBACKS, *_columns([e[:-1] for e in events]), [e.first for e in events])
 
 
 async def _lock_subjects(conn: Any, subjects: list[int]) -> None:
-    """Serialise, per subject, writing its new events with finishing its pending one (until commit).
+    """Serialise, per destination, writing its new callbacks with finishing or replaying its pending one
+    (until commit), by locking the destination rows, as `finish` and `apply_receipts` do before writing.
 
-    A new event is due at once only when no earlier one of its subject is pending, and finishing an event
-    makes the subject's next one due. Without a common lock, each could miss the other's uncommitted row
-    and leave an event waiting for ever. Taken in id order, so two transactions cannot deadlock on them.
+    A new callback is due at once only when no earlier one of its destination is pending, and finishing a
+    callback makes the destination's next one due. Without a common lock each could miss the other's
+    uncommitted row and leave a callback waiting for ever. Row locks, in id order so that two transactions
+    cannot deadlock, and not advisory locks: those fill PostgreSQL's shared lock table on large batches.
     """
-    await conn.execute(_LOCK_SUBJECTS, sorted(set(subjects)))
+    await conn.execute(
+        "SELECT 1 FROM destinations WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE", sorted(set(subjects))
+    )
 
 
 def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
@@ -513,7 +514,6 @@ def _columns(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-_LOCK_SUBJECTS = "SELECT pg_advisory_xact_lock(s.id) FROM (SELECT id FROM unnest($1::bigint[]) AS id ORDER BY id) AS s"
 # See the SQLite store's _INSERT_CALLBACKS: due at once only as the first of its subject with none pending.
 _INSERT_CALLBACKS = (
     "INSERT INTO callbacks (account_id, kind, subject_id, sequence, url, body, state, due_at, attempts, "

@@ -25,7 +25,7 @@ import msgspec
 
 from switchboard.domain.statuses import SmsStatus
 from switchboard.store import changes
-from switchboard.store.base import DuplicateName, StoreError
+from switchboard.store.base import DuplicateName, Replay, StoreError
 from switchboard.store.records import (
     Account,
     ApiKey,
@@ -359,20 +359,11 @@ class SqliteStore:
         rows = await self._read(lambda c: c.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY id").fetchall())
         return [Account(*r) for r in rows]
 
-    async def update_account(
-        self,
-        account_id: int,
-        *,
-        sms_callback_url: str | None,
-        voice_callback_url: str | None,
-        sms_callback_disabled: str | None,
-        voice_callback_disabled: str | None,
-    ) -> None:
+    async def set_callback_url(self, account_id: int, kind: str, url: str | None) -> None:
+        url_column, disabled_column = changes.account_url_columns(kind)
         await self._write(
             lambda c: c.execute(
-                "UPDATE accounts SET sms_callback_url=?, voice_callback_url=?, sms_callback_disabled=?, "
-                "voice_callback_disabled=? WHERE id=?",
-                (sms_callback_url, voice_callback_url, sms_callback_disabled, voice_callback_disabled, account_id),
+                f"UPDATE accounts SET {url_column}=?, {disabled_column}=NULL WHERE id=?", (url, account_id)
             )
         )
 
@@ -478,13 +469,17 @@ class SqliteStore:
     async def get_callback(self, account_id: int, callback_id: int) -> CallbackView | None:
         return await self._read(_get_callback, account_id, callback_id)
 
-    async def replay_callback(self, account_id: int, callback_id: int, *, now: int) -> bool:
-        def replay(c: sqlite3.Connection) -> bool:
-            cur = c.execute(
-                "UPDATE callbacks SET state='pending', due_at=?, attempts=0, updated_at=? WHERE id=? AND account_id=?",
-                (now, now, callback_id, account_id),
-            )
-            return cur.rowcount == 1
+    async def replay_callback(self, account_id: int, callback_id: int, *, now: int) -> Replay:
+        def replay(c: sqlite3.Connection) -> Replay:
+            row = c.execute(
+                "SELECT state FROM callbacks WHERE id=? AND account_id=?", (callback_id, account_id)
+            ).fetchone()
+            if row is None:
+                return "missing"
+            if row[0] == CallbackState.PENDING.value:
+                return "pending"
+            c.execute(changes.REPLAY_CALLBACK.replace("$", "?"), (now, callback_id))  # ?1, ?2: numbered
+            return "replayed"
 
         return await self._write(replay)
 
@@ -780,9 +775,10 @@ def _finish_callbacks(c: sqlite3.Connection, results: list[CallbackResult]) -> N
         c.execute(_UPDATE_CALLBACKS, (_encode(plan.updates),))
     if plan.finished_subjects:
         c.execute(_PROMOTE_CALLBACKS, (max(r.at for r in results), _encode(plan.finished_subjects)))
-    for account_id, kind, reason in plan.disable:
-        column = "sms_callback_disabled" if kind == changes.SMS else "voice_callback_disabled"
-        c.execute(f"UPDATE accounts SET {column}=? WHERE id=?", (reason, account_id))
+    for account_id, kind, url, reason in plan.disable:
+        url_column, disabled_column = changes.account_url_columns(kind)
+        # Only if it is still the URL that answered 410: it may have been changed meanwhile.
+        c.execute(f"UPDATE accounts SET {disabled_column}=? WHERE id=? AND {url_column}=?", (reason, account_id, url))
 
 
 _CALLBACK_VIEW_COLS = (

@@ -19,7 +19,7 @@ from switchboard.callbacks.dispatcher import Dispatcher, DispatcherSettings
 from switchboard.callbacks.transport import DeliveryFailed, Response
 from switchboard.domain.statuses import SmsStatus
 from switchboard.store.base import Store
-from switchboard.store.records import Account, CallbackState, Receipt
+from switchboard.store.records import Account, CallbackResult, CallbackState, Receipt
 from tests.contract.conftest import Factory, FakeClock
 
 URL = "https://hooks.example.com/sms"
@@ -68,10 +68,7 @@ class FakeTransport:
 
 
 async def with_url(store: Store, account: Account, url: str | None = URL) -> Account:
-    await store.update_account(
-        account.id, sms_callback_url=url, voice_callback_url=None, sms_callback_disabled=None,
-        voice_callback_disabled=None,
-    )  # fmt: skip
+    await store.set_callback_url(account.id, "sms", url)
     got = await store.get_account(account.id)
     assert got is not None
     return got
@@ -142,7 +139,7 @@ async def test_a_receiver_that_recovers_gets_the_callback_and_it_stops(
 
 
 @pytest.mark.parametrize("retry_after", ["120", "Wed, 01 Jan 2031 00:02:00 GMT"])
-async def test_retry_after_replaces_the_schedule_step(
+async def test_a_longer_retry_after_replaces_the_schedule_step(
     store: Store, make: Factory, clock: FakeClock, retry_after: str
 ) -> None:
     clock.now = 1_924_992_000_000  # 2031-01-01 00:00:00 UTC: the date form asks for the same 120 s
@@ -175,7 +172,7 @@ async def test_410_gives_up_and_disables_the_account_url_until_it_is_set_again(
 
     await with_url(store, account)  # set again: enabled; a replay now goes out
     transport.answer = lambda n, url: Response(200, None)
-    assert await store.replay_callback(account.id, newest.id, now=clock())
+    assert await store.replay_callback(account.id, newest.id, now=clock()) == "replayed"
     await run_until_done(d, store, clock, account)
     assert len(transport.posts) == 2
 
@@ -290,7 +287,7 @@ async def test_a_slow_receiver_does_not_hold_up_the_others(store: Store, make: F
             return await super().post(url, body, headers)
 
     transport = Mixed(clock)
-    d = dispatcher(store, transport, clock, max_in_flight=20, batch_size=10, per_host_in_flight=5, poll_interval=0.01)
+    d = dispatcher(store, transport, clock, max_in_flight=20, batch_size=10, connections_per_host=2, poll_interval=0.01)
     await d.start()
     try:
         async with asyncio.timeout(10):
@@ -310,8 +307,8 @@ async def test_a_slow_receiver_does_not_hold_up_the_others(store: Store, make: F
         ("soon", 5_000),  # unreadable: the schedule's step (5 s, jitter 0 at random 0.5)
         ("-5", 5_000),
         ("999999999", 86_400_000),  # at most a day
-        ("Mon, 01 Jan 2001 00:00:00 GMT", 1),  # a date in the past: at once
-        ("0", 1),
+        ("Mon, 01 Jan 2001 00:00:00 GMT", 5_000),  # shorter than the step: the step
+        ("0", 5_000),
     ],
 )
 async def test_an_unreadable_or_extreme_retry_after_is_bounded(
@@ -323,3 +320,47 @@ async def test_an_unreadable_or_extreme_retry_after_is_bounded(
     transport = FakeTransport(clock, lambda n, url: answers[n - 1])
     await run_until_done(dispatcher(store, transport, clock), store, clock, account)
     assert [p.at - transport.posts[0].at for p in transport.posts] == [0, delay_ms]
+
+
+async def test_a_full_host_s_backlog_is_handed_back_for_longer_and_longer_not_churned(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
+    """A host that never answers, with 100 events: 4 are attempted at a time, the rest handed back, each for
+    its own turn at the host's pace. Once its pace is known (the first timeouts), each comes back about once
+    in two minutes, not every second or two (which would be some 8,000 database writes here)."""
+    account = await with_url(store, await make.account(), "https://stuck.example.com/hook")
+    for _ in range(4):
+        await make.send(account, ["0"] * 25, callback="yes")  # invalid numbers: due at once
+    stuck = asyncio.Event()
+
+    class Stuck(FakeTransport):
+        """Never answers: each attempt gives up after the 10 s timeout (of the fake clock)."""
+
+        async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
+            started = clock()
+            while clock() < started + 10_000 and not stuck.is_set():  # noqa: ASYNC110 (a fake clock has no event)
+                await asyncio.sleep(0.001)
+            raise DeliveryFailed("no answer within 10 s", latency_ms=clock() - started)
+
+    handed_back = [0]
+    finish = store.finish_callbacks
+
+    async def counting(results: list[CallbackResult]) -> None:
+        handed_back[-1] += sum(r.deferred for r in results)
+        await finish(results)
+
+    store.finish_callbacks = counting  # type: ignore[method-assign]
+    d = dispatcher(store, Stuck(clock), clock, connections_per_host=2, poll_interval=0.005)
+    await d.start()
+    try:
+        for step in range(360):  # three simulated minutes in steps of 500 ms
+            if step == 120:
+                handed_back.append(0)  # the first minute, then the next two
+            clock.advance(500)
+            await asyncio.sleep(0.003)
+    finally:
+        stuck.set()
+        await d.stop()
+    first_minute, then = handed_back
+    assert 96 <= first_minute <= 5 * 96, handed_back
+    assert then <= 2 * 96, handed_back

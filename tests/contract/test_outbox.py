@@ -133,19 +133,24 @@ async def test_giving_up_makes_the_next_event_due_and_a_replay_sends_it_again(
     assert [v.id for v in await store.list_callbacks(account.id, state=CallbackState.FAILED, limit=10)] == [first.id]
 
     other = await make.account()
-    assert not await store.replay_callback(other.id, first.id, now=clock())
-    assert await store.replay_callback(account.id, first.id, now=clock.advance(1000))
+    assert await store.replay_callback(other.id, first.id, now=clock()) == "missing"
+    assert await store.replay_callback(account.id, second.id, now=clock()) == "pending"  # in flight: left alone
+    # Its destination's second callback is pending: the replay waits until that one is done.
+    assert await store.replay_callback(account.id, first.id, now=clock.advance(1000)) == "replayed"
+    assert await claim(store, clock()) == []
+    await store.finish_callbacks([result(second, CallbackState.DELIVERED, clock())])
     [replayed] = await claim(store, clock())
     assert (replayed.id, replayed.attempt) == (first.id, 1)
     assert await store.list_callbacks(account.id, state=CallbackState.FAILED, limit=10) == []
+    await store.finish_callbacks([result(replayed, CallbackState.DELIVERED, clock())])
+    # Nothing else pending: a replay is due at once.
+    assert await store.replay_callback(account.id, second.id, now=clock()) == "replayed"
+    assert [c.id for c in await claim(store, clock())] == [second.id]
 
 
 async def test_a_410_disables_the_account_url(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
-    await store.update_account(
-        account.id, sms_callback_url="https://hooks.example/sms", voice_callback_url=None,
-        sms_callback_disabled=None, voice_callback_disabled=None,
-    )  # fmt: skip
+    await store.set_callback_url(account.id, "sms", "https://hooks.example/sms")
     await make.sent(account, callback="yes")
     await make.sent(account, callback="yes")
     first, second = await claim(store, clock())
@@ -156,6 +161,20 @@ async def test_a_410_disables_the_account_url(store: Store, make: Factory, clock
     await store.finish_callbacks([result(second, CallbackState.PENDING, clock(), status=500, retry_at=clock())])
     [again] = await claim(store, clock())
     assert (again.id, again.disabled) == (second.id, "410 Gone")
+
+
+async def test_a_410_from_a_url_that_was_changed_meanwhile_does_not_disable_the_new_one(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
+    account = await make.account()
+    await store.set_callback_url(account.id, "sms", "https://old.example/sms")
+    await make.sent(account, callback="yes")
+    [c] = await claim(store, clock())
+    await store.set_callback_url(account.id, "sms", "https://new.example/sms")  # while the attempt runs
+    await store.finish_callbacks([result(c, CallbackState.FAILED, clock(), status=410, disable="410 Gone")])
+    got = await store.get_account(account.id)
+    assert got is not None
+    assert (got.sms_callback_url, got.sms_callback_disabled) == ("https://new.example/sms", None)
 
 
 async def test_callbacks_are_listed_per_account_newest_first(store: Store, make: Factory, clock: FakeClock) -> None:

@@ -46,36 +46,17 @@ async def test_accounts_are_listed_in_id_order(store: Store, make: Factory) -> N
     assert await store.list_accounts() == created
 
 
-async def test_update_account_sets_and_clears_callback_urls(store: Store, make: Factory) -> None:
+async def test_each_callback_url_is_set_and_cleared_on_its_own(store: Store, make: Factory) -> None:
     account = await make.account()
-    await store.update_account(
-        account.id,
-        sms_callback_url="https://a.example/sms",
-        voice_callback_url="https://a.example/voice",
-        sms_callback_disabled="410 Gone",
-        voice_callback_disabled=None,
-    )
+    await store.set_callback_url(account.id, "sms", "https://a.example/sms")
+    await store.set_callback_url(account.id, "voice", "https://a.example/voice")
     got = await store.get_account(account.id)
     assert got is not None
-    assert (got.sms_callback_url, got.voice_callback_url, got.sms_callback_disabled) == (
-        "https://a.example/sms",
-        "https://a.example/voice",
-        "410 Gone",
-    )
-    await store.update_account(
-        account.id,
-        sms_callback_url=None,
-        voice_callback_url="https://b.example/v",
-        sms_callback_disabled=None,
-        voice_callback_disabled=None,
-    )
+    assert (got.sms_callback_url, got.voice_callback_url) == ("https://a.example/sms", "https://a.example/voice")
+    await store.set_callback_url(account.id, "sms", None)
     got = await store.get_account(account.id)
     assert got is not None
-    assert (got.sms_callback_url, got.voice_callback_url, got.sms_callback_disabled) == (
-        None,
-        "https://b.example/v",
-        None,
-    )
+    assert (got.sms_callback_url, got.voice_callback_url) == (None, "https://a.example/voice")
 
 
 async def test_rotating_the_secret_keeps_the_previous_one(store: Store, make: Factory, clock: FakeClock) -> None:

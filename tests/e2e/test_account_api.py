@@ -78,6 +78,9 @@ def test_rotating_the_secret_keeps_the_old_one_valid_for_a_day(client: httpx.Cli
     assert r.status_code == 200
     assert r.json()["WebhookSecret"] not in (old, "")
     assert r.json()["PreviousSecretValidUntil"] != ""
+    again = client.post("/api/Account/RotateSecret")  # the old secret would stop working at once
+    assert again.status_code == 409 and "rotated less than 24 hours ago" in again.json()["Error"]
+    assert client.get("/api/Account").json()["WebhookSecret"] == r.json()["WebhookSecret"]
 
 
 def test_account_endpoints_need_a_key(server: ServerProcess) -> None:
@@ -121,6 +124,8 @@ def test_callbacks_are_listed_shown_and_replayed_only_for_their_account(
 
     r = client.post(f"/api/Callbacks/{failed['ID']}/Replay")
     assert r.json() == {"ID": failed["ID"], "State": "pending"}
+    again = client.post(f"/api/Callbacks/{failed['ID']}/Replay")  # pending now (or failed again already)
+    assert again.status_code in (200, 409)
 
 
 @pytest.mark.parametrize(
