@@ -1,5 +1,8 @@
 """`make bench`: HTTP Send throughput and latency against a real server subprocess, with wrk.
 
+`python -m bench` (or `python -m bench send`) runs this; `python -m bench callbacks [options]` runs callback
+delivery (bench/callbacks.py); `python -m bench all [send options]` runs both, Send first.
+
 For 1 and 100 destinations per request, 64 connections, the server on SQLite with synchronous=FULL, and a
 bare endpoint of the same server stack measured in the same run as the ceiling. Each case runs REPEATS
 times; the table shows medians. Targets (issue 2): ≥ 12,000 requests/s with one destination, ≥ 150,000
@@ -17,10 +20,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from switchboard.testing import ServerProcess, free_port
+from bench import callbacks
+from switchboard.testing import ServerProcess
 
 HERE = Path(__file__).parent
 BENCH_SERVER = "access_log = false"
@@ -72,34 +75,26 @@ def run_case(url: str, dests: int, *, key: str, seconds: int, repeats: int) -> d
 
 
 def bare_server() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench.bare_app:app",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        cwd=HERE.parent,
-    )
-    time.sleep(1.5)
-    return proc, f"http://127.0.0.1:{port}"
+    return callbacks.serve("bench.bare_app:app")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str]) -> int:
+    which, rest = (argv[0], argv[1:]) if argv[:1] and not argv[0].startswith("-") else ("send", argv)
+    if which == "callbacks":
+        return callbacks.main(rest)
+    if which == "all":
+        return max(send(rest), callbacks.main([]))  # callbacks even when Send could not run
+    if which != "send":
+        print(f"unknown benchmark {which!r}: send (the default), callbacks or all", file=sys.stderr)
+        return 2
+    return send(rest)
+
+
+def send(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench [send]", description=__doc__)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)
         return 2
@@ -166,4 +161,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
