@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import os
 import queue
 import sqlite3
 import threading
@@ -55,6 +56,7 @@ MIN_SQLITE = (3, 35)
 MAX_JOBS_PER_COMMIT = 4096
 MAX_ROWS_PER_COMMIT = 50_000
 CHECKPOINT_SECONDS = 0.5
+WAL_LIMIT_BYTES = 64 * 1024 * 1024
 """Bound one transaction; more pending jobs wait for the next commit."""
 
 
@@ -66,6 +68,7 @@ def connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=10000")
     conn.execute("PRAGMA cache_size=-65536")
     conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")  # what a checkpoint leaves of the WAL file
     return conn
 
 
@@ -80,9 +83,10 @@ def enable_wal(path: str) -> None:
 
 
 class _Writer(threading.Thread):
-    def __init__(self, path: str, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, path: str, loop: asyncio.AbstractEventLoop, wal_limit_bytes: int) -> None:
         super().__init__(name="sqlite-writer", daemon=True)
         self._path = path
+        self._wal_limit = wal_limit_bytes
         self._loop = loop
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.failure: BaseException | None = None
@@ -135,12 +139,30 @@ class _Writer(threading.Thread):
                     self._loop.call_soon_threadsafe(_resolve, failed)
                     raise
                 self._loop.call_soon_threadsafe(_resolve, done)
+                self._bound_wal(conn)
                 if stopping:
                     return
         except BaseException as e:  # never die silently: every waiting request would hang
             self._fail(e)
         finally:
             conn.close()
+
+    def _bound_wal(self, conn: sqlite3.Connection) -> None:
+        """Keep the WAL from growing without end under back-to-back commits.
+
+        The checkpointer's PASSIVE checkpoints copy pages back, but SQLite starts the WAL over only when
+        a checkpoint completes with no commit in between, which never happens while commits follow each
+        other (measured: 3.3 GB in 8 s of busy writing). So past its limit (`WAL_LIMIT_BYTES`) the writer, the
+        only writer, restarts the WAL between two commits: it waits for readers only, and costs one pause
+        every so many megabytes rather than a file, and a memory map, that grow until the load stops.
+        """
+        try:  # a stat per commit: about 2 µs
+            size = os.stat(self._path + "-wal").st_size
+        except OSError:
+            return
+        if size > self._wal_limit:
+            with contextlib.suppress(sqlite3.Error):  # busy readers: the next check tries again
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _fail(self, e: BaseException) -> None:
         self.failure = e
@@ -265,8 +287,9 @@ def _translate(e: Exception) -> Exception:
 class SqliteStore:
     dialect = "sqlite"
 
-    def __init__(self, *, path: str, readers: int = 2) -> None:
+    def __init__(self, *, path: str, readers: int = 2, wal_limit_bytes: int = WAL_LIMIT_BYTES) -> None:
         self.path = path
+        self._wal_limit = wal_limit_bytes
         self._reader_count = readers
         self._writer: _Writer | None = None
         self._checkpointer: _Checkpointer | None = None
@@ -290,7 +313,7 @@ class SqliteStore:
             await asyncio.to_thread(enable_wal, self.path)
         except sqlite3.Error as e:
             raise StoreError(f"sqlite: cannot open {self.path}: {e}") from e
-        self._writer = _Writer(self.path, asyncio.get_running_loop())
+        self._writer = _Writer(self.path, asyncio.get_running_loop(), self._wal_limit)
         self._writer.start()
         self._checkpointer = _Checkpointer(self.path, CHECKPOINT_SECONDS)
         self._checkpointer.start()
