@@ -92,6 +92,7 @@ class Gateway:
                 transport=HttpTransport(
                     allow_private=cb.allow_private_networks,
                     timeout=cb.timeout_seconds,
+                    max_wait=2 * cb.timeout_seconds,  # within the lease below, with the attempt itself
                     connections_per_host=cb.connections_per_host,
                 ),
                 clock=self.clock,

@@ -11,7 +11,10 @@ happened (ARCHITECTURE.md §2 "Callback delivery").
   subject due (store/schema.py), so the dispatcher never holds two of one subject.
 - Many receivers are served at once. Connections per host are bounded by the transport, and each host may
   hold only so many claimed events here (`_Host.cap`): as many as its connections get through in two
-  timeouts at the latency it has shown, and never fewer than twice its connections. The rest are handed
+  timeouts at the latency it has shown, never fewer than twice its connections (a quarter of the room
+  while nothing is known of it yet). An event that still waits for a connection after two timeouts is not
+  sent (`NotSent`, not an attempt) and handed back: a host that was fast and stops answering cannot hold
+  events past their lease. The rest are handed
   back, unattempted, each for its own later turn at the host's pace (`_Host.wait_ms`), so one slow or dead
   receiver never fills
   the dispatcher for everyone else, a fast one is not held back, and a slow one's backlog is not claimed
@@ -37,7 +40,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from switchboard.callbacks import RETRY_SCHEDULE, signing
-from switchboard.callbacks.transport import DeliveryFailed, Response, Transport
+from switchboard.callbacks.transport import DeliveryFailed, NotSent, Response, Transport
 from switchboard.domain.clock import Clock
 from switchboard.store.base import Store
 from switchboard.store.records import CallbackResult, CallbackState, ClaimedCallback
@@ -109,12 +112,16 @@ class Dispatcher:
         self._writing = asyncio.create_task(self._write_loop(), name="callbacks-write")
 
     async def stop(self) -> None:
-        """Stop claiming, let the attempts in progress end, write their results, close the connections."""
+        """Stop claiming, let the attempts in progress end (for a timeout at most: those still waiting for a
+        connection then are cancelled, and their leases bring them back), write the results, close."""
         if self._claiming is not None:
             self._claiming.cancel()
             await asyncio.gather(self._claiming, return_exceptions=True)
         if self._deliveries:
-            await asyncio.gather(*self._deliveries, return_exceptions=True)
+            _, waiting = await asyncio.wait(self._deliveries, timeout=self._settings.timeout_ms / 1000 + 1)
+            for task in waiting:
+                task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
         if self._writing is not None:
             self._closing = True
             self._results_ready.set()
@@ -257,6 +264,8 @@ class Dispatcher:
         headers["Content-Type"] = "application/json"
         try:
             response = await self._transport.post(c.url, body, headers)
+        except NotSent:  # its host was too busy to take it in time: not an attempt
+            return self._defer(c, DEFER_MS)
         except DeliveryFailed as e:
             if e.permanent:
                 return self._result(c, now, CallbackState.FAILED, None, e.latency_ms, e.reason)
@@ -365,8 +374,8 @@ class _Host:
         """Events this host may hold here: as many as its connections get through in two timeouts (the
         wait a claim's lease allows before an event's own attempt), at least twice its connections."""
         least = 2 * s.connections_per_host
-        if self.latency_ms is None:
-            return least
+        if self.latency_ms is None:  # a new host: a share of the room, until its pace shows
+            return max(least, s.max_in_flight // 4)
         fits = int(s.connections_per_host * 2 * s.timeout_ms / max(self.pace_ms(now), 1.0))
         return max(least, min(fits, s.max_in_flight))
 

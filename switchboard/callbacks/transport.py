@@ -57,6 +57,11 @@ class DeliveryFailed(Exception):
         """From sending to giving up (the timeout, at most), not counting the wait for a connection."""
 
 
+class NotSent(DeliveryFailed):
+    """The post waited for one of its host's connections longer than the transport allows (`max_wait`) and
+    was never sent: not an attempt; try it again later."""
+
+
 class Transport(Protocol):
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
         """POST `body` to `url`; the answer's status, or DeliveryFailed (no answer within the transport's
@@ -98,6 +103,7 @@ class HttpTransport:
         *,
         allow_private: bool,
         timeout: float = 10.0,
+        max_wait: float | None = None,
         connections_per_host: int = 16,
         max_connections: int = 1000,
         resolver: egress.Resolver | None = None,
@@ -105,6 +111,8 @@ class HttpTransport:
     ) -> None:
         self._allow_private = allow_private
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_wait = max_wait
+        """How long a post may wait for one of its host's connections (None: as long as it takes)."""
         self._limits = (connections_per_host, max_connections)
         self._resolver = GuardedResolver(allow_private=allow_private, resolver=resolver)
         self._ssl = ssl_context if ssl_context is not None else ssl.create_default_context()
@@ -144,8 +152,15 @@ class HttpTransport:
             slots = self._hosts[key] = _HostSlots(self._limits[0])
         slots.users += 1
         try:
-            async with slots.semaphore:
+            try:
+                async with asyncio.timeout(self._max_wait):
+                    await slots.semaphore.acquire()
+            except TimeoutError:
+                raise NotSent(f"not sent: waited {self._max_wait:g} s for a connection to {key}") from None
+            try:
                 return await self._post(request_url, body, headers)
+            finally:
+                slots.semaphore.release()
         finally:
             slots.users -= 1
             if not slots.users:

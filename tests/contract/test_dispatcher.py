@@ -16,7 +16,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from switchboard.callbacks import RETRY_SCHEDULE, signing
 from switchboard.callbacks.dispatcher import Dispatcher, DispatcherSettings
-from switchboard.callbacks.transport import DeliveryFailed, Response
+from switchboard.callbacks.transport import DeliveryFailed, NotSent, Response
 from switchboard.domain.statuses import SmsStatus
 from switchboard.store.base import Store
 from switchboard.store.records import Account, CallbackResult, CallbackState, Receipt
@@ -364,3 +364,15 @@ async def test_a_full_host_s_backlog_is_handed_back_for_longer_and_longer_not_ch
     first_minute, then = handed_back
     assert 96 <= first_minute <= 5 * 96, handed_back
     assert then <= 2 * 96, handed_back
+
+
+async def test_a_post_not_sent_for_a_busy_host_is_not_an_attempt(store: Store, make: Factory, clock: FakeClock) -> None:
+    account = await with_url(store, await make.account())
+    await make.sent(account, callback="yes")
+    answers: list[Response | DeliveryFailed] = [NotSent("not sent: waited"), Response(200, None)]
+    transport = FakeTransport(clock, lambda n, url: answers[n - 1])
+    await run_until_done(dispatcher(store, transport, clock), store, clock, account)
+    [view] = await store.list_callbacks(account.id, state=None, limit=10)
+    full = await store.get_callback(account.id, view.id)
+    assert full is not None and full.state is CallbackState.DELIVERED
+    assert (full.attempts, [a.status_code for a in full.history]) == (1, [200])

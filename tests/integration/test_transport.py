@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from switchboard.callbacks.transport import DeliveryFailed, HttpTransport, Response
+from switchboard.callbacks.transport import DeliveryFailed, HttpTransport, NotSent, Response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -140,3 +140,26 @@ async def test_posts_queued_for_a_host_are_timed_only_once_they_are_sent(
     answers = await asyncio.gather(*(transport.post(server.url, b"{}", {}) for _ in range(6)))
     assert [a.status for a in answers] == [200] * 6
     assert server.most_concurrent == 2
+
+
+async def test_a_post_that_waits_too_long_for_a_connection_is_not_sent(
+    serve: Callable[[Handler], Awaitable[Server]],
+) -> None:
+    """One connection, a receiver taking 0.5 s, at most 0.3 s of waiting: the first is sent, the others are
+    handed back as NotSent (not attempts), never sent late."""
+    calls = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        calls.append(request.path)
+        await asyncio.sleep(0.5)
+        return web.Response(status=200)
+
+    server = await serve(handler)
+    t = HttpTransport(allow_private=True, timeout=2.0, max_wait=0.3, connections_per_host=1)
+    try:
+        answers = await asyncio.gather(*(t.post(server.url, b"{}", {}) for _ in range(3)), return_exceptions=True)
+    finally:
+        await t.close()
+    assert isinstance(answers[0], Response) and answers[0].status == 200
+    assert all(isinstance(a, NotSent) for a in answers[1:])
+    assert len(calls) == 1
