@@ -21,7 +21,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench all
 
 lint: $(STAMP)
 	$(BIN)/ruff check switchboard tests bench
