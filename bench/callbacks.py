@@ -79,8 +79,9 @@ DEFAULT_TIMEOUT: float = _TRANSPORT["timeout"].default
 BLACKHOLE_TIMEOUT = 2.0
 FILL_CHUNK = 10
 """Messages written at once while filling the outbox (bounds the benchmark's own memory)."""
-_SETTINGS = DispatcherSettings()
 _CONNECTIONS_PER_HOST: int = _TRANSPORT["connections_per_host"].default
+_SETTINGS = DispatcherSettings.for_transport(timeout=DEFAULT_TIMEOUT, connections_per_host=_CONNECTIONS_PER_HOST)
+"""What `switchboard serve` builds with the default configuration (app.py)."""
 
 
 KNOBS = tuple(
@@ -114,6 +115,7 @@ class Tuning:
             values.setdefault("connections_per_host", self.connections_per_host)
         if "timeout_ms" in KNOBS:
             values.setdefault("timeout_ms", int(timeout * 1000))
+            values.setdefault("lease_ms", int((3 * timeout + 5) * 1000))  # as for_transport makes it
         return replace(_SETTINGS, **values)
 
     def label(self, timeout: float = DEFAULT_TIMEOUT) -> str:
@@ -254,8 +256,13 @@ async def _run(job: Job) -> Result:
     try:
         await fill(store, job.url, job.events)
         t = job.tuning
-        transport = HttpTransport(allow_private=True, timeout=job.timeout, connections_per_host=t.connections_per_host)
         settings = t.settings(job.timeout)
+        transport = HttpTransport(
+            allow_private=True,
+            timeout=job.timeout,
+            max_wait=settings.max_wait_ms / 1000,
+            connections_per_host=t.connections_per_host,
+        )
         d = Dispatcher(store=store, transport=transport, clock=SystemClock(), settings=settings)
         samples: list[Sample] = []
 

@@ -87,24 +87,22 @@ class Gateway:
             store=self.store, ids=ids, clock=self.clock, allow_private_callbacks=cb.allow_private_networks
         )
         if self.role in ("serve", "worker"):
+            settings = DispatcherSettings.for_transport(
+                timeout=cb.timeout_seconds,
+                connections_per_host=cb.connections_per_host,
+                poll_interval=self.config.worker.poll_interval,
+                retry_schedule=tuple(cb.retry_schedule),
+            )
             self.dispatcher = Dispatcher(
                 store=self.store,
                 transport=HttpTransport(
                     allow_private=cb.allow_private_networks,
                     timeout=cb.timeout_seconds,
-                    max_wait=2 * cb.timeout_seconds,  # within the lease below, with the attempt itself
+                    max_wait=settings.max_wait_ms / 1000,
                     connections_per_host=cb.connections_per_host,
                 ),
                 clock=self.clock,
-                settings=DispatcherSettings(
-                    # An event waits at most two timeouts for its host's connections, then makes its own
-                    # attempt: its claim must outlast both, and the write of its result.
-                    connections_per_host=cb.connections_per_host,
-                    timeout_ms=int(cb.timeout_seconds * 1000),
-                    lease_ms=int((3 * cb.timeout_seconds + 5) * 1000),
-                    poll_interval=self.config.worker.poll_interval,
-                    retry_schedule=tuple(cb.retry_schedule),
-                ),
+                settings=settings,
             )
             self.carriers = build_carriers(self.config, self.clock)
             router = Router(

@@ -37,6 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from switchboard.callbacks import RETRY_SCHEDULE, signing
@@ -73,6 +74,23 @@ class DispatcherSettings:
     timeout_ms: int = 10_000
     """The transport's timeout: the longest an attempt takes once sent."""
     retry_schedule: tuple[float, ...] = RETRY_SCHEDULE
+
+    @property
+    def max_wait_ms(self) -> int:
+        """How long a post may wait for one of its host's connections (the transport's `max_wait`)."""
+        return 2 * self.timeout_ms
+
+    @classmethod
+    def for_transport(cls, *, timeout: float, connections_per_host: int, **changes: Any) -> DispatcherSettings:
+        """The settings that go with a transport of this timeout (seconds) and connections per host: an event
+        waits at most two timeouts for a connection, then makes its own attempt, so its claim's lease is
+        three timeouts and 5 s for writing the result."""
+        return cls(
+            connections_per_host=connections_per_host,
+            timeout_ms=int(timeout * 1000),
+            lease_ms=int((3 * timeout + 5) * 1000),
+            **changes,
+        )
 
 
 class Dispatcher:

@@ -1,0 +1,637 @@
+"""SMPP 3.4 session: one bind over one TCP connection (`Session`), and `Reconnector`, which keeps one up.
+
+The middle layer of the client (STYLE.md, after aiosmtpd): a state machine over a stream. It binds, numbers
+and windows our requests and matches their responses, answers what the SMSC sends (enquire_link, unbind,
+and deliver_sm/data_sm through the `Handler` hooks), keeps the link alive and notices when it is dead. It
+knows nothing of messages or receipts: the connector maps domain messages to submit_sm and receipts back.
+
+Longer than our usual ~400 lines because the session and its supervisor are one state machine seen from
+two sides: the supervisor's decisions (when to reconnect, how long to wait) read the session's states and
+errors and nothing else, and the error tree below is shared by both.
+
+Streams, not a Protocol: the reader is one task looping over `StreamReader.read` into the codec's
+`FrameReader`, and writers await `drain()`, which gives write backpressure for free; a Protocol would need
+pause_writing/resume_writing bookkeeping to the same end. Timing uses the event loop's clock, because
+`asyncio.timeout` and `asyncio.sleep` do: tests use short real intervals; `Reconnector` takes a `Clock`,
+`sleep` and `random_fraction` so its backoff is tested without waiting.
+
+States: NEW → CONNECTING → BOUND → UNBINDING → CLOSED, and any state → CLOSED when the connection ends.
+
+Errors. One tree; every request ends with a response or one of these:
+
+    SmppError
+     ├── ConnectionLost     not connected (connect failed, not bound yet, closing) or the connection ended
+     │                      (peer closed, dead link, unbind, bad stream); nothing outstanding is dropped
+     │                      silently: a request that was sent may or may not have reached the SMSC
+     ├── BindFailed         the SMSC refused our bind: .status, and .permanent for bad credentials
+     ├── ResponseTimeout    no response within response_timeout; the session stays up
+     ├── Nacked             the SMSC answered generic_nack (§4.3): it could not read our PDU; .status
+     └── MalformedResponse  a response we could not decode: .status from its header, .error the PduError
+
+A response with an error status (submit_sm_resp with ESME_RTHROTTLED) is returned, not raised: the
+connector decides with `pdu.is_transient(status)`. `PduError` (the codec's, a ValueError) is raised by
+`request` before anything is sent when the PDU cannot be encoded; its .status says why, as the SMSC would.
+
+What the connector does: take the current session from `Reconnector.wait_bound()`, `submit()` on it, treat
+ConnectionLost and ResponseTimeout as "not known to be accepted, retry" (at-least-once: a retried submit may
+be a duplicate), Nacked/MalformedResponse/error statuses by `is_transient`; and match receipts that arrive
+through `Handler.handle_deliver_sm`, possibly before the submit_sm_resp of the message they are about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple, Protocol, cast
+
+from switchboard.domain.clock import Clock
+from switchboard.sms.smpp.pdu import (
+    RESPONSE_BIT,
+    BindReceiver,
+    BindReceiverResp,
+    BindTransceiver,
+    BindTransceiverResp,
+    BindTransmitter,
+    BindTransmitterResp,
+    CommandId,
+    CommandStatus,
+    DataSm,
+    DataSmResp,
+    DeliverSm,
+    DeliverSmResp,
+    EnquireLink,
+    EnquireLinkResp,
+    FrameReader,
+    GenericNack,
+    Pdu,
+    PduError,
+    SubmitSm,
+    SubmitSmResp,
+    Unbind,
+    UnbindResp,
+    decode,
+    encode,
+    status_name,
+)
+
+__all__ = [
+    "BindFailed",
+    "BindMode",
+    "ConnectionLost",
+    "Handler",
+    "MalformedResponse",
+    "Nacked",
+    "Reconnector",
+    "ResponseTimeout",
+    "Session",
+    "SmppError",
+    "State",
+]
+
+log = logging.getLogger("switchboard.sms.smpp")
+
+MIN_SEQUENCE = 0x00000001
+MAX_SEQUENCE = 0x7FFFFFFF
+"""sequence_number runs 0x00000001..0x7FFFFFFF and then wraps (§3.2, §5.1.4)."""
+DEFAULT_WINDOW = 10
+"""Our requests outstanding at once. The spec sets no number; SMSCs commonly allow 10 per bind and refuse
+(ESME_RTHROTTLED) or stall beyond what the account says."""
+DEFAULT_RESPONSE_TIMEOUT = 10.0
+"""The response_timer (§7.2): how long a request waits for its response."""
+DEFAULT_ENQUIRE_LINK_INTERVAL = 30.0
+"""The enquire_link_timer (§7.2, §4.11): after this long without receiving anything, ask whether the SMSC
+is there. With the response timeout, a dead link is noticed within interval + timeout."""
+MAX_INBOUND_PENDING = 1000
+"""deliver_sm/data_sm being handled at once; beyond it the SMSC is told ESME_RX_T_APPN (try again later)
+rather than letting a flooding SMSC grow our task set without bound."""
+READ_SIZE = 65536
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 60.0
+"""Reconnect delays double from 1 s up to a minute (before jitter); a refused password waits the minute."""
+BACKOFF_JITTER = 0.2
+"""Each delay is drawn from ±20 % of its step, so gateways that lost one SMSC together do not return together."""
+STABLE_BIND = 60.0
+"""A bind that lasted this long counts as recovered: the next loss starts the backoff again from the base."""
+PERMANENT_BIND_STATUSES = frozenset({CommandStatus.ESME_RINVPASWD, CommandStatus.ESME_RINVSYSID,
+                                     CommandStatus.ESME_RINVSYSTYP})  # fmt: skip
+"""Bind refusals that name our configuration (§5.1.3): waiting will not fix them, an operator will."""
+
+
+class SmppError(Exception):
+    """Base of the session's errors (tree in the module docstring)."""
+
+
+class ConnectionLost(SmppError):
+    """No connection to send on, or it ended while the request waited."""
+
+
+class ResponseTimeout(SmppError):
+    """No response within response_timeout; the request may or may not have been acted on."""
+
+
+class _StatusError(SmppError):
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(f"{message}: {status_name(status)}")
+        self.status = status
+
+
+class BindFailed(_StatusError):
+    """The SMSC answered our bind with an error status (or a generic_nack, or we could not encode the bind)."""
+
+    @property
+    def permanent(self) -> bool:
+        """True for credentials the SMSC refuses (password, system_id, system_type)."""
+        return self.status in PERMANENT_BIND_STATUSES
+
+
+class Nacked(_StatusError):
+    """The SMSC answered generic_nack: it could not take our PDU at all (§4.3)."""
+
+
+class MalformedResponse(_StatusError):
+    """The response to a request could not be decoded; .status is its header's command_status."""
+
+    def __init__(self, message: str, *, status: int, error: PduError) -> None:
+        super().__init__(message, status=status)
+        self.error = error
+
+
+class BindMode(enum.Enum):
+    """How we bind (§4.1): to send only, to receive only, or both on one connection."""
+
+    TRANSMITTER = BindTransmitter
+    RECEIVER = BindReceiver
+    TRANSCEIVER = BindTransceiver
+
+
+class State(enum.Enum):
+    NEW = "new"
+    CONNECTING = "connecting"
+    """TCP open and bind sent, bind_resp awaited."""
+    BOUND = "bound"
+    UNBINDING = "unbinding"
+    """close() called: new requests are refused, outstanding ones finish, then unbind."""
+    CLOSED = "closed"
+
+
+class Handler(Protocol):
+    """What the session calls for the SMSC's requests (aiosmtpd's handle_<VERB>). Each call runs in its own
+    task, so a slow one never holds up responses to our requests; it returns the command_status to answer
+    with (ESME_ROK, or e.g. ESME_RX_T_APPN to have the SMSC deliver again later). One that raises or takes
+    longer than the response timeout is answered with ESME_RX_T_APPN."""
+
+    async def handle_deliver_sm(self, pdu: DeliverSm) -> int: ...
+    async def handle_data_sm(self, pdu: DataSm) -> int: ...
+
+
+Request = SubmitSm | DataSm | EnquireLink | Unbind | BindTransmitter | BindReceiver | BindTransceiver
+
+
+class _Waiter(NamedTuple):
+    future: asyncio.Future[Pdu]
+    response_id: int
+
+
+class Session:
+    """One bind over one TCP connection. `connect()` once, `request()`/`submit()` while bound, `close()` to
+    unbind. After the connection ends the session stays CLOSED; `Reconnector` makes a new one."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        system_id: str,
+        password: str,
+        handler: Handler,
+        system_type: str = "",
+        mode: BindMode = BindMode.TRANSCEIVER,
+        window: int = DEFAULT_WINDOW,
+        response_timeout: float = DEFAULT_RESPONSE_TIMEOUT,
+        enquire_link_interval: float = DEFAULT_ENQUIRE_LINK_INTERVAL,
+        first_sequence: int = MIN_SEQUENCE,
+    ) -> None:
+        if not MIN_SEQUENCE <= first_sequence <= MAX_SEQUENCE:
+            raise ValueError(f"first_sequence must be within {MIN_SEQUENCE}..{MAX_SEQUENCE}")
+        self.peer = f"{host}:{port}"
+        self._host, self._port = host, port
+        self._bind = mode.value(sequence=0, system_id=system_id, password=password, system_type=system_type)
+        self._handler = handler
+        self._response_timeout = response_timeout
+        self._interval = enquire_link_interval
+        self._window = asyncio.Semaphore(window)
+        self._sequence = first_sequence
+        self._state = State.NEW
+        self._waiters: dict[int, _Waiter] = {}
+        self._serving: set[asyncio.Task[None]] = set()
+        self._closed = asyncio.Event()
+        self._writer: asyncio.StreamWriter | None = None
+        self._reading: asyncio.Task[None] | None = None
+        self._keepalive: asyncio.Task[None] | None = None
+        self._last_received = 0.0
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def bound(self) -> bool:
+        return self._state is State.BOUND
+
+    async def wait_closed(self) -> None:
+        """Return once the connection has ended, for whatever reason."""
+        await self._closed.wait()
+
+    async def connect(self) -> None:
+        """Open the connection and bind. Raises ConnectionLost (cannot connect, or lost while binding),
+        ResponseTimeout (no bind_resp), or BindFailed; the connection is closed on any of them."""
+        if self._state is not State.NEW:
+            raise RuntimeError("a Session connects once; make a new one")
+        self._state = State.CONNECTING
+        try:
+            encode(self._bind)  # a system_id or password the wire cannot carry is refused before we dial
+        except PduError as error:
+            self._abort("bind cannot be encoded")
+            raise BindFailed(f"cannot bind to {self.peer}: {error}", status=error.status) from error
+        try:
+            async with asyncio.timeout(self._response_timeout):
+                reader, self._writer = await asyncio.open_connection(self._host, self._port)
+        except (OSError, TimeoutError) as error:
+            self._abort("connect failed")
+            raise ConnectionLost(f"cannot connect to {self.peer}: {error!r}") from error
+        self._last_received = asyncio.get_running_loop().time()
+        self._reading = asyncio.create_task(self._read_loop(reader), name=f"smpp-read-{self.peer}")
+        try:
+            response = await self._exchange(self._bind)
+        except Nacked as error:
+            await self._end("bind nacked")
+            raise BindFailed(f"{self.peer} nacked our bind", status=error.status) from error
+        except BaseException:
+            await self._end("bind not completed")
+            raise
+        assert isinstance(response, BindTransmitterResp | BindReceiverResp | BindTransceiverResp)  # _on_response
+        if response.status != CommandStatus.ESME_ROK:
+            await self._end("bind refused")
+            raise BindFailed(f"{self.peer} refused our bind", status=response.status)
+        if self._state is not State.CONNECTING:  # the SMSC unbound or closed right after its bind_resp
+            raise ConnectionLost(f"{self.peer} closed the connection just after binding")
+        self._state = State.BOUND
+        self._keepalive = asyncio.create_task(self._keepalive_loop(), name=f"smpp-keepalive-{self.peer}")
+        log.info("smpp %s: bound as %s", self.peer, type(self._bind).__name__)
+
+    async def submit(self, pdu: SubmitSm) -> SubmitSmResp:
+        """`request` for a submit_sm; its sequence is ours to set (pass 0)."""
+        return cast(SubmitSmResp, await self.request(pdu))  # _on_response checks the command_id
+
+    async def request(self, pdu: SubmitSm | DataSm | EnquireLink) -> Pdu:
+        """Send `pdu` with the next sequence number once the window has room, and return the response of the
+        matching type, whatever its status. Raises ConnectionLost, ResponseTimeout, Nacked, MalformedResponse,
+        or PduError (nothing sent) when the PDU cannot be encoded. Waiting for room is not timed: bound it
+        with `asyncio.timeout` if needed; a request cancelled while it waits for its response is dropped from
+        the window and its late response is logged and ignored."""
+        if self._state is not State.BOUND:
+            raise ConnectionLost(f"{self.peer} is not bound ({self._state.value})")
+        async with self._window:
+            if self._state is not State.BOUND:  # lost or closing while we waited for room: never sent
+                raise ConnectionLost(f"{self.peer} is not bound ({self._state.value})")
+            return await self._exchange(pdu)
+
+    async def close(self) -> None:
+        """Unbind and close. Requests already sent may finish first (for one response timeout at most), and
+        deliver_sm being handled get their answer, so nothing accepted is left unconfirmed when the SMSC
+        answers in time; requests still waiting for room fail with ConnectionLost, never sent. Then unbind
+        (§4.2), wait for unbind_resp (one response timeout at most), and close. Safe to call in any state and
+        more than once; after a lost connection it only tidies up."""
+        if self._state is State.BOUND:
+            self._state = State.UNBINDING
+            pending: list[asyncio.Future[Pdu] | asyncio.Task[None]] = [w.future for w in self._waiters.values()]
+            pending += self._serving
+            if pending:
+                await asyncio.wait(pending, timeout=self._response_timeout)
+            if self._state is State.UNBINDING:
+                with contextlib.suppress(SmppError):
+                    await self._exchange(Unbind(sequence=0))
+        await self._end("closed by us")
+
+    # --- sending ------------------------------------------------------------------------------------------
+
+    def _next_sequence(self) -> int:
+        while True:
+            sequence = self._sequence
+            self._sequence = sequence + 1 if sequence < MAX_SEQUENCE else MIN_SEQUENCE
+            if sequence not in self._waiters:  # only after 2**31 requests with one still waiting
+                return sequence
+
+    async def _exchange(self, pdu: Request) -> Pdu:
+        """Send a request (bypassing the window: bind, unbind and enquire_link use this directly) and await
+        its response for one response timeout."""
+        pdu = dataclasses.replace(pdu, sequence=self._next_sequence())
+        frame = encode(pdu)
+        future: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
+        self._waiters[pdu.sequence] = _Waiter(future, pdu.command_id | RESPONSE_BIT)
+        try:
+            async with asyncio.timeout(self._response_timeout):
+                await self._write(frame)
+                return await future
+        except TimeoutError:
+            raise ResponseTimeout(
+                f"{self.peer}: no response to {pdu.command_id.name} #{pdu.sequence} in {self._response_timeout} s"
+            ) from None
+        finally:
+            self._waiters.pop(pdu.sequence, None)
+
+    async def _write(self, frame: bytes) -> None:
+        writer = self._writer
+        if writer is None or self._state is State.CLOSED:
+            raise ConnectionLost(f"{self.peer}: connection closed")
+        writer.write(frame)
+        try:
+            await writer.drain()
+        except (ConnectionError, OSError) as error:
+            self._abort(f"write failed: {error!r}")
+            raise ConnectionLost(f"{self.peer}: write failed: {error!r}") from error
+
+    def _send(self, pdu: Pdu) -> None:
+        """Queue a response; the reader loop drains after each chunk it reads."""
+        if self._writer is not None and self._state is not State.CLOSED:
+            self._writer.write(encode(pdu))
+
+    # --- receiving ----------------------------------------------------------------------------------------
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        frames = FrameReader()
+        reason = f"{self.peer} closed the connection"
+        try:
+            while data := await reader.read(READ_SIZE):
+                frames.feed(data)
+                while True:
+                    try:
+                        frame = frames.next_frame()
+                    except PduError as error:
+                        # A command_length we cannot trust: nothing says where the next frame starts (§4.3).
+                        log.warning("smpp %s: bad frame header, closing: %s", self.peer, error)
+                        self._send(GenericNack(sequence=error.sequence or 0, status=error.status))
+                        reason = f"{self.peer} sent an unframeable stream: {error}"
+                        return
+                    if frame is None:
+                        break
+                    self._on_frame(frame)
+                if self._writer is not None and self._state is not State.CLOSED:
+                    await self._writer.drain()
+            if frames.buffered:
+                log.warning("smpp %s: connection ended inside a frame (%d octets)", self.peer, frames.buffered)
+        except (ConnectionError, OSError) as error:
+            reason = f"{self.peer}: connection failed: {error!r}"
+        except Exception:  # task boundary: log, and end the session rather than hang it
+            log.exception("smpp %s: reader failed", self.peer)
+            reason = f"{self.peer}: reader failed"
+        finally:
+            self._abort(reason)
+
+    def _on_frame(self, frame: bytes) -> None:
+        self._last_received = asyncio.get_running_loop().time()
+        try:
+            pdu = decode(frame)
+        except PduError as error:
+            self._on_bad_frame(frame, error)
+            return
+        if pdu.command_id & RESPONSE_BIT:
+            self._on_response(pdu)
+        elif isinstance(pdu, DeliverSm | DataSm):
+            self._serve(pdu)
+        elif isinstance(pdu, EnquireLink):
+            self._send(EnquireLinkResp(sequence=pdu.sequence))
+        elif isinstance(pdu, Unbind):  # §4.2: answer, then the connection ends
+            log.info("smpp %s: SMSC unbound", self.peer)
+            self._send(UnbindResp(sequence=pdu.sequence))
+            self._abort(f"{self.peer} unbound")
+        elif pdu.command_id == CommandId.ALERT_NOTIFICATION:  # no response is sent (§4.12)
+            log.debug("smpp %s: alert_notification ignored", self.peer)
+        else:  # bind, submit_sm, outbind: not for an ESME to serve
+            log.warning("smpp %s: %s from the SMSC refused", self.peer, pdu.command_id.name)
+            self._send(GenericNack(sequence=pdu.sequence, status=CommandStatus.ESME_RINVCMDID))
+
+    def _on_bad_frame(self, frame: bytes, error: PduError) -> None:
+        """A complete frame that does not decode: the stream is still in step, so answer and go on."""
+        log.warning("smpp %s: malformed PDU: %s", self.peer, error)
+        sequence = error.sequence or 0
+        if error.command_id is not None and error.command_id & RESPONSE_BIT:
+            # Never answer a response; fail its request instead (it may have been accepted: the caller decides).
+            waiter = self._waiters.get(sequence)
+            if waiter is not None and not waiter.future.done():
+                header_status = int.from_bytes(frame[8:12], "big")
+                waiter.future.set_exception(
+                    MalformedResponse(f"{self.peer}: malformed response", status=header_status, error=error)
+                )
+            return
+        header_fault = error.status in (CommandStatus.ESME_RINVCMDLEN, CommandStatus.ESME_RINVCMDID)
+        if error.command_id == CommandId.DELIVER_SM and not header_fault:
+            self._send(DeliverSmResp(sequence=sequence, status=error.status))  # the PduError contract
+        elif error.command_id == CommandId.DATA_SM and not header_fault:
+            self._send(DataSmResp(sequence=sequence, status=error.status))
+        else:
+            self._send(GenericNack(sequence=sequence, status=error.status))
+
+    def _on_response(self, pdu: Pdu) -> None:
+        waiter = self._waiters.get(pdu.sequence)
+        if waiter is None or waiter.future.done():
+            log.warning("smpp %s: %s #%d matches no request (late?); dropped", self.peer, pdu.command_id.name,
+                        pdu.sequence)  # fmt: skip
+        elif isinstance(pdu, GenericNack):
+            waiter.future.set_exception(Nacked(f"{self.peer} nacked #{pdu.sequence}", status=pdu.status))
+        elif pdu.command_id != waiter.response_id:
+            log.warning("smpp %s: %s #%d answers a request of another type; dropped", self.peer,
+                        pdu.command_id.name, pdu.sequence)  # fmt: skip
+        else:
+            waiter.future.set_result(pdu)
+
+    def _serve(self, pdu: DeliverSm | DataSm) -> None:
+        if len(self._serving) >= MAX_INBOUND_PENDING:
+            self._answer(pdu, CommandStatus.ESME_RX_T_APPN)
+            return
+        task = asyncio.create_task(self._handle(pdu), name=f"smpp-{pdu.command_id.name.lower()}-{pdu.sequence}")
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
+
+    async def _handle(self, pdu: DeliverSm | DataSm) -> None:
+        status: int = CommandStatus.ESME_RX_T_APPN
+        try:
+            async with asyncio.timeout(self._response_timeout):
+                if isinstance(pdu, DeliverSm):
+                    status = await self._handler.handle_deliver_sm(pdu)
+                else:
+                    status = await self._handler.handle_data_sm(pdu)
+        except TimeoutError:
+            log.warning("smpp %s: handler took over %s s for #%d", self.peer, self._response_timeout, pdu.sequence)
+        except Exception:  # task boundary: the SMSC is told to try again later
+            log.exception("smpp %s: handler failed for #%d", self.peer, pdu.sequence)
+        self._answer(pdu, status)
+        if self._writer is not None and self._state is not State.CLOSED:
+            with contextlib.suppress(ConnectionError, OSError):
+                await self._writer.drain()
+
+    def _answer(self, pdu: DeliverSm | DataSm, status: int) -> None:
+        response = DeliverSmResp if isinstance(pdu, DeliverSm) else DataSmResp
+        try:
+            self._send(response(sequence=pdu.sequence, status=status))
+        except PduError:
+            log.error("smpp %s: handler returned %r, not a command_status", self.peer, status)
+            self._send(response(sequence=pdu.sequence, status=CommandStatus.ESME_RX_T_APPN))
+
+    # --- keepalive and ending -----------------------------------------------------------------------------
+
+    async def _keepalive_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._state in (State.BOUND, State.UNBINDING):
+            idle = loop.time() - self._last_received
+            if idle < self._interval:
+                await asyncio.sleep(self._interval - idle)
+                continue
+            sent_at = loop.time()
+            try:
+                await self._exchange(EnquireLink(sequence=0))
+            except ResponseTimeout:
+                if self._last_received < sent_at:  # nothing at all came back: the link is dead
+                    log.warning("smpp %s: no answer to enquire_link; link dead", self.peer)
+                    self._abort(f"{self.peer}: link dead (no enquire_link_resp in {self._response_timeout} s)")
+                    return
+            except (Nacked, MalformedResponse):
+                pass  # an answer all the same: the link is alive
+            except ConnectionLost:
+                return
+
+    def _abort(self, reason: str) -> None:
+        """The connection is over: fail every outstanding request with ConnectionLost and close the socket."""
+        if self._state is State.CLOSED:
+            return
+        if self._state is not State.NEW:
+            log.info("smpp %s: connection ended: %s", self.peer, reason)
+        self._state = State.CLOSED
+        for waiter in self._waiters.values():
+            if not waiter.future.done():
+                waiter.future.set_exception(ConnectionLost(reason))
+        if self._writer is not None:
+            self._writer.close()
+        if self._keepalive is not None and self._keepalive is not asyncio.current_task():
+            self._keepalive.cancel()
+        self._closed.set()
+
+    async def _end(self, reason: str) -> None:
+        """_abort, then wait for our tasks (handlers get one response timeout) and the socket to close."""
+        self._abort(reason)
+        if self._serving:
+            _, late = await asyncio.wait(self._serving, timeout=self._response_timeout)
+            for task in late:
+                task.cancel()
+        tasks = [t for t in (self._reading, self._keepalive, *self._serving) if t is not None]
+        await asyncio.gather(*(t for t in tasks if t is not asyncio.current_task()), return_exceptions=True)
+        if self._writer is not None:
+            with contextlib.suppress(ConnectionError, OSError):
+                await self._writer.wait_closed()
+
+
+class Reconnector:
+    """Keeps one bound Session: connects, and after a failure or a loss connects again after a capped,
+    jittered exponential backoff (BACKOFF_BASE doubling to BACKOFF_CAP, ±BACKOFF_JITTER). The count of
+    failures starts over after a bind that lasted STABLE_BIND. A bind refused for its credentials is
+    retried too (the operator may fix them at the SMSC), at the cap, and logged as an error each time."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: Callable[[], Session],
+        clock: Clock,
+        backoff_base: float = BACKOFF_BASE,
+        backoff_cap: float = BACKOFF_CAP,
+        jitter: float = BACKOFF_JITTER,
+        stable_after: float = STABLE_BIND,
+        random_fraction: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._factory = session_factory
+        self._clock = clock
+        self._base, self._cap, self._jitter, self._stable_after = backoff_base, backoff_cap, jitter, stable_after
+        self._random = random_fraction
+        self._sleep = sleep
+        self._current: Session | None = None
+        self._changed = asyncio.Event()
+        self._running: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def session(self) -> Session | None:
+        """The bound session, or None while (re)connecting."""
+        current = self._current
+        return current if current is not None and current.bound else None
+
+    @property
+    def up(self) -> bool:
+        return self.session is not None
+
+    def backoff(self, failures: int) -> float:
+        """The delay after `failures` consecutive failures (0 for the first)."""
+        step = min(self._cap, self._base * 2.0 ** min(failures, 62))
+        return step * (1 + self._jitter * (2 * self._random() - 1))
+
+    async def start(self) -> None:
+        self._running = asyncio.create_task(self._run(), name="smpp-reconnector")
+
+    async def wait_bound(self) -> Session:
+        """The bound session, once there is one. Raises ConnectionLost once stopped."""
+        while True:
+            if self._stopping:
+                raise ConnectionLost("the SMPP link is stopped")
+            session = self.session
+            if session is not None:
+                return session
+            await self._changed.wait()
+
+    async def stop(self) -> None:
+        """Stop reconnecting and close the session (unbinding it if bound)."""
+        self._stopping = True
+        self._notify()
+        if self._running is not None:
+            self._running.cancel()
+            await asyncio.gather(self._running, return_exceptions=True)
+        if self._current is not None:
+            await self._current.close()
+            self._current = None
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            session = self._current = self._factory()
+            try:
+                await session.connect()
+            except BindFailed as error:
+                if error.permanent:
+                    delay = self.backoff(62)
+                    log.error("smpp %s: %s; check the configured credentials; retrying in %.1f s",
+                              session.peer, error, delay)  # fmt: skip
+                else:
+                    delay = self.backoff(failures)
+                    log.warning("smpp %s: %s; retrying in %.1f s", session.peer, error, delay)
+            except SmppError as error:
+                delay = self.backoff(failures)
+                log.warning("smpp %s: %s; retrying in %.1f s", session.peer, error, delay)
+            else:
+                bound_at = self._clock.monotonic()
+                self._notify()
+                await session.wait_closed()
+                self._notify()
+                await session.close()
+                if self._clock.monotonic() - bound_at >= self._stable_after:
+                    failures = 0
+                delay = self.backoff(failures)
+                log.warning("smpp %s: bind lost; reconnecting in %.1f s", session.peer, delay)
+            failures += 1
+            await self._sleep(delay)
