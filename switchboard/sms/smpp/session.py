@@ -117,8 +117,9 @@ BACKOFF_JITTER = 0.2
 """Each delay is drawn from ±20 % of its step, so gateways that lost one SMSC together do not return together."""
 STABLE_BIND = 60.0
 """A bind that lasted this long counts as recovered: the next loss starts the backoff again from the base."""
-PERMANENT_BIND_STATUSES = frozenset({CommandStatus.ESME_RINVPASWD, CommandStatus.ESME_RINVSYSID,
-                                     CommandStatus.ESME_RINVSYSTYP})  # fmt: skip
+PERMANENT_BIND_STATUSES = frozenset(
+    {CommandStatus.ESME_RINVPASWD, CommandStatus.ESME_RINVSYSID, CommandStatus.ESME_RINVSYSTYP}
+)
 """Bind refusals that name our configuration (§5.1.3): waiting will not fix them, an operator will."""
 
 
@@ -171,12 +172,15 @@ class BindMode(enum.Enum):
 
 class State(enum.Enum):
     NEW = "new"
+    """Made, not connected yet."""
     CONNECTING = "connecting"
     """TCP open and bind sent, bind_resp awaited."""
     BOUND = "bound"
+    """bind_resp ESME_ROK: requests may be sent."""
     UNBINDING = "unbinding"
     """close() called: new requests are refused, outstanding ones finish, then unbind."""
     CLOSED = "closed"
+    """The connection has ended (or never opened); final."""
 
 
 class Handler(Protocol):
@@ -189,7 +193,7 @@ class Handler(Protocol):
     async def handle_data_sm(self, pdu: DataSm) -> int: ...
 
 
-Request = SubmitSm | DataSm | EnquireLink | Unbind | BindTransmitter | BindReceiver | BindTransceiver
+_Request = SubmitSm | DataSm | EnquireLink | Unbind | BindTransmitter | BindReceiver | BindTransceiver
 
 
 class _Waiter(NamedTuple):
@@ -216,6 +220,8 @@ class Session:
         enquire_link_interval: float = DEFAULT_ENQUIRE_LINK_INTERVAL,
         first_sequence: int = MIN_SEQUENCE,
     ) -> None:
+        if window < 1:
+            raise ValueError("window must be at least 1")
         if not MIN_SEQUENCE <= first_sequence <= MAX_SEQUENCE:
             raise ValueError(f"first_sequence must be within {MIN_SEQUENCE}..{MAX_SEQUENCE}")
         self.peer = f"{host}:{port}"
@@ -279,6 +285,7 @@ class Session:
             await self._end("bind refused")
             raise BindFailed(f"{self.peer} refused our bind", status=response.status)
         if self._state is not State.CONNECTING:  # the SMSC unbound or closed right after its bind_resp
+            await self._end("lost after bind")
             raise ConnectionLost(f"{self.peer} closed the connection just after binding")
         self._state = State.BOUND
         self._keepalive = asyncio.create_task(self._keepalive_loop(), name=f"smpp-keepalive-{self.peer}")
@@ -327,7 +334,7 @@ class Session:
             if sequence not in self._waiters:  # only after 2**31 requests with one still waiting
                 return sequence
 
-    async def _exchange(self, pdu: Request) -> Pdu:
+    async def _exchange(self, pdu: _Request) -> Pdu:
         """Send a request (bypassing the window: bind, unbind and enquire_link use this directly) and await
         its response for one response timeout."""
         pdu = dataclasses.replace(pdu, sequence=self._next_sequence())
@@ -357,7 +364,8 @@ class Session:
             raise ConnectionLost(f"{self.peer}: write failed: {error!r}") from error
 
     def _send(self, pdu: Pdu) -> None:
-        """Queue a response; the reader loop drains after each chunk it reads."""
+        """Write a response without waiting for the socket: waiting in the reader could deadlock with an SMSC
+        that blocks on writing to us, and what we answer is bounded by what the SMSC sends (its window)."""
         if self._writer is not None and self._state is not State.CLOSED:
             self._writer.write(encode(pdu))
 
@@ -365,7 +373,7 @@ class Session:
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
         frames = FrameReader()
-        reason = f"{self.peer} closed the connection"
+        reason = "the SMSC closed the connection"
         try:
             while data := await reader.read(READ_SIZE):
                 frames.feed(data)
@@ -376,20 +384,18 @@ class Session:
                         # A command_length we cannot trust: nothing says where the next frame starts (§4.3).
                         log.warning("smpp %s: bad frame header, closing: %s", self.peer, error)
                         self._send(GenericNack(sequence=error.sequence or 0, status=error.status))
-                        reason = f"{self.peer} sent an unframeable stream: {error}"
+                        reason = f"unframeable stream: {error}"
                         return
                     if frame is None:
                         break
                     self._on_frame(frame)
-                if self._writer is not None and self._state is not State.CLOSED:
-                    await self._writer.drain()
             if frames.buffered:
                 log.warning("smpp %s: connection ended inside a frame (%d octets)", self.peer, frames.buffered)
         except (ConnectionError, OSError) as error:
-            reason = f"{self.peer}: connection failed: {error!r}"
+            reason = f"connection failed: {error!r}"
         except Exception:  # task boundary: log, and end the session rather than hang it
             log.exception("smpp %s: reader failed", self.peer)
-            reason = f"{self.peer}: reader failed"
+            reason = "reader failed"
         finally:
             self._abort(reason)
 
@@ -409,7 +415,7 @@ class Session:
         elif isinstance(pdu, Unbind):  # §4.2: answer, then the connection ends
             log.info("smpp %s: SMSC unbound", self.peer)
             self._send(UnbindResp(sequence=pdu.sequence))
-            self._abort(f"{self.peer} unbound")
+            self._abort("the SMSC unbound")
         elif pdu.command_id == CommandId.ALERT_NOTIFICATION:  # no response is sent (§4.12)
             log.debug("smpp %s: alert_notification ignored", self.peer)
         else:  # bind, submit_sm, outbind: not for an ESME to serve
@@ -440,13 +446,13 @@ class Session:
     def _on_response(self, pdu: Pdu) -> None:
         waiter = self._waiters.get(pdu.sequence)
         if waiter is None or waiter.future.done():
-            log.warning("smpp %s: %s #%d matches no request (late?); dropped", self.peer, pdu.command_id.name,
-                        pdu.sequence)  # fmt: skip
+            name, sequence = pdu.command_id.name, pdu.sequence
+            log.warning("smpp %s: %s #%d matches no request (late?); dropped", self.peer, name, sequence)
         elif isinstance(pdu, GenericNack):
             waiter.future.set_exception(Nacked(f"{self.peer} nacked #{pdu.sequence}", status=pdu.status))
         elif pdu.command_id != waiter.response_id:
-            log.warning("smpp %s: %s #%d answers a request of another type; dropped", self.peer,
-                        pdu.command_id.name, pdu.sequence)  # fmt: skip
+            name, sequence = pdu.command_id.name, pdu.sequence
+            log.warning("smpp %s: %s #%d answers a request of another type; dropped", self.peer, name, sequence)
         else:
             waiter.future.set_result(pdu)
 
@@ -471,9 +477,6 @@ class Session:
         except Exception:  # task boundary: the SMSC is told to try again later
             log.exception("smpp %s: handler failed for #%d", self.peer, pdu.sequence)
         self._answer(pdu, status)
-        if self._writer is not None and self._state is not State.CLOSED:
-            with contextlib.suppress(ConnectionError, OSError):
-                await self._writer.drain()
 
     def _answer(self, pdu: DeliverSm | DataSm, status: int) -> None:
         response = DeliverSmResp if isinstance(pdu, DeliverSm) else DataSmResp
@@ -498,7 +501,7 @@ class Session:
             except ResponseTimeout:
                 if self._last_received < sent_at:  # nothing at all came back: the link is dead
                     log.warning("smpp %s: no answer to enquire_link; link dead", self.peer)
-                    self._abort(f"{self.peer}: link dead (no enquire_link_resp in {self._response_timeout} s)")
+                    self._abort(f"link dead: no enquire_link_resp in {self._response_timeout} s")
                     return
             except (Nacked, MalformedResponse):
                 pass  # an answer all the same: the link is alive
@@ -514,7 +517,7 @@ class Session:
         self._state = State.CLOSED
         for waiter in self._waiters.values():
             if not waiter.future.done():
-                waiter.future.set_exception(ConnectionLost(reason))
+                waiter.future.set_exception(ConnectionLost(f"{self.peer}: {reason}"))
         if self._writer is not None:
             self._writer.close()
         if self._keepalive is not None and self._keepalive is not asyncio.current_task():
@@ -582,7 +585,7 @@ class Reconnector:
         self._running = asyncio.create_task(self._run(), name="smpp-reconnector")
 
     async def wait_bound(self) -> Session:
-        """The bound session, once there is one. Raises ConnectionLost once stopped."""
+        """The bound session, once there is one (bound it with asyncio.timeout). ConnectionLost once stopped."""
         while True:
             if self._stopping:
                 raise ConnectionLost("the SMPP link is stopped")
@@ -615,14 +618,16 @@ class Reconnector:
             except BindFailed as error:
                 if error.permanent:
                     delay = self.backoff(62)
-                    log.error("smpp %s: %s; check the configured credentials; retrying in %.1f s",
-                              session.peer, error, delay)  # fmt: skip
+                    log.error("smpp %s: %s; check the credentials; retrying in %.1f s", session.peer, error, delay)
                 else:
                     delay = self.backoff(failures)
                     log.warning("smpp %s: %s; retrying in %.1f s", session.peer, error, delay)
             except SmppError as error:
                 delay = self.backoff(failures)
                 log.warning("smpp %s: %s; retrying in %.1f s", session.peer, error, delay)
+            except Exception:  # task boundary: a bug must not end reconnecting for good
+                delay = self.backoff(failures)
+                log.exception("smpp %s: connect failed; retrying in %.1f s", session.peer, delay)
             else:
                 bound_at = self._clock.monotonic()
                 self._notify()
