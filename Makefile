@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# The test SMSC (node, npm package smpp) the SMPP tests run against; without npm they skip.
+SMSC := tests/smsc
+SMSC_STAMP := $(SMSC)/node_modules/.installed-$(shell cksum $(SMSC)/package-lock.json | cut -d' ' -f1)
 
 .PHONY: run test bench lint clean
 
@@ -13,10 +16,17 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+$(SMSC_STAMP): $(SMSC)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix $(SMSC) --no-audit --no-fund && touch $@; \
+	else \
+		echo "note: npm is not installed, so the SMPP tests against the test SMSC ($(SMSC)) will be skipped"; \
+	fi
+
 run: $(STAMP)
 	$(BIN)/switchboard serve --data-dir ./data --allow-private-callbacks
 
-test: $(STAMP)
+test: $(STAMP) $(SMSC_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
