@@ -1,0 +1,418 @@
+"""SMPP 3.4 as a `Carrier`: submits over `binds` reconnecting transceiver sessions, reads receipts back.
+
+The top layer of the client (see the package docstring): it maps the domain to SMPP and back, and leaves
+connections, windows and sequence numbers to `session`.
+
+Submits. Each message of a batch takes a token from one `TokenBucket` shared by every bind (`rate`
+submits/s, 0 for no limit), then goes to the bound session with the fewest of our submits outstanding
+(round-robin among equals); the messages of a batch run concurrently, and each session's window bounds how
+many are outstanding on its bind. Every submit_sm asks for a receipt (registered_delivery 1). Results:
+
+- submit_sm_resp ESME_ROK: accepted; carrier_ref is `message_id_key(message_id, id_form)`.
+- an error status, a generic_nack, or a PDU we cannot encode: transient when `pdu.is_transient` says so
+  (the worker retries it later), else permanent (the destination becomes Rejected).
+- no bind up, the connection lost, or no response in time: transient. The SMSC may have accepted it, so a
+  retry may deliver it twice (at-least-once, as the worker's docstring says).
+
+Nothing is raised out of `submit` for one message's failure; each message gets its result.
+
+Text. `OutboundSms.encoding` chooses: "gsm7" sends data_coding 0 with the GSM 03.38 default alphabet one
+septet an octet, unpacked (what SMPP's short_message carries for DCS 0), an extension character as the
+escape 0x1B and its code; "ucs2" sends data_coding 8, UTF-16BE. A body said to be "gsm7" that is not all
+GSM is sent as UCS-2 rather than with '?' in place of what does not fit (never expected: the service
+chooses the encoding from the body).
+
+Long messages are NOT built yet: this increment sends single-part messages only. A body that needs more
+than one part (over 160 septets, or 70 UTF-16 code units) is refused with a permanent SubmitResult
+(`LONG_MESSAGE_ERROR`) rather than sent wrongly or retried until its validity runs out. Still to build:
+UDH concatenation (esm_class 0x40) with receipts aggregated over the parts, which needs the part ids
+stored with the destination to survive a restart.
+
+Receipts. A `Handler` on every session reads deliver_sm and data_sm. A receipt (esm_class, never its text:
+`receipt.is_receipt`) is parsed, its id normalised with `message_id_key` and its state mapped to a
+SmsStatus (DELIVRD → Delivered, EXPIRED → Expired, REJECTD → Rejected, UNDELIV, DELETED and UNKNOWN →
+Undelivered); intermediate states (ENROUTE, ACCEPTD) are acknowledged and ignored. Receipts that arrive
+together are handed to the sink in one small batch, and each is answered ESME_ROK once the sink has taken
+it (ESME_RX_T_APPN if the sink failed, so the SMSC sends it again later). A receipt may come before the
+submit_sm_resp of its message has been written to the store: the worker's sink retries unmatched receipts
+for a while (UNMATCHED_RECEIPT_SECONDS), which covers that. An unparseable receipt is logged and answered
+ESME_ROK (the SMSC sending it again would not make it readable).
+
+Ids. The id in a receipt's receipted_message_id TLV is written as in the submit_sm_resp (§5.3.2.12), so it
+is read with `id_form`; an id from the receipt's text alone is read with `receipt_id_form` (default:
+`id_form`). An SMSC that answers submits with hex ids and writes decimal ids in its receipt texts is
+configured `id_form=IdForm.HEX, receipt_id_form=IdForm.DECIMAL`: both become the same decimal key.
+
+Mobile-originated messages (a deliver_sm that is not a receipt) are logged, with the sender's number
+partly masked, and answered ESME_ROK: storing and forwarding them is NOT built yet.
+
+`resume` has nothing to do: an SMSC sends receipts by itself, also for messages submitted before a restart
+(queued while we were not bound), and they are matched by carrier_ref in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from switchboard.domain.clock import Clock
+from switchboard.domain.encoding import (
+    GSM7_SINGLE_SEPTETS,
+    UCS2_SINGLE_UNITS,
+    Encoding,
+    encoding_for,
+    gsm7_septets,
+    ucs2_bytes,
+)
+from switchboard.domain.rate import TokenBucket
+from switchboard.domain.statuses import SmsStatus
+from switchboard.sms.carrier import OutboundSms, ReceiptSink, SubmitResult
+from switchboard.sms.smpp.pdu import (
+    CommandStatus,
+    DataSm,
+    DeliverSm,
+    MessageState,
+    PduError,
+    SubmitSm,
+    is_transient,
+    status_name,
+)
+from switchboard.sms.smpp.receipt import IdForm, is_receipt, message_id_key, parse_receipt
+from switchboard.sms.smpp.session import (
+    BACKOFF_BASE,
+    BACKOFF_CAP,
+    DEFAULT_ENQUIRE_LINK_INTERVAL,
+    DEFAULT_RESPONSE_TIMEOUT,
+    DEFAULT_WINDOW,
+    BindMode,
+    ConnectionLost,
+    MalformedResponse,
+    Nacked,
+    Reconnector,
+    ResponseTimeout,
+    Session,
+)
+from switchboard.store.records import InFlight, Receipt
+
+__all__ = ["LONG_MESSAGE_ERROR", "NO_BIND_ERROR", "Addresses", "SmppCarrier", "addresses", "encode_text"]
+
+log = logging.getLogger("switchboard.sms.smpp")
+
+DCS_GSM7 = 0x00
+"""data_coding 0: the SMSC default alphabet, which SMSCs take as GSM 03.38 (§5.2.19)."""
+DCS_UCS2 = 0x08
+"""data_coding 8: UCS-2, sent as UTF-16BE (§5.2.19)."""
+TON_UNKNOWN, TON_INTERNATIONAL, TON_ALPHANUMERIC = 0, 1, 5
+"""type_of_number (§5.2.5)."""
+NPI_UNKNOWN, NPI_ISDN = 0, 1
+"""numbering_plan_indicator (§5.2.6): ISDN is E.164."""
+REGISTERED_DELIVERY_FINAL = 0x01
+"""registered_delivery (§5.2.17): a receipt on final delivery, success or failure."""
+
+NO_BIND_ERROR = "Carrier error: no SMPP bind is up"
+LONG_MESSAGE_ERROR = "Long messages (more than one part) are not supported over SMPP yet"
+RECEIPT_BATCH_DELAY = 0.01
+"""Receipts that arrive within this many seconds of each other go to the sink in one batch."""
+RECEIPT_BATCH_MAX = 200
+
+_STATUSES = {
+    MessageState.DELIVERED: SmsStatus.DELIVERED,
+    MessageState.EXPIRED: SmsStatus.EXPIRED,
+    MessageState.REJECTED: SmsStatus.REJECTED,
+    MessageState.UNDELIVERABLE: SmsStatus.UNDELIVERED,
+    MessageState.DELETED: SmsStatus.UNDELIVERED,
+    MessageState.UNKNOWN: SmsStatus.UNDELIVERED,
+}
+_STATE_WORDS = {
+    MessageState.DELIVERED: "DELIVRD",
+    MessageState.EXPIRED: "EXPIRED",
+    MessageState.REJECTED: "REJECTD",
+    MessageState.UNDELIVERABLE: "UNDELIV",
+    MessageState.DELETED: "DELETED",
+    MessageState.UNKNOWN: "UNKNOWN",
+}
+
+
+def encode_text(body: str, encoding: str) -> tuple[int, bytes]:
+    """(data_coding, short_message octets) for a single-part message; ValueError when it needs more than one
+    part. "gsm7" gives unpacked septets (one octet each), "ucs2" UTF-16BE; a "gsm7" body with a character
+    outside GSM 03.38 is sent as UCS-2 rather than with a '?'."""
+    if encoding == Encoding.GSM7.value and encoding_for(body) is Encoding.GSM7:
+        septets = gsm7_septets(body)
+        if len(septets) > GSM7_SINGLE_SEPTETS:
+            raise ValueError(f"{len(septets)} septets: more than one part")
+        return DCS_GSM7, septets
+    if encoding not in (Encoding.GSM7.value, Encoding.UCS2.value):
+        log.warning("unknown encoding %r: sending as UCS-2", encoding)
+    octets = ucs2_bytes(body)
+    if len(octets) > 2 * UCS2_SINGLE_UNITS:
+        raise ValueError(f"{len(octets) // 2} UTF-16 code units: more than one part")
+    return DCS_UCS2, octets
+
+
+class Addresses(NamedTuple):
+    source_ton: int
+    source_npi: int
+    source: str
+    dest_ton: int
+    dest_npi: int
+    destination: str
+
+
+def addresses(sender: str, e164: str) -> Addresses:
+    """The submit_sm address fields. A sender with a letter in it is alphanumeric (TON 5, NPI 0); "+digits"
+    is international (TON 1, NPI 1, sent without the '+'); other digits (a short code, a national number)
+    are TON 0 (unknown), NPI 1. The destination is E.164: TON 1, NPI 1, digits without the '+'."""
+    sender = sender.strip()
+    if sender.startswith("+") and sender[1:].isdigit():
+        source = (TON_INTERNATIONAL, NPI_ISDN, sender[1:])
+    elif sender.isdigit():
+        source = (TON_UNKNOWN, NPI_ISDN, sender)
+    else:
+        source = (TON_ALPHANUMERIC, NPI_UNKNOWN, sender)
+    return Addresses(*source, TON_INTERNATIONAL, NPI_ISDN, e164.removeprefix("+"))
+
+
+def mask_number(number: str) -> str:
+    """A phone number for logs: the first 4 and last 2 characters kept, the rest as '*'."""
+    if len(number) <= 6:
+        return "*" * len(number)
+    return number[:4] + "*" * (len(number) - 6) + number[-2:]
+
+
+@dataclass
+class _Bind:
+    reconnector: Reconnector
+    outstanding: int = 0
+
+
+class SmppCarrier:
+    """A carrier reached over SMPP 3.4 (module docstring). `start` binds, `stop` unbinds."""
+
+    simulated = False
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        host: str,
+        port: int,
+        system_id: str,
+        password: str,
+        clock: Clock,
+        system_type: str = "",
+        binds: int = 1,
+        window: int = DEFAULT_WINDOW,
+        rate: float = 0.0,
+        id_form: IdForm = IdForm.TEXT,
+        receipt_id_form: IdForm | None = None,
+        response_timeout: float = DEFAULT_RESPONSE_TIMEOUT,
+        enquire_link_interval: float = DEFAULT_ENQUIRE_LINK_INTERVAL,
+        backoff_base: float = BACKOFF_BASE,
+        backoff_cap: float = BACKOFF_CAP,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """`rate`: submits a second over all binds (0: no limit). `sleep` waits for rate tokens (tests pass a
+        fake one along with a FakeClock). The backoff settings are the reconnectors'."""
+        if binds < 1 or window < 1:
+            raise ValueError("binds and window must be at least 1")
+        self.name = name
+        self._host, self._port = host, port
+        self._system_id, self._password, self._system_type = system_id, password, system_type
+        self._clock = clock
+        self._window = window
+        self._id_form = id_form
+        self._receipt_id_form = id_form if receipt_id_form is None else receipt_id_form
+        self._response_timeout = response_timeout
+        self._enquire_link_interval = enquire_link_interval
+        self._backoff_base, self._backoff_cap = backoff_base, backoff_cap
+        self._bucket = TokenBucket(rate=rate, burst=max(rate / 10, 1.0), clock=clock)
+        self._sleep = sleep
+        self._bind_count = binds
+        self._binds: list[_Bind] = []
+        self._turn = itertools.count()
+        self._sink: ReceiptSink | None = None
+        self._pending: list[tuple[Receipt, asyncio.Future[bool]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    # --- Carrier ------------------------------------------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        return any(b.reconnector.up for b in self._binds)
+
+    async def start(self, receipts: ReceiptSink) -> None:
+        self._sink = receipts
+        for _ in range(self._bind_count):
+            reconnector = Reconnector(
+                session_factory=self._new_session,
+                clock=self._clock,
+                backoff_base=self._backoff_base,
+                backoff_cap=self._backoff_cap,
+            )
+            self._binds.append(_Bind(reconnector))
+            await reconnector.start()
+
+    async def stop(self) -> None:
+        """Unbind every session (outstanding submits and receipts being handled finish first)."""
+        binds, self._binds = self._binds, []
+        await asyncio.gather(*(b.reconnector.stop() for b in binds), return_exceptions=True)
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
+
+    async def submit(self, messages: list[OutboundSms]) -> list[SubmitResult]:
+        return list(await asyncio.gather(*(self._submit_one(m) for m in messages)))
+
+    async def resume(self, in_flight: list[InFlight]) -> None:
+        if in_flight:
+            log.info("smpp %s: %d messages await receipts from before the restart", self.name, len(in_flight))
+
+    # --- submitting ---------------------------------------------------------------------------------------
+
+    def _new_session(self) -> Session:
+        return Session(
+            host=self._host,
+            port=self._port,
+            system_id=self._system_id,
+            password=self._password,
+            system_type=self._system_type,
+            handler=self,
+            mode=BindMode.TRANSCEIVER,
+            window=self._window,
+            response_timeout=self._response_timeout,
+            enquire_link_interval=self._enquire_link_interval,
+        )
+
+    def _choose(self) -> tuple[_Bind, Session] | None:
+        """The bound session with the fewest of our submits outstanding; round-robin among equals."""
+        bound = [(b, s) for b in self._binds if (s := b.reconnector.session) is not None]
+        if not bound:
+            return None
+        start = next(self._turn) % len(bound)
+        rotated = bound[start:] + bound[:start]
+        return min(rotated, key=lambda pair: pair[0].outstanding)
+
+    async def _submit_one(self, message: OutboundSms) -> SubmitResult:
+        try:
+            data_coding, octets = encode_text(message.body, message.encoding)
+        except ValueError:
+            return SubmitResult(None, LONG_MESSAGE_ERROR, permanent=True)
+        a = addresses(message.sender, message.e164)
+        pdu = SubmitSm(
+            sequence=0,
+            source_addr_ton=a.source_ton,
+            source_addr_npi=a.source_npi,
+            source_addr=a.source,
+            dest_addr_ton=a.dest_ton,
+            dest_addr_npi=a.dest_npi,
+            destination_addr=a.destination,
+            esm_class=0,
+            registered_delivery=REGISTERED_DELIVERY_FINAL,
+            data_coding=data_coding,
+            short_message=octets,
+        )
+        if not self.up:  # before waiting for a token: a batch with no bind up fails at once
+            return SubmitResult(None, NO_BIND_ERROR)
+        wait = self._bucket.take(1)
+        if wait:
+            await self._sleep(wait)
+        chosen = self._choose()
+        if chosen is None:
+            return SubmitResult(None, NO_BIND_ERROR)
+        bind, session = chosen
+        bind.outstanding += 1
+        try:
+            response = await session.submit(pdu)
+        except PduError as error:  # nothing sent: the message cannot be carried as it is
+            return SubmitResult(None, f"Rejected: {status_name(error.status)} ({error})", permanent=True)
+        except (ConnectionLost, ResponseTimeout) as error:
+            return SubmitResult(None, f"Carrier error: {error}")
+        except Nacked as error:
+            return SubmitResult(None, f"Carrier error: {error}", permanent=not is_transient(error.status))
+        except MalformedResponse as error:  # an unreadable "OK" may have been accepted: retry, never Reject
+            transient = error.status == CommandStatus.ESME_ROK or is_transient(error.status)
+            return SubmitResult(None, f"Carrier error: {error}", permanent=not transient)
+        except Exception as error:  # a bug must fail one message, not the batch
+            log.exception("smpp %s: submit failed", self.name)
+            return SubmitResult(None, f"Carrier error: {error!r}")
+        finally:
+            bind.outstanding -= 1
+        if response.status != CommandStatus.ESME_ROK:
+            name = status_name(response.status)
+            if is_transient(response.status):
+                return SubmitResult(None, f"Carrier busy: {name}")
+            return SubmitResult(None, f"Rejected by carrier: {name}", permanent=True)
+        if not response.message_id.strip():
+            ref = f"noid-{uuid.uuid4().hex}"
+            log.warning("smpp %s: submit accepted without a message_id; its receipt cannot match (%s)", self.name, ref)
+            return SubmitResult(ref)
+        return SubmitResult(message_id_key(response.message_id, self._id_form))
+
+    # --- Handler: what the SMSC sends us ------------------------------------------------------------------
+
+    async def handle_deliver_sm(self, pdu: DeliverSm) -> int:
+        return await self._inbound(pdu)
+
+    async def handle_data_sm(self, pdu: DataSm) -> int:
+        return await self._inbound(pdu)
+
+    async def _inbound(self, pdu: DeliverSm | DataSm) -> int:
+        if not is_receipt(pdu):
+            log.info(
+                "smpp %s: message from %s to %s (%d octets, data_coding %d) acknowledged; MO storage is not built",
+                self.name,
+                mask_number(pdu.source_addr),
+                pdu.destination_addr,
+                len(pdu.short_message if isinstance(pdu, DeliverSm) else pdu.message_payload or b""),
+                pdu.data_coding,
+            )
+            return CommandStatus.ESME_ROK
+        parsed = parse_receipt(pdu)
+        if parsed is None:
+            log.warning(
+                "smpp %s: unreadable receipt (no id or state; esm_class 0x%02X) acknowledged and dropped",
+                self.name,
+                pdu.esm_class,
+            )
+            return CommandStatus.ESME_ROK
+        if not parsed.final:
+            return CommandStatus.ESME_ROK
+        form = self._id_form if pdu.receipted_message_id else self._receipt_id_form
+        state = parsed.state
+        status = _STATUSES[state]
+        error = None
+        if status is not SmsStatus.DELIVERED:
+            error = _STATE_WORDS[state] + (f" (err {parsed.error})" if parsed.error else "")
+        receipt = Receipt(self.name, message_id_key(parsed.message_id, form), status, error)
+        taken = await self._hand_over(receipt)
+        return CommandStatus.ESME_ROK if taken else CommandStatus.ESME_RX_T_APPN
+
+    async def _hand_over(self, receipt: Receipt) -> bool:
+        """Queue `receipt` for the next batch to the sink; True once the sink has taken it."""
+        if self._sink is None:
+            return False
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((receipt, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush(), name=f"smpp-receipts-{self.name}")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            await asyncio.sleep(RECEIPT_BATCH_DELAY)
+            batch, self._pending = self._pending[:RECEIPT_BATCH_MAX], self._pending[RECEIPT_BATCH_MAX:]
+            taken = False
+            try:
+                assert self._sink is not None
+                await self._sink([r for r, _ in batch])
+                taken = True
+            except Exception:  # the SMSC is told to send them again later
+                log.exception("smpp %s: could not hand over %d receipts", self.name, len(batch))
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(taken)

@@ -1,0 +1,157 @@
+"""`SmppCarrier` against the real SMSC peer (tests/smsc/server.js on the npm package `smpp`, via `SmscPeer`):
+binds, GSM and UCS-2 submits, receipts back as Receipts whose refs match the submits, the destinations that
+choose an outcome, throttling, a dropped connection, receipts before responses, and hex ids. Skipped
+cleanly when node is not on PATH (`SmscPeer.start`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from switchboard.domain.clock import SystemClock
+from switchboard.domain.statuses import SmsStatus
+from switchboard.sms.carrier import OutboundSms
+from switchboard.sms.smpp.connector import SmppCarrier
+from switchboard.sms.smpp.receipt import IdForm
+from switchboard.store.records import Receipt
+from tests.integration.smsc import SmscPeer, smsc_fixture
+
+smsc = smsc_fixture(receipt_delay_ms=20)
+hex_smsc = smsc_fixture(hex_ids=True, no_receipt_tlvs=True, receipt_delay_ms=20)
+throttling_smsc = smsc_fixture(throttle_every=2)
+early_smsc = smsc_fixture(receipt_before_resp=True)
+dropping_smsc = smsc_fixture(drop_after=3, receipt_delay_ms=100)
+
+TIMEOUT = 3.0
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.receipts: list[Receipt] = []
+        self._arrived = asyncio.Event()
+
+    async def __call__(self, receipts: list[Receipt]) -> None:
+        self.receipts.extend(receipts)
+        self._arrived.set()
+
+    async def wait(self, count: int) -> dict[str, Receipt]:
+        async with asyncio.timeout(TIMEOUT):
+            while len(self.receipts) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return {r.carrier_ref: r for r in self.receipts}
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        while not condition():  # noqa: ASYNC110 (`up` has no event to wait on)
+            await asyncio.sleep(0.01)
+
+
+async def started(peer: SmscPeer, sink: Sink, **overrides: Any) -> SmppCarrier:
+    options: dict[str, Any] = {
+        "name": "peer",
+        "host": peer.host,
+        "port": peer.port,
+        "system_id": "switchboard",
+        "password": "secret",
+        "clock": SystemClock(),
+        "response_timeout": 1.0,
+        "backoff_base": 0.05,
+        "backoff_cap": 0.2,
+    } | overrides
+    carrier = SmppCarrier(**options)
+    await carrier.start(sink)
+    await wait_until(lambda: carrier.up)
+    return carrier
+
+
+@pytest.fixture
+async def carriers() -> AsyncIterator[list[SmppCarrier]]:
+    made: list[SmppCarrier] = []
+    yield made
+    for carrier in made:
+        await carrier.stop()
+
+
+def sms(e164: str, body: str = "Hello", encoding: str = "gsm7", sender: str = "Switchbrd") -> OutboundSms:
+    return OutboundSms(1, e164, sender, body, encoding)
+
+
+async def test_gsm_and_unicode_submits_and_their_receipts(smsc: SmscPeer, carriers: list[SmppCarrier]) -> None:
+    sink = Sink()
+    since = smsc.mark()
+    carrier = await started(smsc, sink, binds=2)
+    carriers.append(carrier)
+    messages = [
+        sms("+4915100000010", "Hello @ {€}"),
+        sms("+4915100000020", "Привет 😀", "ucs2", sender="+4915100000099"),
+        sms("+4915100000001"),  # UNDELIV
+        sms("+4915100000002"),  # EXPIRED
+        sms("+4915100000003"),  # refused: ESME_RINVDSTADR
+    ]
+    results = await carrier.submit(messages)
+    assert [r.accepted for r in results] == [True, True, True, True, False]
+    assert results[4].permanent and "ESME_RINVDSTADR" in (results[4].error or "")
+    receipts = await sink.wait(4)
+    expected = [SmsStatus.DELIVERED, SmsStatus.DELIVERED, SmsStatus.UNDELIVERED, SmsStatus.EXPIRED]
+    for result, status in zip(results, expected, strict=False):
+        assert result.carrier_ref is not None
+        assert receipts[result.carrier_ref].status is status
+        assert receipts[result.carrier_ref].carrier == "peer"
+    assert receipts[results[2].carrier_ref or ""].error is not None
+    gsm = smsc.find("submit_sm", since=since, destination_addr="4915100000010")[0]
+    assert (gsm["data_coding"], bytes.fromhex(gsm["short_message_hex"])) == (0, b"Hello \x00 \x1b(\x1be\x1b)")
+    assert gsm["registered_delivery"] == 1
+    ucs2 = smsc.find("submit_sm", since=since, destination_addr="4915100000020")[0]
+    assert (ucs2["data_coding"], bytes.fromhex(ucs2["short_message_hex"])) == (8, "Привет 😀".encode("utf-16-be"))
+    assert ucs2["source_addr"] == "4915100000099"
+
+
+async def test_hex_submit_ids_match_decimal_receipts(hex_smsc: SmscPeer, carriers: list[SmppCarrier]) -> None:
+    sink = Sink()
+    carrier = await started(hex_smsc, sink, id_form=IdForm.HEX, receipt_id_form=IdForm.DECIMAL)
+    carriers.append(carrier)
+    results = await carrier.submit([sms("+4915100000010"), sms("+4915100000011")])
+    receipts = await sink.wait(2)
+    for result in results:
+        assert result.carrier_ref is not None and result.carrier_ref.isdigit()
+        assert receipts[result.carrier_ref].status is SmsStatus.DELIVERED
+
+
+async def test_throttled_submits_are_transient(throttling_smsc: SmscPeer, carriers: list[SmppCarrier]) -> None:
+    carrier = await started(throttling_smsc, Sink(), window=1)
+    carriers.append(carrier)
+    results = await carrier.submit([sms(f"+49151000000{n}0") for n in range(4)])
+    assert [r.accepted for r in results] == [True, False, True, False]
+    for refused in (results[1], results[3]):
+        assert not refused.permanent and "ESME_RTHROTTLED" in (refused.error or "")
+
+
+async def test_a_receipt_before_its_submit_response(early_smsc: SmscPeer, carriers: list[SmppCarrier]) -> None:
+    sink = Sink()
+    carrier = await started(early_smsc, sink)
+    carriers.append(carrier)
+    (result,) = await carrier.submit([sms("+4915100000010")])
+    receipts = await sink.wait(1)
+    assert result.carrier_ref in receipts
+
+
+async def test_a_dropped_connection_gives_transient_results_and_reconnects(
+    dropping_smsc: SmscPeer, carriers: list[SmppCarrier]
+) -> None:
+    sink = Sink()
+    carrier = await started(dropping_smsc, sink, window=1)
+    carriers.append(carrier)
+    async with asyncio.timeout(TIMEOUT):
+        results = await carrier.submit([sms(f"+49151000000{n}0") for n in range(5)])
+    assert [r.accepted for r in results] == [True, True, False, False, False]
+    assert all(not r.permanent for r in results[2:])
+    await wait_until(lambda: carrier.up)  # bound again
+    receipts = await sink.wait(2)  # queued by the SMSC while we were away, or sent before the drop
+    assert {results[0].carrier_ref, results[1].carrier_ref} <= set(receipts)
+    (again,) = await carrier.submit([sms("+4915100000090")])
+    assert again.accepted
