@@ -57,9 +57,30 @@ def open_store(config: Config) -> Store:
 
 def build_carriers(config: Config, clock: Clock) -> list[Carrier]:
     carriers: list[Carrier] = []
-    # config.load refuses kinds that are not built yet; with none configured, the default simulator.
+    # With none configured, the default simulator.
     for c in config.sms.carriers or [SmsCarrierConfig(name="simulator")]:
-        carriers.append(SimulatedCarrier(name=c.name, delay=c.delay, rate=c.rate, clock=clock))
+        if c.kind == "smpp":
+            from switchboard.sms.smpp.connector import SmppCarrier
+            from switchboard.sms.smpp.receipt import IdForm
+
+            carriers.append(
+                SmppCarrier(
+                    name=c.name,
+                    host=c.host,
+                    port=c.port,
+                    system_id=c.system_id,
+                    password=c.password,
+                    system_type=c.system_type,
+                    binds=c.binds,
+                    window=c.window,
+                    rate=c.rate,
+                    id_form=IdForm(c.id_form),
+                    receipt_id_form=None if c.receipt_id_form is None else IdForm(c.receipt_id_form),
+                    clock=clock,
+                )
+            )
+        else:
+            carriers.append(SimulatedCarrier(name=c.name, delay=c.delay, rate=c.rate, clock=clock))
     return carriers
 
 

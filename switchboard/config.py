@@ -82,6 +82,10 @@ class SmsCarrierConfig(_Section):
     rate: float = 500.0
     delay: float = 0.5
     """Simulator only: seconds from submit to the delivery receipt."""
+    id_form: Literal["text", "decimal", "hex"] = "text"
+    """SMPP: how the SMSC writes message ids in submit_sm_resp (and receipt TLVs)."""
+    receipt_id_form: Literal["text", "decimal", "hex"] | None = None
+    """SMPP: how it writes them in receipt texts (`id:...`); default: as `id_form`."""
 
 
 class SmsRouteConfig(_Section):
@@ -212,8 +216,8 @@ def _check(config: Config) -> None:
     if len(set(names)) != len(names):
         raise ConfigError("sms.carriers: two carriers have the same name")
     for c in config.sms.carriers:
-        if c.kind == "smpp":
-            raise ConfigError(f'sms.carriers {c.name!r}: kind "smpp" is not built yet; use "simulator"')
+        if c.kind == "smpp" and not (0 < c.port < 65536 and c.host):
+            raise ConfigError(f"sms.carriers {c.name!r}: an SMPP carrier needs a host and a port 1..65535")
         if c.binds < 1 or c.window < 1 or c.rate <= 0:
             raise ConfigError(f"sms.carriers {c.name!r}: binds, window and rate must be positive")
     for r in config.sms.routes:
