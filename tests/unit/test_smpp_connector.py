@@ -35,7 +35,7 @@ from switchboard.sms.smpp.pdu import (
 )
 from switchboard.sms.smpp.receipt import IdForm
 from switchboard.store.records import Receipt
-from tests.unit.test_smpp_session import Connection, FakeSmsc
+from tests.unit.fake_smsc import Connection, FakeSmsc
 
 S = CommandStatus
 OK = S.ESME_ROK
