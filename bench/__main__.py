@@ -1,7 +1,8 @@
 """`make bench`: HTTP Send throughput and latency against a real server subprocess, with wrk.
 
 `python -m bench` (or `python -m bench send`) runs this; `python -m bench callbacks [options]` runs callback
-delivery (bench/callbacks.py); `python -m bench all [send options]` runs both, Send first.
+delivery (bench/callbacks.py); `python -m bench smpp [options]` runs SMPP end to end (bench/smpp.py, about
+a minute); `python -m bench all [send options]` runs send, callbacks and smpp, in that order.
 
 For 1 and 100 destinations per request, 64 connections, the server on SQLite with synchronous=FULL, and a
 bare endpoint of the same server stack measured in the same run as the ceiling. Each case runs REPEATS
@@ -22,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import callbacks
+from bench import callbacks, smpp
 from switchboard.testing import ServerProcess
 
 HERE = Path(__file__).parent
@@ -82,10 +83,12 @@ def main(argv: list[str]) -> int:
     which, rest = (argv[0], argv[1:]) if argv[:1] and not argv[0].startswith("-") else ("send", argv)
     if which == "callbacks":
         return callbacks.main(rest)
+    if which == "smpp":
+        return smpp.main(rest)
     if which == "all":
-        return max(send(rest), callbacks.main([]))  # callbacks even when Send could not run
+        return max(send(rest), callbacks.main([]), smpp.main([]))  # the others even when Send could not run
     if which != "send":
-        print(f"unknown benchmark {which!r}: send (the default), callbacks or all", file=sys.stderr)
+        print(f"unknown benchmark {which!r}: send (the default), callbacks, smpp or all", file=sys.stderr)
         return 2
     return send(rest)
 
