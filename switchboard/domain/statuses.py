@@ -78,3 +78,17 @@ def can_transition(current: SmsStatus, new: SmsStatus) -> bool:
 def least_advanced(statuses: list[SmsStatus]) -> SmsStatus:
     """The overall status of a request: Delivered only when all are, otherwise the least advanced."""
     return min(statuses, key=lambda s: s.rank)
+
+
+def parts_status(parts: list[SmsStatus]) -> SmsStatus | None:
+    """The status of a long message from its parts' statuses: None while any part is not final yet;
+    Delivered when every part is; otherwise the worst final status among them: Rejected, then
+    Undelivered, then Expired (a handset cannot show a message with a part missing)."""
+    if not parts or any(not p.terminal for p in parts):
+        return None
+    for status in (SmsStatus.REJECTED, SmsStatus.UNDELIVERED, SmsStatus.EXPIRED):
+        if status in parts:
+            return status
+    if all(p is SmsStatus.DELIVERED for p in parts):
+        return SmsStatus.DELIVERED
+    return SmsStatus.UNDELIVERED  # a final status receipts never carry (Failed, Cancelled): not delivered

@@ -33,6 +33,9 @@ class SubmitResult:
     error: str | None = None
     permanent: bool = False
     """A refusal that trying again cannot fix (the destination becomes Rejected); otherwise retried."""
+    part_refs: tuple[str, ...] = ()
+    """For a message sent in more than one part: every part's reference, in part order (`carrier_ref` is
+    the first's). Accepted means every part was accepted. Empty for a single part."""
 
     @property
     def accepted(self) -> bool:

@@ -169,7 +169,9 @@ class SmsWorker:
         out = []
         for d, r in zip(batch, results, strict=True):
             if r.accepted:
-                out.append(Outcome(d.id, d.attempt, SmsStatus.SENT, None, carrier.name, r.carrier_ref))
+                out.append(
+                    Outcome(d.id, d.attempt, SmsStatus.SENT, None, carrier.name, r.carrier_ref, part_refs=r.part_refs)
+                )
             elif r.permanent:
                 out.append(Outcome(d.id, d.attempt, SmsStatus.REJECTED, r.error, carrier.name))
             else:

@@ -3,6 +3,14 @@
 A change is applied only when the status graph allows it (`domain.statuses.can_transition`); anything
 else (a late receipt for a destination that is already final, a contradictory one) is kept in the history
 with a note and changes nothing else.
+
+Long messages. A destination sent in several parts (an `Outcome` with `part_refs`) gets one
+destination_parts row per part, written with its Sent change; its `carrier_ref` is the first part's. A
+receipt that matches a part (looked up before the destinations' own references) changes that part only,
+and is kept in the history with a "part i/n" note; a second receipt for a part already final is only
+history. The destination changes, once, when every part is final: to `statuses.parts_status` of them
+(Delivered when all are; else Rejected, Undelivered or Expired, the worst), so its callback fires once.
+A single-part destination has no parts rows: receipts match its `carrier_ref` as before.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from switchboard.domain.clock import format_time
-from switchboard.domain.statuses import SmsStatus, can_transition
+from switchboard.domain.statuses import SmsStatus, can_transition, parts_status
 from switchboard.store.records import (
     CallbackEvent,
     CallbackResult,
@@ -77,6 +85,51 @@ class HistoryRow(NamedTuple):
     detail: str | None
 
 
+class PartRow(NamedTuple):
+    """A destination_parts row: one part of a destination sent in several parts."""
+
+    destination_id: int
+    part: int
+    carrier: str
+    carrier_ref: str
+    status: str
+    updated_at: int
+
+
+PART_COLUMNS = "destination_id, part, carrier, carrier_ref, status, updated_at"
+
+
+class PartUpdate(NamedTuple):
+    status: str
+    updated_at: int
+    destination_id: int
+    part: int
+
+
+class Parts(NamedTuple):
+    """What receipts need of the parts of the destinations they may be about."""
+
+    by_ref: dict[tuple[str, str], tuple[int, int]]
+    """(carrier, carrier_ref) → (destination id, part)."""
+    statuses: dict[int, dict[int, SmsStatus]]
+    """Destination id → part → its status."""
+    current: dict[int, Current]
+    """The destinations that have parts, by id."""
+
+
+def parts_from_rows(rows: Any, current: dict[int, Current]) -> Parts:
+    """`Parts` from rows of (destination_id, part, carrier, carrier_ref, status) and those destinations."""
+    by_ref: dict[tuple[str, str], tuple[int, int]] = {}
+    statuses: dict[int, dict[int, SmsStatus]] = {}
+    for destination_id, part, carrier, carrier_ref, status in rows:
+        by_ref[(carrier, carrier_ref)] = (destination_id, part)
+        statuses.setdefault(destination_id, {})[part] = SmsStatus(status)
+    return Parts(by_ref, statuses, current)
+
+
+NO_PARTS = Parts({}, {}, {})
+
+
 class Plan(NamedTuple):
     updates: list[StatusUpdate]
     retries: list[RetryUpdate]
@@ -85,10 +138,13 @@ class Plan(NamedTuple):
     """Written in the same transaction as the updates (the outbox)."""
     subjects: set[int]
     """Destinations that already have an event in `callbacks`."""
+    parts: list[PartRow]
+    """New destination_parts rows (a destination sent in several parts)."""
+    part_updates: list[PartUpdate]
 
 
 def _new_plan() -> Plan:
-    return Plan([], [], [], [], set())
+    return Plan([], [], [], [], set(), [], [])
 
 
 def plan_outcomes(current: dict[int, Current], outcomes: list[Outcome], now: int) -> Plan:
@@ -102,21 +158,33 @@ def plan_outcomes(current: dict[int, Current], outcomes: list[Outcome], now: int
                 raise ValueError("an outcome without a status needs retry_at")
             plan.retries.append(RetryUpdate(o.retry_at, o.error, now, row.id))
             continue
-        if _change(plan, row, o.status, o.error, o.carrier, o.carrier_ref, now):
+        carrier_ref = o.part_refs[0] if o.part_refs else o.carrier_ref
+        if _change(plan, row, o.status, o.error, o.carrier, carrier_ref, now):
             # A second outcome for the same claim in this batch is judged against this change.
             current[o.destination_id] = row._replace(status=o.status.value, sequence=row.sequence + 1)
+            if o.status is SmsStatus.SENT and len(o.part_refs) > 1:
+                if o.carrier is None:
+                    raise ValueError("an outcome with part_refs needs its carrier")
+                plan.parts.extend(
+                    PartRow(row.id, part, o.carrier, ref, SmsStatus.SENT.value, now)
+                    for part, ref in enumerate(o.part_refs, start=1)
+                )
     return plan
 
 
 def plan_receipts(
-    current: dict[tuple[str, str], Current], receipts: list[Receipt], now: int
+    current: dict[tuple[str, str], Current], receipts: list[Receipt], now: int, parts: Parts = NO_PARTS
 ) -> tuple[Plan, list[Receipt]]:
-    """`current` is keyed by (carrier, carrier_ref); returns the plan and the receipts that matched
-    nothing."""
+    """`current` is keyed by (carrier, carrier_ref); `parts`, the parts the receipts may match (matched
+    first). Returns the plan and the receipts that matched nothing."""
     plan = _new_plan()
     unmatched: list[Receipt] = []
     for r in receipts:
         key = (r.carrier, r.carrier_ref)
+        part = parts.by_ref.get(key)
+        if part is not None:
+            _part_receipt(plan, parts, part[0], part[1], r, now)
+            continue
         row = current.get(key)
         if row is None:
             unmatched.append(r)
@@ -124,6 +192,31 @@ def plan_receipts(
         if _change(plan, row, r.status, r.error, None, None, now):
             current[key] = row._replace(status=r.status.value, sequence=row.sequence + 1)
     return plan, unmatched
+
+
+def _part_receipt(plan: Plan, parts: Parts, destination_id: int, part: int, r: Receipt, now: int) -> None:
+    statuses = parts.statuses[destination_id]
+    total = len(statuses)
+    note = f"part {part}/{total}"
+    was = statuses[part]
+    if was.terminal or not can_transition(was, r.status):
+        plan.history.append(HistoryRow(destination_id, r.status.value, now, f"{note} ignored: already {was.value}"))
+        return
+    statuses[part] = r.status
+    plan.part_updates.append(PartUpdate(r.status.value, now, destination_id, part))
+    plan.history.append(HistoryRow(destination_id, r.status.value, now, note + (f": {r.error}" if r.error else "")))
+    final = parts_status(list(statuses.values()))
+    row = parts.current.get(destination_id)
+    if final is None or row is None:
+        return
+    error = None
+    if final is not SmsStatus.DELIVERED:
+        which = [str(p) for p, s in sorted(statuses.items()) if s is final]
+        error = f"part {', '.join(which)} of {total} {final.value}"
+        if r.status is final and r.error:
+            error += f" ({r.error})"
+    if _change(plan, row, final, error, None, None, now):
+        parts.current[destination_id] = row._replace(status=final.value, sequence=row.sequence + 1)
 
 
 def _change(
@@ -206,7 +299,7 @@ def one_per_row(plan: Plan) -> Plan:
             )
         updates[u.id] = u
     retries = {r.id: r for r in plan.retries}
-    return Plan(list(updates.values()), list(retries.values()), plan.history, plan.callbacks, plan.subjects)
+    return plan._replace(updates=list(updates.values()), retries=list(retries.values()))
 
 
 def _coalesce(a: object, b: object) -> Any:

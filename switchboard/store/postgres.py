@@ -293,12 +293,29 @@ class PostgresStore:
         if not receipts:
             return []
         keys = sorted({(r.carrier, r.carrier_ref) for r in receipts})
+        carriers, refs = [k[0] for k in keys], [k[1] for k in keys]
         async with self._connection(transaction=True) as conn:
-            rows = await conn.fetch(_LOCK_BY_REFERENCE, [k[0] for k in keys], [k[1] for k in keys])
+            # The destinations the receipts name, by their own reference or a part's, locked in one
+            # statement in id order (two transactions cannot deadlock); parts rows change only under
+            # their destination's lock, so they are read after it.
+            ids = [r[0] for r in await conn.fetch(_IDS_BY_REFERENCE, carriers, refs)]
+            rows = await conn.fetch(_LOCK_BY_ID, ids) if ids else []
+            wanted = set(keys)
             current: dict[tuple[str, str], changes.Current] = {}
+            by_id: dict[int, changes.Current] = {}
             for r in rows:  # in id order: where two rows share a reference, the older one, as on SQLite
-                current.setdefault((r[0], r[1]), changes.Current(*r[2:]))
-            plan, unmatched = changes.plan_receipts(current, receipts, now)
+                row = changes.Current(*r[2:])
+                by_id[row.id] = row
+                if (r[0], r[1]) in wanted:
+                    current.setdefault((r[0], r[1]), row)
+            parts = changes.NO_PARTS
+            if ids:
+                part_rows = await conn.fetch(_PARTS_OF, ids)
+                if part_rows:
+                    parts = changes.parts_from_rows(
+                        [tuple(p) for p in part_rows], {p[0]: by_id[p[0]] for p in part_rows if p[0] in by_id}
+                    )
+            plan, unmatched = changes.plan_receipts(current, receipts, now, parts)
             await _apply_plan(conn, plan)
         return unmatched
 
@@ -455,12 +472,21 @@ FROM u JOIN messages m ON m.id = u.message_id JOIN accounts a ON a.id = m.accoun
 ORDER BY u.was_due, u.id
 """
 
-_LOCK_BY_REFERENCE = (
-    f"SELECT d.carrier, d.carrier_ref, {changes.CURRENT_COLUMNS} FROM destinations d "
+_IDS_BY_REFERENCE = (
+    "SELECT d.id FROM destinations d JOIN unnest($1::text[], $2::text[]) AS r(carrier, carrier_ref) "
+    "ON d.carrier = r.carrier AND d.carrier_ref = r.carrier_ref WHERE d.carrier_ref IS NOT NULL "
+    "UNION SELECT p.destination_id FROM destination_parts p "
     "JOIN unnest($1::text[], $2::text[]) AS r(carrier, carrier_ref) "
-    "ON d.carrier = r.carrier AND d.carrier_ref = r.carrier_ref "
+    "ON p.carrier = r.carrier AND p.carrier_ref = r.carrier_ref"
+)
+_LOCK_BY_ID = (
+    f"SELECT d.carrier, d.carrier_ref, {changes.CURRENT_COLUMNS} FROM destinations d "
     "JOIN messages m ON m.id = d.message_id "
-    "WHERE d.carrier_ref IS NOT NULL ORDER BY d.id FOR UPDATE OF d"
+    "WHERE d.id = ANY($1::bigint[]) ORDER BY d.id FOR UPDATE OF d"
+)
+_PARTS_OF = (
+    "SELECT destination_id, part, carrier, carrier_ref, status FROM destination_parts "
+    "WHERE destination_id = ANY($1::bigint[])"
 )
 
 _UPDATE_STATUS = (
@@ -476,6 +502,15 @@ _UPDATE_RETRY = (
     "FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[]) AS u(due_at, error, updated_at, id) "
     "WHERE d.id = u.id"
 )
+_INSERT_PARTS = (
+    f"INSERT INTO destination_parts ({changes.PART_COLUMNS}) "
+    "SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::text[], $5::text[], $6::bigint[])"
+)
+_UPDATE_PARTS = (
+    "UPDATE destination_parts p SET status=u.status, updated_at=u.updated_at "
+    "FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::int[]) AS u(status, updated_at, destination_id, part) "
+    "WHERE p.destination_id = u.destination_id AND p.part = u.part"
+)
 _INSERT_HISTORY = (
     "INSERT INTO status_history (destination_id, status, at, detail) "
     "SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[])"
@@ -486,6 +521,10 @@ async def _apply_plan(conn: Any, plan: changes.Plan) -> None:
     plan = changes.one_per_row(plan)
     if plan.updates:
         await conn.execute(_UPDATE_STATUS, *_columns(plan.updates))
+    if plan.parts:
+        await conn.execute(_INSERT_PARTS, *_columns(plan.parts))
+    if plan.part_updates:
+        await conn.execute(_UPDATE_PARTS, *_columns(plan.part_updates))
     if plan.retries:
         await conn.execute(_UPDATE_RETRY, *_columns(plan.retries))
     if plan.history:

@@ -138,7 +138,11 @@ class Outcome(NamedTuple):
     error: str | None = None
     carrier: str | None = None
     carrier_ref: str | None = None
+    """The first part's reference, for a long message sent in several parts."""
     retry_at: int | None = None
+    part_refs: tuple[str, ...] = ()
+    """Every part's reference, in part order, when it was sent in more than one part (Sent only): each
+    part is tracked (destination_parts) and the destination is final once every part is."""
 
 
 class Receipt(NamedTuple):

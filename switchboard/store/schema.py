@@ -119,6 +119,22 @@ destinations = Table(
     ),
 )
 
+# The parts of a destination sent in several parts (a long message): each has the carrier's reference
+# its receipt comes back with. The destination is final once every part is (store/changes.py). Written with
+# the destination's Sent change; a single-part destination has no rows here.
+destination_parts = Table(
+    "destination_parts",
+    metadata,
+    Column("destination_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("part", Integer, primary_key=True, autoincrement=False),  # 1 … the number of parts
+    Column("carrier", Text, nullable=False),
+    Column("carrier_ref", Text, nullable=False),
+    Column("status", Text, nullable=False),  # Sent, then the part's receipt's status
+    Column("updated_at", BigInteger, nullable=False),
+    # Receipts find their part by the carrier's message id.
+    Index("ix_destination_parts_carrier_ref", "carrier", "carrier_ref"),
+)
+
 status_history = Table(
     "status_history",
     metadata,

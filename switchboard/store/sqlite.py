@@ -703,10 +703,21 @@ WHERE destinations.id = r.id
 """
 
 
+_UPDATE_PARTS = f"""
+UPDATE destination_parts SET status = u.status, updated_at = u.updated_at
+FROM (SELECT {_json_columns(*changes.PartUpdate._fields)} FROM json_each(?)) AS u
+WHERE destination_parts.destination_id = u.destination_id AND destination_parts.part = u.part
+"""
+
+
 def _apply_plan(c: sqlite3.Connection, plan: changes.Plan) -> None:
     plan = changes.one_per_row(plan)
     if plan.updates:
         c.execute(_UPDATE_STATUS, (_encode(plan.updates),))
+    if plan.parts:
+        _insert_rows(c, "destination_parts", changes.PART_COLUMNS, 6, plan.parts)
+    if plan.part_updates:
+        c.execute(_UPDATE_PARTS, (_encode(plan.part_updates),))
     if plan.retries:
         c.execute(_UPDATE_RETRY, (_encode(plan.retries),))
     if plan.history:
@@ -729,7 +740,18 @@ def _apply_receipts(c: sqlite3.Connection, receipts: list[Receipt], now: int) ->
         (_encode([(r.carrier, r.carrier_ref) for r in receipts]),),
     )
     current = {(r[0], r[1]): changes.Current(*r[2:]) for r in rows}
-    plan, unmatched = changes.plan_receipts(current, receipts, now)
+    # Every part of the destinations that a receipt's reference names a part of.
+    part_rows = c.execute(
+        "SELECT destination_id, part, carrier, carrier_ref, status FROM destination_parts "
+        "WHERE destination_id IN (SELECT p.destination_id FROM json_each(?) AS r "
+        "JOIN destination_parts p ON p.carrier = json_extract(r.value, '$[0]') "
+        "AND p.carrier_ref = json_extract(r.value, '$[1]'))",
+        (_encode([(r.carrier, r.carrier_ref) for r in receipts]),),
+    ).fetchall()
+    parts = changes.NO_PARTS
+    if part_rows:
+        parts = changes.parts_from_rows(part_rows, _current_by_id(c, sorted({r[0] for r in part_rows})))
+    plan, unmatched = changes.plan_receipts(current, receipts, now, parts)
     _apply_plan(c, plan)
     return unmatched
 

@@ -53,6 +53,7 @@ TABLES = (
     "error_logs",
     "callbacks",
     "callback_attempts",
+    "destination_parts",
 )
 START_MS = 1_750_000_000_000
 INVALID_NUMBER = "International Number Invalid"

@@ -3,6 +3,7 @@ Send through the API reaching the SMSC and each destination reaching the status 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -73,3 +74,72 @@ def wait_final(client: httpx.Client, ident: str, timeout: float) -> list[str]:
         if all(s in FINAL for s in statuses) or time.monotonic() > deadline:
             return statuses
         time.sleep(0.2)
+
+
+def test_a_long_message_is_delivered_only_when_every_part_is(tmp_path: Path) -> None:
+    """Three parts over SMPP, one receipt each from the SMSC: the destination is Delivered (or, when the
+    parts are undeliverable, Undelivered) once, after its three part receipts, which the history shows."""
+    with SmscPeer(receipt_delay_ms=300) as smsc:
+        config = f"""
+[worker]
+poll_interval = 0.2
+retry_seconds = 0.5
+
+[[sms.carriers]]
+name = "smsc1"
+kind = "smpp"
+host = "{smsc.host}"
+port = {smsc.port}
+system_id = "switchboard"
+password = "secret"
+"""
+        server = ServerProcess(tmp_path / "server", config=config)
+        server.write_config()
+        account: dict[str, Any] = server.create_account("acme")
+        server.start()
+        text = "Long message. " * 22  # 308 characters: 3 parts of at most 153 septets
+        try:
+            headers = {"Authorization": f"Bearer {account['api_key']}"}
+            body = {"Destination": ["+4915100000000", "+4915100000001"], "Message": text, "Sender": "OM"}
+            with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+                ident = client.post("/api/SMS/Send", json=body).json()["ID"]
+                # Accepted in three parts, the receipts not there yet: still Sent.
+                deadline = time.monotonic() + 10
+                while len(smsc.find("submit_sm")) < 6 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                early = [
+                    d["Status"] for d in client.get("/api/SMS/GetStatus", params={"ID": ident}).json()["Destinations"]
+                ]
+                statuses = wait_final(client, ident, 30)
+        finally:
+            server.stop()
+        assert set(early) <= {"Received", "Sent"}
+        assert statuses == ["Delivered", "Undelivered"]
+        submits = smsc.find("submit_sm")
+        assert len(submits) == 6
+        for number in ("4915100000000", "4915100000001"):
+            parts = [e["concat"] for e in submits if e["destination_addr"] == number]
+            assert sorted((p["seq"], p["total"]) for p in parts) == [(1, 3), (2, 3), (3, 3)]
+            assert len({p["ref"] for p in parts}) == 1
+        assert len(smsc.find("deliver_sm", kind="receipt")) == 6
+        db = sqlite3.connect(tmp_path / "server" / "switchboard.db")
+        try:
+            parts_rows = db.execute(
+                "SELECT p.destination_id, p.part, p.status FROM destination_parts p ORDER BY 1, 2"
+            ).fetchall()
+            history = db.execute("SELECT destination_id, status, detail FROM status_history ORDER BY id").fetchall()
+        finally:
+            db.close()
+        assert [(part, status) for _, part, status in parts_rows] == [
+            (1, "Delivered"), (2, "Delivered"), (3, "Delivered"),
+            (1, "Undelivered"), (2, "Undelivered"), (3, "Undelivered"),
+        ]  # fmt: skip
+        delivered, undelivered = sorted({row[0] for row in parts_rows})
+        for destination_id, final, error in (
+            (delivered, "Delivered", ""),
+            (undelivered, "Undelivered", "part 1, 2, 3 of 3 Undelivered"),
+        ):
+            mine = [(status, detail or "") for d, status, detail in history if d == destination_id]
+            assert len(mine) == 5 and mine[0] == ("Sent", "")
+            assert sorted(detail[:8] for _, detail in mine[1:4]) == ["part 1/3", "part 2/3", "part 3/3"]
+            assert mine[4][0] == final and mine[4][1].startswith(error)

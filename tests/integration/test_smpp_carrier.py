@@ -155,3 +155,27 @@ async def test_a_dropped_connection_gives_transient_results_and_reconnects(
     assert {results[0].carrier_ref, results[1].carrier_ref} <= set(receipts)
     (again,) = await carrier.submit([sms("+4915100000090")])
     assert again.accepted
+
+
+async def test_a_long_message_reaches_the_smsc_as_parts_with_one_reference(
+    smsc: SmscPeer, carriers: list[SmppCarrier]
+) -> None:
+    sink = Sink()
+    since = smsc.mark()
+    carrier = await started(smsc, sink, binds=2)
+    carriers.append(carrier)
+    body = "a" * 153 + "b" * 153 + "c" * 10
+    (result,) = await carrier.submit([sms("+4915100000030", body)])
+    assert result.accepted and len(result.part_refs) == 3 and result.carrier_ref == result.part_refs[0]
+    assert len(set(result.part_refs)) == 3
+    submits = smsc.find("submit_sm", since=since, destination_addr="4915100000030")
+    assert len(submits) == 3
+    concat = sorted((e["concat"]["seq"], e["concat"]["total"], e["concat"]["ref"]) for e in submits)
+    assert [(seq, total) for seq, total, _ in concat] == [(1, 3), (2, 3), (3, 3)]
+    assert len({ref for *_, ref in concat}) == 1
+    by_seq = {e["concat"]["seq"]: e for e in submits}
+    assert all(e["esm_class"] & 0x40 and e["data_coding"] == 0 for e in submits)
+    text = b"".join(bytes.fromhex(by_seq[i]["short_message_hex"])[6:] for i in (1, 2, 3))
+    assert text == body.encode()
+    receipts = await sink.wait(3)  # the SMSC sends a receipt for each part
+    assert all(receipts[ref].status is SmsStatus.DELIVERED for ref in result.part_refs)

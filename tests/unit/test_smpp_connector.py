@@ -11,17 +11,18 @@ from typing import Any
 import pytest
 
 from switchboard.domain.clock import FakeClock, SystemClock
-from switchboard.domain.encoding import gsm7_septets
+from switchboard.domain.encoding import gsm7_septets, segment
 from switchboard.domain.statuses import SmsStatus
 from switchboard.sms.carrier import OutboundSms
 from switchboard.sms.smpp.connector import (
-    LONG_MESSAGE_ERROR,
     NO_BIND_ERROR,
     Addresses,
     SmppCarrier,
     addresses,
+    concat_udh,
     encode_text,
     mask_number,
+    split_text,
 )
 from switchboard.sms.smpp.pdu import (
     CommandStatus,
@@ -188,13 +189,93 @@ async def test_numeric_senders_get_their_ton_and_npi(smsc: FakeSmsc, make_carrie
     assert (second.source_addr_ton, second.source_addr_npi, second.source_addr) == (0, 1, "12345")
 
 
-async def test_a_long_message_is_refused_and_not_sent(smsc: FakeSmsc, make_carrier: CarrierFactory) -> None:
-    smsc.on_submit = answer_with("x")
+def test_long_text_is_split_as_encoding_segment_splits_it() -> None:
+    assert split_text("a" * 160, "gsm7") == (0, [b"a" * 160])
+    assert split_text("a" * 161, "gsm7") == (0, [b"a" * 153, b"a" * 8])
+    # An extension character is never split from its escape: 152 septets, then the € starts part 2.
+    assert split_text("a" * 152 + "€" + "b" * 10, "gsm7") == (0, [b"a" * 152, b"\x1b\x65" + b"b" * 10])
+    emoji = "ж" * 66 + "😀" + "ж" * 10  # the surrogate pair would straddle units 67/68: it starts part 2
+    data_coding, parts = split_text(emoji, "ucs2")
+    assert data_coding == 8 and parts == [p.encode("utf-16-be") for p in segment(emoji)]
+    assert parts[0] == ("ж" * 66).encode("utf-16-be") and parts[1].startswith("😀".encode("utf-16-be"))
+    assert split_text("a" * 71, "ucs2") == (8, [("a" * 67).encode("utf-16-be"), b"\x00a" * 4])  # GSM said UCS-2
+    assert split_text("Cześć " * 20, "gsm7")[0] == 8  # said gsm7, is not: split as UCS-2
+    assert concat_udh(0x1A2, 3, 2) == b"\x05\x00\x03\xa2\x03\x02"
+
+
+def parts_of(pdus: list[SubmitSm]) -> list[tuple[int, int, int, bytes]]:
+    """(ref, total, seq, payload) of each concatenated submit_sm, checking its UDH and esm_class."""
+    out = []
+    for pdu in pdus:
+        assert pdu.esm_class == 0x40 and pdu.registered_delivery == 1
+        udh, payload = pdu.short_message[:6], pdu.short_message[6:]
+        assert udh[:3] == b"\x05\x00\x03"
+        out.append((udh[3], udh[4], udh[5], payload))
+    return out
+
+
+async def test_a_long_gsm_message_goes_as_parts_with_one_reference(
+    smsc: FakeSmsc, make_carrier: CarrierFactory
+) -> None:
+    seen = 0
+
+    async def on_submit(c: Connection, pdu: SubmitSm) -> None:
+        nonlocal seen
+        seen += 1
+        c.send(SubmitSmResp(sequence=pdu.sequence, message_id=f"p{seen}"))
+
+    smsc.on_submit = on_submit
     carrier = await make_carrier()
-    long, short = await carrier.submit([sms("a" * 161), sms("ok")])
-    assert (long.carrier_ref, long.error, long.permanent) == (None, LONG_MESSAGE_ERROR, True)
-    assert short.accepted
-    assert [p.short_message for p in smsc.received(SubmitSm)] == [b"ok"]
+    body = "x" * 153 + "y" * 153 + "z€"
+    (result,) = await carrier.submit([sms(body)])
+    assert result.accepted and result.carrier_ref == "p1" and result.part_refs == ("p1", "p2", "p3")
+    parts = parts_of(smsc.received(SubmitSm))
+    assert [(total, seq) for _, total, seq, _ in parts] == [(3, 1), (3, 2), (3, 3)]
+    assert len({ref for ref, *_ in parts}) == 1
+    assert [payload for *_, payload in parts] == [b"x" * 153, b"y" * 153, b"z\x1b\x65"]
+    assert all(p.data_coding == 0 for p in smsc.received(SubmitSm))
+    # The next long message gets the next reference; a short one goes as before, without a UDH.
+    (again, short) = await carrier.submit([sms(body), sms("ok")])
+    assert again.accepted and short.accepted and short.part_refs == ()
+    later = smsc.received(SubmitSm)[3:]
+    plain = [p for p in later if p.esm_class == 0]
+    assert [p.short_message for p in plain] == [b"ok"]
+    next_ref = {ref for ref, *_ in parts_of([p for p in later if p.esm_class])}
+    assert next_ref == {(parts[0][0] + 1) % 256}
+
+
+async def test_a_long_ucs2_message_goes_as_parts(smsc: FakeSmsc, make_carrier: CarrierFactory) -> None:
+    smsc.on_submit = answer_with("u")
+    carrier = await make_carrier()
+    body = "Привет, мир! " * 10 + "😀"  # 130 + 2 code units: 2 parts of at most 67
+    (result,) = await carrier.submit([sms(body, encoding="ucs2")])
+    assert result.accepted and result.part_refs == ("u", "u")
+    pdus = smsc.received(SubmitSm)
+    assert all(p.data_coding == 8 for p in pdus)
+    parts = parts_of(pdus)
+    assert [(total, seq) for _, total, seq, _ in parts] == [(2, 1), (2, 2)]
+    assert b"".join(payload for *_, payload in parts).decode("utf-16-be") == body
+    assert all(len(payload) <= 134 for *_, payload in parts)
+
+
+@pytest.mark.parametrize(("status", "permanent"), [(S.ESME_RTHROTTLED, False), (S.ESME_RINVDSTADR, True)])
+async def test_a_refused_middle_part_fails_the_message_and_stops_sending(
+    smsc: FakeSmsc, make_carrier: CarrierFactory, status: int, permanent: bool
+) -> None:
+    seen = 0
+
+    async def on_submit(c: Connection, pdu: SubmitSm) -> None:
+        nonlocal seen
+        seen += 1
+        ok = seen != 2
+        c.send(SubmitSmResp(sequence=pdu.sequence, status=OK if ok else status, message_id=f"p{seen}" if ok else ""))
+
+    smsc.on_submit = on_submit
+    carrier = await make_carrier()
+    (result,) = await carrier.submit([sms("a" * 400)])  # 3 parts
+    assert result.carrier_ref is None and result.part_refs == () and result.permanent is permanent
+    assert result.error is not None and "(part 2 of 3)" in result.error and status_text(status) in result.error
+    assert len(smsc.received(SubmitSm)) == 2  # part 3 is never sent
 
 
 async def test_hex_submit_ids_become_decimal_keys(smsc: FakeSmsc, make_carrier: CarrierFactory) -> None:

@@ -22,11 +22,18 @@ escape 0x1B and its code; "ucs2" sends data_coding 8, UTF-16BE. A body said to b
 GSM is sent as UCS-2 rather than with '?' in place of what does not fit (never expected: the service
 chooses the encoding from the body).
 
-Long messages are NOT built yet: this increment sends single-part messages only. A body that needs more
-than one part (over 160 septets, or 70 UTF-16 code units) is refused with a permanent SubmitResult
-(`LONG_MESSAGE_ERROR`) rather than sent wrongly or retried until its validity runs out. Still to build:
-UDH concatenation (esm_class 0x40) with receipts aggregated over the parts, which needs the part ids
-stored with the destination to survive a restart.
+Long messages. A body over one part (160 septets, or 70 UTF-16 code units) goes as concatenated parts
+(`split_text`: 153 septets or 67 code units each, never an escape split from its code nor a surrogate
+pair split), each a submit_sm with esm_class UDHI (0x40) and a 6-octet user data header: 05 00 03 ref
+total seq (IEI 0x00, 8-bit reference). The reference is one byte per message, counting up (mod 256) per
+carrier from a random start, so that a restart does not begin with the references just used. The parts go
+one after another, in order, each taking its rate token and its bind as a message does. The message is
+accepted only when every part is: carrier_ref is the first part's id and part_refs every part's, and the
+store tracks each part (its receipts are aggregated there, store/changes.py). When a part is refused or
+fails, no further part is sent and the message's result is that part's: permanent (Rejected), or
+transient, and then the whole message is sent again later, under a new reference. The parts already
+accepted may then reach the handset twice, and a handset shows what it has of the first attempt as an
+incomplete message (at-least-once, as for a single part).
 
 Receipts. A `Handler` on every session reads deliver_sm and data_sm. A receipt (esm_class, never its text:
 `receipt.is_receipt`) is parsed, its id normalised with `message_id_key` and its state mapped to a
@@ -55,6 +62,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -62,11 +70,12 @@ from typing import NamedTuple
 
 from switchboard.domain.clock import Clock
 from switchboard.domain.encoding import (
-    GSM7_SINGLE_SEPTETS,
+    UCS2_PART_UNITS,
     UCS2_SINGLE_UNITS,
     Encoding,
     encoding_for,
     gsm7_septets,
+    segment,
     ucs2_bytes,
 )
 from switchboard.domain.rate import TokenBucket
@@ -99,7 +108,7 @@ from switchboard.sms.smpp.session import (
 )
 from switchboard.store.records import InFlight, Receipt
 
-__all__ = ["LONG_MESSAGE_ERROR", "NO_BIND_ERROR", "Addresses", "SmppCarrier", "addresses", "encode_text"]
+__all__ = ["NO_BIND_ERROR", "Addresses", "SmppCarrier", "addresses", "concat_udh", "encode_text", "split_text"]
 
 log = logging.getLogger("switchboard.sms.smpp")
 
@@ -115,7 +124,11 @@ REGISTERED_DELIVERY_FINAL = 0x01
 """registered_delivery (§5.2.17): a receipt on final delivery, success or failure."""
 
 NO_BIND_ERROR = "Carrier error: no SMPP bind is up"
-LONG_MESSAGE_ERROR = "Long messages (more than one part) are not supported over SMPP yet"
+ESM_UDHI = 0x40
+"""esm_class (§5.2.12): short_message begins with a user data header."""
+IEI_CONCAT_8BIT = 0x00
+"""Concatenated short messages, 8-bit reference (3GPP TS 23.040 §9.2.3.24.1)."""
+MAX_PARTS = 255
 RECEIPT_BATCH_DELAY = 0.01
 """Receipts that arrive within this many seconds of each other go to the sink in one batch."""
 RECEIPT_BATCH_MAX = 200
@@ -140,19 +153,34 @@ _STATE_WORDS = {
 
 def encode_text(body: str, encoding: str) -> tuple[int, bytes]:
     """(data_coding, short_message octets) for a single-part message; ValueError when it needs more than one
-    part. "gsm7" gives unpacked septets (one octet each), "ucs2" UTF-16BE; a "gsm7" body with a character
-    outside GSM 03.38 is sent as UCS-2 rather than with a '?'."""
+    part (see `split_text`). "gsm7" gives unpacked septets (one octet each), "ucs2" UTF-16BE; a "gsm7" body
+    with a character outside GSM 03.38 is sent as UCS-2 rather than with a '?'."""
+    data_coding, parts = split_text(body, encoding)
+    if len(parts) > 1:
+        raise ValueError(f"{len(parts)} parts: more than one")
+    return data_coding, parts[0]
+
+
+def split_text(body: str, encoding: str) -> tuple[int, list[bytes]]:
+    """(data_coding, the octets of each part, without headers): one part when it fits a single message.
+    Parts follow `encoding.segment` (153 septets or 67 code units, an escape never split from its code, a
+    surrogate pair never split); a "gsm7" body with a character outside GSM 03.38 is sent as UCS-2."""
     if encoding == Encoding.GSM7.value and encoding_for(body) is Encoding.GSM7:
-        septets = gsm7_septets(body)
-        if len(septets) > GSM7_SINGLE_SEPTETS:
-            raise ValueError(f"{len(septets)} septets: more than one part")
-        return DCS_GSM7, septets
+        return DCS_GSM7, [gsm7_septets(part) for part in segment(body)]
     if encoding not in (Encoding.GSM7.value, Encoding.UCS2.value):
         log.warning("unknown encoding %r: sending as UCS-2", encoding)
-    octets = ucs2_bytes(body)
-    if len(octets) > 2 * UCS2_SINGLE_UNITS:
-        raise ValueError(f"{len(octets) // 2} UTF-16 code units: more than one part")
-    return DCS_UCS2, octets
+    if encoding_for(body) is Encoding.UCS2:
+        parts = segment(body)  # split as UCS-2: what it is
+    elif len(body) <= UCS2_SINGLE_UNITS:  # all GSM, said UCS-2: every character is one code unit
+        parts = [body]
+    else:
+        parts = [body[i : i + UCS2_PART_UNITS] for i in range(0, len(body), UCS2_PART_UNITS)]
+    return DCS_UCS2, [ucs2_bytes(part) for part in parts]
+
+
+def concat_udh(ref: int, total: int, seq: int) -> bytes:
+    """The user data header of part `seq` (from 1) of `total`: concatenation with an 8-bit reference."""
+    return bytes((5, IEI_CONCAT_8BIT, 3, ref & 0xFF, total, seq))
 
 
 class Addresses(NamedTuple):
@@ -236,6 +264,9 @@ class SmppCarrier:
         self._bind_count = binds
         self._binds: list[_Bind] = []
         self._turn = itertools.count()
+        # Concatenation references: one byte per long message, counting up from a random start (module
+        # docstring), so a restart does not reuse the last few references at once.
+        self._concat_refs = itertools.count(random.randrange(256))
         self._sink: ReceiptSink | None = None
         self._pending: list[tuple[Receipt, asyncio.Future[bool]]] = []
         self._flushing: asyncio.Task[None] | None = None
@@ -298,12 +329,31 @@ class SmppCarrier:
         return min(rotated, key=lambda pair: pair[0].outstanding)
 
     async def _submit_one(self, message: OutboundSms) -> SubmitResult:
-        try:
-            data_coding, octets = encode_text(message.body, message.encoding)
-        except ValueError:
-            return SubmitResult(None, LONG_MESSAGE_ERROR, permanent=True)
+        data_coding, parts = split_text(message.body, message.encoding)
+        if len(parts) > MAX_PARTS:
+            return SubmitResult(None, f"Rejected: {len(parts)} parts, more than {MAX_PARTS}", permanent=True)
         a = addresses(message.sender, message.e164)
-        pdu = SubmitSm(
+        if len(parts) == 1:
+            return await self._submit_pdu(self._pdu(a, data_coding, parts[0], esm_class=0))
+        ref = next(self._concat_refs) % 256
+        refs: list[str] = []
+        for seq, octets in enumerate(parts, start=1):
+            pdu = self._pdu(a, data_coding, concat_udh(ref, len(parts), seq) + octets, esm_class=ESM_UDHI)
+            result = await self._submit_pdu(pdu)
+            if result.carrier_ref is None:
+                if refs:
+                    log.warning(
+                        "smpp %s: part %d of %d refused after %d accepted (%s)%s",
+                        self.name, seq, len(parts), len(refs), result.error,
+                        "" if result.permanent else "; the whole message will be sent again",
+                    )  # fmt: skip
+                return SubmitResult(None, f"{result.error} (part {seq} of {len(parts)})", result.permanent)
+            refs.append(result.carrier_ref)
+        return SubmitResult(refs[0], part_refs=tuple(refs))
+
+    @staticmethod
+    def _pdu(a: Addresses, data_coding: int, short_message: bytes, *, esm_class: int) -> SubmitSm:
+        return SubmitSm(
             sequence=0,
             source_addr_ton=a.source_ton,
             source_addr_npi=a.source_npi,
@@ -311,11 +361,13 @@ class SmppCarrier:
             dest_addr_ton=a.dest_ton,
             dest_addr_npi=a.dest_npi,
             destination_addr=a.destination,
-            esm_class=0,
+            esm_class=esm_class,
             registered_delivery=REGISTERED_DELIVERY_FINAL,
             data_coding=data_coding,
-            short_message=octets,
+            short_message=short_message,
         )
+
+    async def _submit_pdu(self, pdu: SubmitSm) -> SubmitResult:
         if not self.up:  # before waiting for a token: a batch with no bind up fails at once
             return SubmitResult(None, NO_BIND_ERROR)
         wait = self._bucket.take(1)
