@@ -191,3 +191,16 @@ def test_a_number_has_one_key_in_every_form(value: int) -> None:
     assert message_id_key(f"{value:016X}", IdForm.HEX) == key
     assert message_id_key(f"{value:010d}", IdForm.DECIMAL) == key
     assert message_id_key(str(value), IdForm.TEXT) == key
+
+
+@given(st.from_regex(r"[0-9]{10}([0-9]{2})?", fullmatch=True))
+def test_receipt_dates_read_as_strptime_reads_them(value: str) -> None:
+    from datetime import datetime
+
+    from switchboard.sms.smpp.receipt import _date
+
+    try:
+        expected: datetime | None = datetime.strptime(value, "%y%m%d%H%M%S" if len(value) == 12 else "%y%m%d%H%M")
+    except ValueError:
+        expected = None
+    assert _date(value) == expected
