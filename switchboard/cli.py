@@ -1,7 +1,8 @@
 """The `switchboard` command.
 
 Server and administration commands (`serve`, `api`, `worker`, `accounts`, `keys`, `db`) work on the
-configured database directly; client commands (`send`, `status`) talk to a running server over HTTP with
+configured database directly; `carriers` reads the configuration and talks to the carriers themselves;
+client commands (`send`, `status`) talk to a running server over HTTP with
 an API key, as any application would.
 """
 
@@ -157,6 +158,29 @@ def parser() -> argparse.ArgumentParser:
         help="the account's whsec_ secret (or SWITCHBOARD_WEBHOOK_SECRET); without it nothing is verified",
     )
     p.add_argument("--fail-first", type=int, default=0, metavar="N", help="answer 503 to the first N callbacks")
+
+    carriers = sub.add_parser("carriers", help="the configured SMS carriers: list them, test one").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = carriers.add_parser("list", help="carriers and routes from the configuration (passwords never shown)")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    p.add_argument("--json", action="store_true")
+    p = carriers.add_parser(
+        "test",
+        help="bind to a carrier, report each bind, unbind; with --to, also send one REAL SMS",
+        description="Bind every session of an SMPP carrier and report, per bind, whether it bound and how long "
+        "it took, or why not; then unbind. Exit status 0 when every bind came up (and, with --to, the message "
+        "was accepted and its receipt came), 1 otherwise. With --to, one message is sent through the carrier: "
+        "a REAL SMS to that number, which may be charged for. The simulator is always up and sends nothing.",
+    )
+    p.add_argument("name", help="the carrier's name in sms.carriers")
+    p.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds for the binds, and for the "
+                   "submit and its receipt (default 10)")  # fmt: skip
+    p.add_argument("--to", metavar="NUMBER", help="also send one message to this number: a REAL SMS (needs --sender)")
+    p.add_argument("--message", "-m", default="Switchboard carrier test", metavar="TEXT", help="its text")
+    p.add_argument("--sender", "-s", metavar="S", help="its sender (alphanumeric, +digits or a short code)")
+    p.add_argument("--json", action="store_true")
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="action", required=True)
     p = db.add_parser("upgrade", help="apply schema migrations")
@@ -358,6 +382,282 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+# carriers
+
+
+def _carriers(args: argparse.Namespace) -> int:
+    from switchboard.config import SmsCarrierConfig
+
+    config = _load(args)
+    configured = config.sms.carriers or [SmsCarrierConfig(name="simulator")]
+    if args.action == "list":
+        return _carriers_list(args, configured, config)
+    found = [c for c in configured if c.name == args.name]
+    if not found:
+        known = ", ".join(c.name for c in configured)
+        raise CliError(f"no carrier named {args.name!r} (configured: {known})")
+    if args.timeout <= 0:
+        raise CliError("--timeout must be more than 0 seconds")
+    if args.to is not None:
+        from switchboard.domain import numbers
+
+        if not args.sender:
+            raise CliError("--to needs --sender (and takes --message)")
+        e164 = numbers.normalize(args.to)
+        if e164 is None:
+            raise CliError(f"--to {args.to!r} is not a valid phone number")
+        args.to = e164
+    logging.getLogger("switchboard.sms").setLevel(logging.WARNING)  # each bind's outcome is printed anyway
+    return _run(_carrier_test(args, config, found[0]))
+
+
+async def _carrier_test(args: argparse.Namespace, config: Config, c: Any) -> int:
+    from switchboard.app import build_carriers
+    from switchboard.domain.clock import SystemClock
+
+    out = _Report(args.json)
+    report: dict[str, Any] = {"carrier": c.name, "kind": c.kind, "simulated": c.kind == "simulator"}
+    ok = True
+    if c.kind == "smpp":
+        report["peer"] = f"{c.host}:{c.port}"
+        out.line(f"{c.name}: SMPP at {c.host}:{c.port}, {c.binds} bind(s) as system_id {c.system_id!r}")
+        report["binds"] = await _test_binds(c, args.timeout, out)
+        ok = all(b["bound"] for b in report["binds"])
+    else:
+        out.line(f"{c.name}: the built-in simulator: simulated, always up; it sends nothing to a handset")
+    if args.to is not None:
+        if c.kind == "smpp" and not any(b["bound"] for b in report["binds"]):
+            report["message"] = {"to": args.to, "sent": False, "error": "not sent: no bind came up"}
+            out.line("message: not sent: no bind came up")
+            ok = False
+        else:
+            carrier = next(x for x in build_carriers(config, SystemClock()) if x.name == c.name)
+            report["message"] = message = await _test_send(carrier, args, out)
+            ok = ok and message["accepted"] and message["receipt"] is not None
+    report["ok"] = ok
+    out.done(report)
+    return 0 if ok else 1
+
+
+class _Report:
+    """Lines for people as they happen, or one JSON document at the end."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+
+    def line(self, text: str) -> None:
+        if not self.as_json:
+            print(text, flush=True)
+
+    def done(self, report: dict[str, Any]) -> None:
+        if self.as_json:
+            print(json.dumps(report))
+
+
+async def _test_binds(c: Any, limit: float, out: _Report) -> list[dict[str, Any]]:
+    """Bind every session of SMPP carrier `c` at once (not through its reconnectors, so each bind's outcome
+    is seen), report each, then unbind them all."""
+    from switchboard.sms.smpp.pdu import CommandStatus, status_name
+    from switchboard.sms.smpp.session import BindFailed, ConnectionLost, Session, SmppError
+
+    class NotOurs:
+        """Whatever the SMSC sends to these test binds (receipts queued for the gateway) is answered
+        ESME_RX_T_APPN, so that it is sent again later rather than lost."""
+
+        async def handle_deliver_sm(self, pdu: Any) -> int:
+            return int(CommandStatus.ESME_RX_T_APPN)
+
+        async def handle_data_sm(self, pdu: Any) -> int:
+            return int(CommandStatus.ESME_RX_T_APPN)
+
+    sessions = [
+        Session(
+            host=c.host,
+            port=c.port,
+            system_id=c.system_id,
+            password=c.password,
+            system_type=c.system_type,
+            handler=NotOurs(),
+            window=c.window,
+            response_timeout=limit,
+        )
+        for _ in range(c.binds)
+    ]
+    loop = asyncio.get_running_loop()
+
+    async def bind(number: int, session: Session) -> dict[str, Any]:
+        started = loop.time()
+        error: str | None = None
+        try:
+            async with asyncio.timeout(limit):
+                await session.connect()
+        except TimeoutError:
+            error = f"no answer within {limit:g} s"
+        except BindFailed as e:
+            error = f"bind refused: {status_name(e.status)}"
+            if e.permanent:
+                error += " (check system_id, password and system_type)"
+        except ConnectionLost as e:
+            cause = e.__cause__
+            if isinstance(cause, TimeoutError):
+                error = f"connection error: no answer from {c.host}:{c.port} within {limit:g} s"
+            elif isinstance(cause, OSError) and cause.strerror:
+                error = f"connection error: {c.host}:{c.port}: {cause.strerror}"
+            else:
+                error = f"connection error: {e}"
+        except SmppError as e:
+            error = str(e)
+        seconds = round(loop.time() - started, 3)
+        out.line(
+            f"  bind {number}: " + (f"bound in {seconds:.3f} s" if error is None else f"{error} ({seconds:.3f} s)")
+        )
+        return {"bind": number, "bound": error is None, "seconds": seconds, "error": error}
+
+    try:
+        results = list(await asyncio.gather(*(bind(i, s) for i, s in enumerate(sessions, start=1))))
+    finally:
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+    if any(r["bound"] for r in results):
+        out.line("  unbound")
+    return results
+
+
+async def _test_send(carrier: Any, args: argparse.Namespace, out: _Report) -> dict[str, Any]:
+    """Send one message through `carrier` (started for this alone) and wait for its receipt."""
+    from switchboard.domain.encoding import encoding_for
+    from switchboard.sms.carrier import OutboundSms
+    from switchboard.store.records import Receipt
+
+    e164: str = args.to
+    timeout: float = args.timeout
+    message: dict[str, Any] = {"to": e164, "sent": True, "accepted": False, "receipt": None}
+    refs: set[str] = set()
+    receipts: dict[str, Receipt] = {}
+    arrived = asyncio.Event()
+
+    async def sink(batch: list[Receipt]) -> None:
+        ours = [r for r in batch if r.carrier_ref in refs]
+        for r in ours:
+            receipts[r.carrier_ref] = r
+        if ours:
+            arrived.set()
+        if len(ours) < len(batch):  # someone else's (the gateway's, queued for this system_id): not taken
+            raise _NotOurReceipt(f"{len(batch) - len(ours)} receipts for other messages, left for the gateway")
+
+    logging.getLogger("switchboard.sms.smpp").addFilter(_QuietNotOurs())  # the connector's logger
+    loop = asyncio.get_running_loop()
+    what = "through the simulator" if carrier.simulated else "a REAL SMS"
+    out.line(f"sending to {e164} ({what}) from {args.sender!r}: {args.message!r}")
+    await carrier.start(sink)
+    try:
+        started = loop.time()
+        try:
+            async with asyncio.timeout(timeout):
+                while not carrier.up:  # noqa: ASYNC110 (`up` has no event to wait on)
+                    await asyncio.sleep(0.02)
+                sms = OutboundSms(0, e164, args.sender, args.message, encoding_for(args.message).value)
+                (result,) = await carrier.submit([sms])
+        except TimeoutError:
+            message["error"] = f"no answer within {timeout:g} s (the message may have been accepted)"
+            out.line(f"  {message['error']}")
+            return message
+        message["seconds"] = round(loop.time() - started, 3)
+        if not result.accepted:
+            message |= {"error": result.error, "permanent": result.permanent}
+            kind = "permanent: sending again will not help" if result.permanent else "transient: may be retried"
+            out.line(f"  not accepted: {result.error} ({kind})")
+            return message
+        parts = list(result.part_refs) or [result.carrier_ref]
+        refs.update(parts)
+        message |= {"accepted": True, "message_id": result.carrier_ref, "part_ids": list(result.part_refs)}
+        more = f" ({len(parts)} parts)" if len(parts) > 1 else ""
+        out.line(f"  accepted: message id {result.carrier_ref}{more} in {message['seconds']:.3f} s")
+        started = loop.time()
+        try:
+            async with asyncio.timeout(timeout):
+                while len(receipts) < len(parts):
+                    await arrived.wait()
+                    arrived.clear()
+        except TimeoutError:
+            out.line(f"  no receipt within {timeout:g} s")
+            return message
+        got = [receipts[ref] for ref in parts]
+        worst = next((r for r in got if r.status.value != "Delivered"), got[0])
+        message["receipt"] = {
+            "status": worst.status.value,
+            "error": worst.error,
+            "seconds": round(loop.time() - started, 3),
+        }
+        detail = f" ({worst.error})" if worst.error else ""
+        out.line(f"  receipt: {worst.status.value}{detail} after {message['receipt']['seconds']:.3f} s")
+        return message
+    finally:
+        await carrier.stop()
+
+
+class _NotOurReceipt(Exception):
+    pass
+
+
+class _QuietNotOurs(logging.Filter):
+    """Drops the carrier's traceback for receipts `carriers test` leaves to the gateway on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and record.exc_info[0] is _NotOurReceipt)
+
+
+def _carriers_list(args: argparse.Namespace, configured: list[Any], config: Config) -> int:
+    carriers: list[dict[str, Any]] = []
+    for c in configured:
+        row: dict[str, Any] = {"name": c.name, "kind": c.kind, "simulated": c.kind == "simulator", "rate": c.rate}
+        if c.kind == "smpp":
+            row |= {
+                "host": c.host,
+                "port": c.port,
+                "system_id": c.system_id,
+                "password": "set" if c.password else "not set",
+                "system_type": c.system_type,
+                "binds": c.binds,
+                "window": c.window,
+                "id_form": c.id_form,
+                "receipt_id_form": c.receipt_id_form or c.id_form,
+            }
+        else:
+            row["delay"] = c.delay
+        carriers.append(row)
+    routes = [
+        {"prefix": r.prefix, "country": r.country, "account": r.account, "sender": r.sender, "carrier": r.carrier}
+        for r in config.sms.routes
+    ]
+    if args.json:
+        print(json.dumps({"carriers": carriers, "routes": routes, "default": not config.sms.carriers}))
+        return 0
+    if not config.sms.carriers:
+        print("No carriers configured: the built-in simulator takes every message (nothing reaches a handset).")
+    for row in carriers:
+        if row["kind"] == "smpp":
+            ids = f"id_form {row['id_form']}"
+            if row["receipt_id_form"] != row["id_form"]:
+                ids += f"  receipt_id_form {row['receipt_id_form']}"
+            print(
+                f"{row['name']}  smpp  {row['host']}:{row['port']}  system_id {row['system_id']!r}  "
+                f"password {row['password']}"
+                + (f"  system_type {row['system_type']!r}" if row["system_type"] else "")
+                + f"  binds {row['binds']}  window {row['window']}  rate {row['rate']:g}/s  {ids}"
+            )
+        else:
+            print(f"{row['name']}  simulator (simulated, always up)  delay {row['delay']:g} s  rate {row['rate']:g}/s")
+    first = carriers[0]["name"]
+    if not routes:
+        print(f"routes: none; every message goes to {first}")
+        return 0
+    print(f"routes, tried in order (the first matching one whose carrier is up; otherwise {first}):")
+    for i, r in enumerate(routes, start=1):
+        rule = ", ".join(f"{k} {r[k]}" for k in ("prefix", "country", "account", "sender") if r[k] is not None)
+        print(f"  {i}. {rule or 'any destination'} -> {r['carrier']}")
+    return 0
+
+
 # clients over HTTP
 
 
@@ -462,6 +762,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "db": _db,
     "callbacks": _callbacks,
     "account": _account,
+    "carriers": _carriers,
 }
 
 
