@@ -24,6 +24,7 @@ __all__ = [
     "Encoding",
     "encoding_for",
     "gsm7_septets",
+    "gsm7_text",
     "measure",
     "segment",
     "segment_count",
@@ -164,6 +165,36 @@ def gsm7_septets(text: str) -> bytes:
     if bad is not None:
         raise ValueError(f"not in the GSM 7-bit alphabet: {bad.group()!r} at {bad.start()}")
     return text.translate(_SEPTETS).encode("latin-1")
+
+
+_EXTENSION_BY_CODE = {code: char for char, code in _EXTENSION.items()}
+
+
+def gsm7_text(septets: bytes) -> str:
+    """The text of GSM 7-bit septets, one byte each, not packed (the inverse of `gsm7_septets`); an escape
+    followed by a code the extension table lacks reads as that code's basic character (3GPP TS 23.038
+    §6.2.1.1), an escape at the very end as nothing.
+
+    Raises ValueError on a byte above 0x7F (not a septet).
+    """
+    chars: list[str] = []
+    escaped = False
+    for septet in septets:
+        if septet > 0x7F:
+            raise ValueError(f"not a septet: 0x{septet:02X}")
+        if escaped:
+            escaped = False
+            extension = _EXTENSION_BY_CODE.get(septet)
+            if extension is not None:
+                chars.append(extension)
+                continue
+            if septet == ESCAPE:  # escape, escape: reserved; nothing to show
+                continue
+        elif septet == ESCAPE:
+            escaped = True
+            continue
+        chars.append(_BASIC[septet])
+    return "".join(chars)
 
 
 def ucs2_bytes(text: str) -> bytes:

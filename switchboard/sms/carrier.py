@@ -2,7 +2,10 @@
 
 Two implementations: the built-in simulator (`sms/simulator.py`) and SMPP 3.4 (`sms/smpp/`). A carrier
 accepts a batch of messages and answers each with a `SubmitResult`; later it reports on each accepted one
-with a `Receipt` through the `ReceiptSink` it was started with.
+with a `Receipt` through the `ReceiptSink` it was started with. A carrier that receives messages from
+handsets (mobile-originated: SMPP's deliver_sm that is not a receipt) hands each to the `InboundSink` it was
+started with, and acknowledges it to its peer only once the sink has returned (the worker's sink returns
+once they are stored); a carrier started without one logs and drops them.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from switchboard.store.records import InFlight, Receipt
+from switchboard.store.records import InboundMessage, InFlight, Receipt
 
 ReceiptSink = Callable[[list[Receipt]], Awaitable[None]]
+InboundSink = Callable[[list[InboundMessage]], Awaitable[None]]
+"""Takes inbound messages; returns once they are safe (stored), raises when they could not be taken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +56,7 @@ class Carrier(Protocol):
     def up(self) -> bool:
         """Whether it can take messages now; the router fails over to the next route when not."""
 
-    async def start(self, receipts: ReceiptSink) -> None: ...
+    async def start(self, receipts: ReceiptSink, inbound: InboundSink | None = None) -> None: ...
     async def stop(self) -> None: ...
     async def submit(self, messages: list[OutboundSms]) -> list[SubmitResult]:
         """One result per message, in order."""

@@ -15,7 +15,7 @@ from collections import deque
 from switchboard.domain.clock import Clock
 from switchboard.domain.rate import TokenBucket
 from switchboard.domain.statuses import SmsStatus
-from switchboard.sms.carrier import OutboundSms, ReceiptSink, SubmitResult
+from switchboard.sms.carrier import InboundSink, OutboundSms, ReceiptSink, SubmitResult
 from switchboard.store.records import InFlight, Receipt
 
 log = logging.getLogger("switchboard.sms.simulator")
@@ -65,7 +65,8 @@ class SimulatedCarrier:
     def up(self) -> bool:
         return self._task is not None
 
-    async def start(self, receipts: ReceiptSink) -> None:
+    async def start(self, receipts: ReceiptSink, inbound: InboundSink | None = None) -> None:
+        """`inbound` is not used: the simulator has no handsets that write back."""
         self._sink = receipts
         self._task = asyncio.create_task(self._emit_receipts(), name=f"simulator-{self.name}")
 

@@ -1,5 +1,6 @@
 """The SMS worker: claims due destinations from the store, submits them through their carriers and
-records what happened; writes carriers' receipts back in batches.
+records what happened; writes carriers' receipts back in batches, and stores the messages carriers receive
+from handsets (inbound, mobile-originated) before the carrier acknowledges them.
 
 Delivery towards carriers is at-least-once: a claim whose worker dies is due again after its lease, so a
 message in flight at that moment may be submitted twice (docs/api.md says so).
@@ -19,7 +20,7 @@ from switchboard.domain.statuses import SmsStatus
 from switchboard.sms.carrier import Carrier, OutboundSms
 from switchboard.sms.router import Router
 from switchboard.store.base import Store
-from switchboard.store.records import ClaimedDestination, Outcome, Receipt
+from switchboard.store.records import ClaimedDestination, InboundMessage, Outcome, Receipt
 
 log = logging.getLogger("switchboard.sms.worker")
 
@@ -63,6 +64,7 @@ class SmsWorker:
         self._slots = asyncio.Semaphore(settings.concurrent_batches)
         self._batches: set[asyncio.Task[None]] = set()
         self.submitted = 0
+        self.received = 0
 
     def wake(self) -> None:
         """Work was just stored: look now instead of at the next poll."""
@@ -71,7 +73,7 @@ class SmsWorker:
     async def start(self) -> None:
         await self._store.watch_for_work(self.wake)
         for carrier in self._router.carriers.values():
-            await carrier.start(self.take_receipts)
+            await carrier.start(self.take_receipts, self.take_inbound)
             await carrier.resume(await self._store.in_flight(carrier.name, limit=1_000_000))
         self._claiming = asyncio.create_task(self._claim_loop(), name="sms-claim")
         self._writing_receipts = asyncio.create_task(self._receipt_loop(), name="sms-receipts")
@@ -99,6 +101,13 @@ class SmsWorker:
         now = self._clock.monotonic()
         self._receipts.extend((now, r) for r in receipts)
         self._receipts_ready.set()
+
+    async def take_inbound(self, messages: list[InboundMessage]) -> None:
+        """The carriers' inbound sink: stored at once, in the carrier's batch, so that the carrier acknowledges
+        them only once they are committed (a failure raises, and the carrier asks its peer to send them again).
+        Nothing waits in memory: a stop loses none."""
+        await self._store.store_inbound(messages)
+        self.received += len(messages)
 
     async def _claim_loop(self) -> None:
         s = self._settings

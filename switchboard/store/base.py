@@ -20,6 +20,7 @@ from switchboard.store.records import (
     ClaimedCallback,
     ClaimedDestination,
     HistoryEntry,
+    InboundMessage,
     InFlight,
     MessageView,
     NewDestination,
@@ -27,6 +28,7 @@ from switchboard.store.records import (
     NewMessage,
     Outcome,
     Receipt,
+    StoredInbound,
 )
 
 
@@ -133,3 +135,10 @@ class Store(Protocol):
 
     async def pending_callbacks(self) -> int:
         """How many callbacks are pending, all accounts together."""
+
+    # inbound (mobile-originated) messages
+    async def store_inbound(self, messages: list[InboundMessage]) -> None:
+        """Store carriers' inbound messages durably, in order; returns when they are committed."""
+
+    async def list_inbound(self, *, limit: int, before_id: int | None = None) -> list[StoredInbound]:
+        """Stored inbound messages, newest first; `before_id` pages on (only ids below it)."""

@@ -29,6 +29,7 @@ from switchboard.store.records import (
     ClaimedDestination,
     DestinationView,
     HistoryEntry,
+    InboundMessage,
     InFlight,
     MessageView,
     NewDestination,
@@ -36,6 +37,7 @@ from switchboard.store.records import (
     NewMessage,
     Outcome,
     Receipt,
+    StoredInbound,
 )
 
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
@@ -406,6 +408,20 @@ class PostgresStore:
         )  # fmt: skip
         return [InFlight(*r) for r in rows]
 
+    # inbound messages
+
+    async def store_inbound(self, messages: list[InboundMessage]) -> None:
+        if messages:
+            await self._execute(_INSERT_INBOUND, *_columns(messages))
+
+    async def list_inbound(self, *, limit: int, before_id: int | None = None) -> list[StoredInbound]:
+        rows = await self._fetch(
+            f"SELECT id, {_INBOUND_COLUMNS} FROM inbound_messages WHERE ($1::bigint IS NULL OR id < $1) "
+            "ORDER BY id DESC LIMIT $2",
+            before_id, limit,
+        )  # fmt: skip
+        return [StoredInbound(*r) for r in rows]
+
 
 _ACCOUNT_COLS = (
     "id, name, sms_callback_url, voice_callback_url, webhook_secret, created_at, previous_webhook_secret, "
@@ -598,3 +614,12 @@ def _callback_view(row: Any, history: list[CallbackAttempt]) -> CallbackView:
     fields = dict(row)
     fields["state"] = CallbackState(fields["state"])
     return CallbackView(**fields, history=history)
+
+
+_INBOUND_COLUMNS = ", ".join(InboundMessage._fields)
+# WITH ORDINALITY: ids are given in the order the messages came (unnest alone promises no order).
+_INSERT_INBOUND = (
+    f"INSERT INTO inbound_messages ({_INBOUND_COLUMNS}) SELECT {_INBOUND_COLUMNS} "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::text[], $7::bigint[]) "
+    f"WITH ORDINALITY AS m({_INBOUND_COLUMNS}, n) ORDER BY n"
+)

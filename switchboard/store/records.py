@@ -154,6 +154,37 @@ class Receipt(NamedTuple):
     error: str | None = None
 
 
+class InboundMessage(NamedTuple):
+    """A mobile-originated message a carrier handed over (a handset writing to one of our numbers)."""
+
+    carrier: str
+    source_addr: str
+    """The handset's number, as the carrier wrote it."""
+    destination_addr: str
+    """Ours, as the carrier wrote it."""
+    body: str | None
+    """The decoded text; None when its data_coding is not one we decode (`raw` has the octets)."""
+    data_coding: int
+    raw: str | None
+    """The message octets as received, hex: when `body` is None, or when they begin with a user data header
+    (one part of a concatenated message, the header saying which); else None."""
+    received_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInbound:
+    """An inbound message as stored, with the id the store gave it (ids grow in the order stored)."""
+
+    id: int
+    carrier: str
+    source_addr: str
+    destination_addr: str
+    body: str | None
+    data_coding: int
+    raw: str | None
+    received_at: int
+
+
 class InFlight(NamedTuple):
     """A destination a carrier accepted and has not reported on yet."""
 

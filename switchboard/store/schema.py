@@ -206,3 +206,22 @@ callback_attempts = Table(
     Column("latency_ms", Integer, nullable=False),
     Column("error", Text),
 )
+
+# Mobile-originated messages (a handset writing to one of our numbers), as carriers hand them over; nothing
+# reads them through the API yet. `body` is the decoded text, NULL when its data_coding is not one we decode;
+# `raw` is the message octets as received (hex) when `body` is NULL or the octets begin with a user data
+# header (a part of a concatenated message: the header says which), else NULL.
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("carrier", Text, nullable=False),
+    Column("source_addr", Text, nullable=False),
+    Column("destination_addr", Text, nullable=False),
+    Column("body", Text),
+    Column("data_coding", Integer, nullable=False),
+    Column("raw", Text),
+    Column("received_at", BigInteger, nullable=False),
+    # One of our numbers' messages, newest first.
+    Index("ix_inbound_messages_destination", "destination_addr", "id"),
+)

@@ -39,6 +39,7 @@ from switchboard.store.records import (
     ClaimedDestination,
     DestinationView,
     HistoryEntry,
+    InboundMessage,
     InFlight,
     MessageView,
     NewDestination,
@@ -46,6 +47,7 @@ from switchboard.store.records import (
     NewMessage,
     Outcome,
     Receipt,
+    StoredInbound,
 )
 
 T = TypeVar("T")
@@ -520,6 +522,22 @@ class SqliteStore:
         )
         return [InFlight(*r) for r in rows]
 
+    # inbound messages
+
+    async def store_inbound(self, messages: list[InboundMessage]) -> None:
+        if messages:
+            await self._write(_insert_rows, "inbound_messages", _INBOUND_COLUMNS, len(InboundMessage._fields), messages)
+
+    async def list_inbound(self, *, limit: int, before_id: int | None = None) -> list[StoredInbound]:
+        rows = await self._read(
+            lambda c: c.execute(
+                f"SELECT id, {_INBOUND_COLUMNS} FROM inbound_messages WHERE ? IS NULL OR id < ? ORDER BY id DESC "
+                "LIMIT ?",
+                (before_id, before_id, limit),
+            ).fetchall()
+        )
+        return [StoredInbound(*r) for r in rows]
+
 
 _ACCOUNT_COLS = (
     "id, name, sms_callback_url, voice_callback_url, webhook_secret, created_at, previous_webhook_secret, "
@@ -563,6 +581,7 @@ _MESSAGE_COLUMNS = (
 )
 _DESTINATION_COLUMNS = "id, message_id, position, mobile_no, e164, status, error, error_log_id, due_at, updated_at"
 _ERROR_LOG_COLUMNS = "id, account_id, destination_id, code, text, at"
+_INBOUND_COLUMNS = ", ".join(InboundMessage._fields)
 
 
 _encode = msgspec.json.Encoder().encode

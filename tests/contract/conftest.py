@@ -54,6 +54,7 @@ TABLES = (
     "callbacks",
     "callback_attempts",
     "destination_parts",
+    "inbound_messages",
 )
 START_MS = 1_750_000_000_000
 INVALID_NUMBER = "International Number Invalid"

@@ -143,3 +143,40 @@ password = "secret"
             assert len(mine) == 5 and mine[0] == ("Sent", "")
             assert sorted(detail[:8] for _, detail in mine[1:4]) == ["part 1/3", "part 2/3", "part 3/3"]
             assert mine[4][0] == final and mine[4][1].startswith(error)
+
+
+def test_an_mo_from_the_smsc_is_stored_in_inbound_messages(tmp_path: Path) -> None:
+    """The SMSC sends a mobile-originated message as soon as the server binds; it is answered ESME_ROK only once
+    stored, and the row is in inbound_messages (read from the SQLite file, read-only)."""
+    with SmscPeer(mo_on_bind="4915100000077,12345,Hello from a handset") as smsc:
+        config = f"""
+[[sms.carriers]]
+name = "smsc1"
+kind = "smpp"
+host = "{smsc.host}"
+port = {smsc.port}
+system_id = "switchboard"
+password = "secret"
+"""
+        server = ServerProcess(tmp_path / "server", config=config)
+        server.write_config()
+        server.start()
+        try:
+            resp = smsc.wait_for("deliver_sm_resp", timeout=15)
+            assert resp["status"] == 0
+            db = sqlite3.connect(f"file:{tmp_path / 'server' / 'switchboard.db'}?mode=ro", uri=True)
+            try:
+                rows = db.execute(
+                    "SELECT carrier, source_addr, destination_addr, body, data_coding, raw, received_at "
+                    "FROM inbound_messages"
+                ).fetchall()
+            finally:
+                db.close()
+        finally:
+            server.stop()
+        assert len(rows) >= 1  # one per bind; the SMSC may bind again
+        carrier, source, destination, body, data_coding, raw, received_at = rows[0]
+        assert (carrier, source, destination, body, data_coding, raw) == (
+            "smsc1", "4915100000077", "12345", "Hello from a handset", 0, None
+        )  # fmt: skip
+        assert abs(received_at - time.time() * 1000) < 60_000

@@ -1,6 +1,7 @@
 """`SmppCarrier` against the real SMSC peer (tests/smsc/server.js on the npm package `smpp`, via `SmscPeer`):
 binds, GSM and UCS-2 submits, receipts back as Receipts whose refs match the submits, the destinations that
-choose an outcome, throttling, a dropped connection, receipts before responses, and hex ids. Skipped
+choose an outcome, throttling, a dropped connection, receipts before responses, hex ids, and mobile-originated
+messages to the inbound sink. Skipped
 cleanly when node is not on PATH (`SmscPeer.start`)."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from switchboard.domain.statuses import SmsStatus
 from switchboard.sms.carrier import OutboundSms
 from switchboard.sms.smpp.connector import SmppCarrier
 from switchboard.sms.smpp.receipt import IdForm
-from switchboard.store.records import Receipt
+from switchboard.store.records import InboundMessage, Receipt
 from tests.integration.smsc import SmscPeer, smsc_fixture
 
 smsc = smsc_fixture(receipt_delay_ms=20)
@@ -51,7 +52,29 @@ async def wait_until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.01)
 
 
-async def started(peer: SmscPeer, sink: Sink, **overrides: Any) -> SmppCarrier:
+class InboundSink:
+    def __init__(self) -> None:
+        self.messages: list[InboundMessage] = []
+        self.failures = 0
+        """Fail this many more calls."""
+        self._arrived = asyncio.Event()
+
+    async def __call__(self, messages: list[InboundMessage]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("store down")
+        self.messages.extend(messages)
+        self._arrived.set()
+
+    async def wait(self, count: int) -> list[InboundMessage]:
+        async with asyncio.timeout(TIMEOUT):
+            while len(self.messages) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        return self.messages
+
+
+async def started(peer: SmscPeer, sink: Sink, inbound: InboundSink | None = None, **overrides: Any) -> SmppCarrier:
     options: dict[str, Any] = {
         "name": "peer",
         "host": peer.host,
@@ -64,7 +87,7 @@ async def started(peer: SmscPeer, sink: Sink, **overrides: Any) -> SmppCarrier:
         "backoff_cap": 0.2,
     } | overrides
     carrier = SmppCarrier(**options)
-    await carrier.start(sink)
+    await carrier.start(sink, inbound)
     await wait_until(lambda: carrier.up)
     return carrier
 
@@ -179,3 +202,38 @@ async def test_a_long_message_reaches_the_smsc_as_parts_with_one_reference(
     assert text == body.encode()
     receipts = await sink.wait(3)  # the SMSC sends a receipt for each part
     assert all(receipts[ref].status is SmsStatus.DELIVERED for ref in result.part_refs)
+
+
+async def test_gsm_and_ucs2_mos_reach_the_inbound_sink_and_are_acknowledged(
+    smsc: SmscPeer, carriers: list[SmppCarrier]
+) -> None:
+    inbound = InboundSink()
+    carrier = await started(smsc, Sink(), inbound)
+    carriers.append(carrier)
+    since = smsc.mark()
+    smsc.send_mo("4915100000077", "12345", "Hello from a handset 42")
+    smsc.send_mo("4915100000078", "12345", "Ответ 😀", data_coding=8)
+    gsm, ucs2 = sorted(await inbound.wait(2), key=lambda m: m.source_addr)
+    assert (gsm.carrier, gsm.destination_addr, gsm.body, gsm.data_coding, gsm.raw) == (
+        "peer",
+        "12345",
+        "Hello from a handset 42",
+        0,
+        None,
+    )
+    assert (ucs2.source_addr, ucs2.body, ucs2.data_coding) == ("4915100000078", "Ответ 😀", 8)
+    await wait_until(lambda: len(smsc.find("deliver_sm_resp", since=since)) == 2)
+    assert [r["status"] for r in smsc.find("deliver_sm_resp", since=since)] == [0, 0]
+
+
+async def test_an_mo_the_sink_failed_on_is_sent_again_by_the_smsc(smsc: SmscPeer, carriers: list[SmppCarrier]) -> None:
+    inbound = InboundSink()
+    inbound.failures = 1
+    carrier = await started(smsc, Sink(), inbound)
+    carriers.append(carrier)
+    since = smsc.mark()
+    smsc.send_mo("4915100000079", "12345", "try again")
+    resp = await asyncio.to_thread(smsc.wait_for, "deliver_sm_resp", since=since)
+    assert resp["status_name"] == "ESME_RX_T_APPN"
+    (message,) = await inbound.wait(1)
+    assert (message.source_addr, message.body) == ("4915100000079", "try again")

@@ -10,6 +10,7 @@ from switchboard.domain.encoding import (
     Encoding,
     encoding_for,
     gsm7_septets,
+    gsm7_text,
     measure,
     segment,
     segment_count,
@@ -171,3 +172,15 @@ def test_parts_rejoin_fit_their_limit_and_are_as_full_as_possible(text: str) -> 
 def test_gsm_text_is_gsm7_and_its_septets_count_extension_characters_twice(text: str) -> None:
     assert encoding_for(text) is Encoding.GSM7
     assert len(gsm7_septets(text)) == len(text) + sum(text.count(c) for c in GSM_EXTENSION)
+
+
+@given(st.text(alphabet=st.sampled_from(sorted((set(GSM_BASIC) - {"\x1b"}) | set(GSM_EXTENSION))), max_size=200))
+def test_gsm7_text_reads_back_what_gsm7_septets_writes(text: str) -> None:
+    assert gsm7_text(gsm7_septets(text)) == text
+
+
+def test_gsm7_text_edge_cases() -> None:
+    # An unknown extension code reads as its basic character; an escape at the end as nothing.
+    assert gsm7_text(b"\x1b\x41\x1b") == "A"
+    with pytest.raises(ValueError, match="0x80"):
+        gsm7_text(b"a\x80")

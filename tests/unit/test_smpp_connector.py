@@ -15,17 +15,21 @@ from switchboard.domain.encoding import gsm7_septets, segment
 from switchboard.domain.statuses import SmsStatus
 from switchboard.sms.carrier import OutboundSms
 from switchboard.sms.smpp.connector import (
+    ESM_UDHI,
     NO_BIND_ERROR,
     Addresses,
     SmppCarrier,
     addresses,
     concat_udh,
+    decode_inbound,
     encode_text,
     mask_number,
     split_text,
 )
 from switchboard.sms.smpp.pdu import (
     CommandStatus,
+    DataSm,
+    DataSmResp,
     DeliverSm,
     DeliverSmResp,
     MessageState,
@@ -35,7 +39,7 @@ from switchboard.sms.smpp.pdu import (
     TlvTag,
 )
 from switchboard.sms.smpp.receipt import IdForm
-from switchboard.store.records import Receipt
+from switchboard.store.records import InboundMessage, Receipt
 from tests.unit.fake_smsc import Connection, FakeSmsc
 
 S = CommandStatus
@@ -53,20 +57,22 @@ async def smsc() -> AsyncIterator[FakeSmsc]:
 
 
 class Sink:
+    """A receipt sink, or (the `mo` fixture) an inbound sink: `receipts` holds whatever it was given."""
+
     def __init__(self) -> None:
-        self.receipts: list[Receipt] = []
+        self.receipts: list[Any] = []
         self.batches = 0
         self.fail = False
         self._arrived = asyncio.Event()
 
-    async def __call__(self, receipts: list[Receipt]) -> None:
+    async def __call__(self, receipts: list[Any]) -> None:
         if self.fail:
             raise RuntimeError("store down")
         self.batches += 1
         self.receipts.extend(receipts)
         self._arrived.set()
 
-    async def wait(self, count: int = 1) -> list[Receipt]:
+    async def wait(self, count: int = 1) -> list[Any]:
         async with asyncio.timeout(1.0):
             while len(self.receipts) < count:
                 self._arrived.clear()
@@ -79,14 +85,20 @@ def sink() -> Sink:
     return Sink()
 
 
+@pytest.fixture
+def mo() -> Sink:
+    """The inbound sink the carriers of `make_carrier` are started with."""
+    return Sink()
+
+
 CarrierFactory = Callable[..., Awaitable[SmppCarrier]]
 
 
 @pytest.fixture
-async def make_carrier(smsc: FakeSmsc, sink: Sink) -> AsyncIterator[CarrierFactory]:
+async def make_carrier(smsc: FakeSmsc, sink: Sink, mo: Sink) -> AsyncIterator[CarrierFactory]:
     carriers: list[SmppCarrier] = []
 
-    async def make(wait_up: bool = True, **overrides: Any) -> SmppCarrier:
+    async def make(wait_up: bool = True, with_inbound: bool = True, **overrides: Any) -> SmppCarrier:
         options: dict[str, Any] = {
             "name": "smsc1",
             "host": "127.0.0.1",
@@ -101,7 +113,7 @@ async def make_carrier(smsc: FakeSmsc, sink: Sink) -> AsyncIterator[CarrierFacto
         } | overrides
         carrier = SmppCarrier(**options)
         carriers.append(carrier)
-        await carrier.start(sink)
+        await carrier.start(sink, mo if with_inbound else None)
         if wait_up:
             await wait_until(lambda: carrier.up)
         return carrier
@@ -409,12 +421,15 @@ async def test_the_rate_is_respected(smsc: FakeSmsc, make_carrier: CarrierFactor
 # --- what the SMSC sends --------------------------------------------------------------------------------
 
 
-def deliver(sequence: int, *, esm_class: int = RECEIPT, text: bytes = b"", tlvs: tuple[Tlv, ...] = ()) -> DeliverSm:
+def deliver(
+    sequence: int, *, esm_class: int = RECEIPT, text: bytes = b"", tlvs: tuple[Tlv, ...] = (), data_coding: int = 0
+) -> DeliverSm:
     return DeliverSm(
         sequence=sequence,
         source_addr="447700900001",
         destination_addr="Switchbrd",
         esm_class=esm_class,
+        data_coding=data_coding,
         short_message=text,
         tlvs=tlvs,
     )
@@ -504,10 +519,10 @@ async def test_a_failing_sink_makes_the_smsc_send_again_later(
     assert resp.status == S.ESME_RX_T_APPN
 
 
-async def test_intermediate_unreadable_and_mo_are_acknowledged_not_passed_on(
+async def test_intermediate_unreadable_and_mo_without_inbound_sink_are_acknowledged_not_passed_on(
     smsc: FakeSmsc, make_carrier: CarrierFactory, sink: Sink, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await make_carrier()
+    await make_carrier(with_inbound=False)
     with caplog.at_level(logging.INFO, "switchboard.sms.smpp"):
         smsc.last.send(deliver(1, text=receipt_text("r1", "ENROUTE")))
         smsc.last.send(deliver(2, esm_class=0x20, text=receipt_text("r1", "ACCEPTD")))
@@ -519,3 +534,82 @@ async def test_intermediate_unreadable_and_mo_are_acknowledged_not_passed_on(
     assert sink.receipts == []
     assert "4477******01" in caplog.text and "447700900001" not in caplog.text
     assert "unreadable receipt" in caplog.text
+
+
+async def test_an_mo_reaches_the_inbound_sink_decoded_before_it_is_acknowledged(
+    smsc: FakeSmsc, make_carrier: CarrierFactory, sink: Sink, mo: Sink
+) -> None:
+    clock = FakeClock()
+    await make_carrier(clock=clock)
+    gsm = "Hi @home {50€} ÄÖ"
+    smsc.last.send(deliver(1, esm_class=0, text=gsm7_septets(gsm)))
+    smsc.last.send(deliver(2, esm_class=0, text="Привет 😀".encode("utf-16-be"), data_coding=8))
+    smsc.last.send(deliver(3, esm_class=0, text=b"\x00\xff binary", data_coding=4))
+    smsc.last.send(deliver(4, esm_class=0, text=b"id:1 stat:DELIVRD from a handset"))
+    smsc.last.send(deliver(5, esm_class=0, text="café".encode("latin-1"), data_coding=3))
+    resps = await answers(smsc, 5)
+    assert sorted((r.sequence, r.status) for r in resps) == [(n, OK) for n in range(1, 6)]
+    assert len(mo.receipts) == 5  # every one was in the sink when it was answered
+    assert sink.receipts == []
+    received = clock.now_ms()
+    assert sorted(mo.receipts, key=lambda m: m.data_coding) == [
+        InboundMessage("smsc1", "447700900001", "Switchbrd", gsm, 0, None, received),
+        InboundMessage("smsc1", "447700900001", "Switchbrd", "id:1 stat:DELIVRD from a handset", 0, None, received),
+        InboundMessage("smsc1", "447700900001", "Switchbrd", "café", 3, None, received),
+        InboundMessage("smsc1", "447700900001", "Switchbrd", None, 4, b"\x00\xff binary".hex(), received),
+        InboundMessage("smsc1", "447700900001", "Switchbrd", "Привет 😀", 8, None, received),
+    ]
+
+
+async def test_an_mo_part_and_a_data_sm_payload_are_read(
+    smsc: FakeSmsc, make_carrier: CarrierFactory, mo: Sink
+) -> None:
+    await make_carrier()
+    part = concat_udh(7, 2, 1) + gsm7_septets("first half")
+    smsc.last.send(deliver(1, esm_class=ESM_UDHI, text=part))
+    payload = Tlv(TlvTag.MESSAGE_PAYLOAD, "long ✓".encode("utf-16-be"))
+    smsc.last.send(
+        DataSm(sequence=2, source_addr="447700900002", destination_addr="12345", data_coding=8, tlvs=(payload,))
+    )
+    first, second = sorted(await mo.wait(2), key=lambda m: m.source_addr)
+    assert (first.body, first.raw) == ("first half", part.hex())
+    assert (second.body, second.raw, second.destination_addr) == ("long ✓", None, "12345")
+    assert [r.status for r in await smsc.wait_for(DataSmResp, 1)] == [OK]
+
+
+async def test_a_failing_inbound_sink_makes_the_smsc_send_the_mo_again_later(
+    smsc: FakeSmsc, make_carrier: CarrierFactory, mo: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
+    await make_carrier()
+    mo.fail = True
+    with caplog.at_level(logging.ERROR, "switchboard.sms.smpp"):
+        smsc.last.send(deliver(3, esm_class=0, text=b"hello"))
+        (resp,) = await answers(smsc, 1)
+    assert resp.status == S.ESME_RX_T_APPN
+    assert "could not hand over 1 inbound messages" in caplog.text
+    mo.fail = False
+    smsc.last.send(deliver(4, esm_class=0, text=b"hello"))
+    (_, resp) = await answers(smsc, 2)
+    assert resp.status == OK
+    assert [m.body for m in mo.receipts] == ["hello"]
+
+
+@pytest.mark.parametrize(
+    ("data_coding", "octets", "udhi", "decoded"),
+    [
+        (0, gsm7_septets("a{b}"), False, ("a{b}", None)),
+        (0, b"\x1b\x41", False, ("A", None)),  # an escape to nothing known: the basic character
+        (0, b"caf\xe9", False, (None, "636166e9")),  # not septets
+        (1, b"plain", False, ("plain", None)),
+        (1, b"caf\xe9", False, (None, "636166e9")),
+        (3, b"caf\xe9", False, ("café", None)),
+        (8, b"\x00A\x00", False, (None, "004100")),  # an odd length
+        (8, b"\xd8\x3d", False, (None, "d83d")),  # a lone surrogate
+        (8, b"\x00A\x00\x00", False, (None, "00410000")),  # a NUL: not text
+        (0xF5, b"\x01\x02", False, (None, "0102")),
+        (0, bytes((5, 0, 3, 1, 2, 2)) + b"end", True, ("end", "050003010202656e64")),
+        (0, b"\x09\x00", True, (None, "0900")),  # the header claims more than there is
+    ],
+)
+def test_decode_inbound(data_coding: int, octets: bytes, udhi: bool, decoded: tuple[str | None, str | None]) -> None:
+    assert decode_inbound(data_coding, octets, udhi=udhi) == decoded

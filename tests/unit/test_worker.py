@@ -11,7 +11,7 @@ import pytest
 from switchboard.domain.clock import FakeClock
 from switchboard.domain.ids import IdGenerator
 from switchboard.domain.statuses import SmsStatus
-from switchboard.sms.carrier import OutboundSms, ReceiptSink, SubmitResult
+from switchboard.sms.carrier import InboundSink, OutboundSms, ReceiptSink, SubmitResult
 from switchboard.sms.router import Route, Router
 from switchboard.sms.simulator import SimulatedCarrier
 from switchboard.sms.worker import EXPIRED_ERROR, SmsWorker, WorkerSettings
@@ -144,7 +144,7 @@ class DownCarrier:
     def up(self) -> bool:
         return False
 
-    async def start(self, receipts: ReceiptSink) -> None: ...
+    async def start(self, receipts: ReceiptSink, inbound: InboundSink | None = None) -> None: ...
     async def stop(self) -> None: ...
     async def resume(self, in_flight: list[InFlight]) -> None: ...
 

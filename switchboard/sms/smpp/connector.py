@@ -50,8 +50,15 @@ is read with `id_form`; an id from the receipt's text alone is read with `receip
 `id_form`). An SMSC that answers submits with hex ids and writes decimal ids in its receipt texts is
 configured `id_form=IdForm.HEX, receipt_id_form=IdForm.DECIMAL`: both become the same decimal key.
 
-Mobile-originated messages (a deliver_sm that is not a receipt) are logged, with the sender's number
-partly masked, and answered ESME_ROK: storing and forwarding them is NOT built yet.
+Mobile-originated messages. A deliver_sm or data_sm that is not a receipt is a message from a handset: it
+becomes an `InboundMessage` (`decode_inbound`: data_coding 0 is read as GSM 03.38 septets one an octet, 1
+as ASCII, 3 as Latin-1, 8 as UTF-16BE; a leading user data header (esm_class UDHI) is skipped for the text,
+and the octets are kept as hex; any other data_coding, or octets that are not what their data_coding says,
+keeps the octets as hex with no text). The octets are short_message, or message_payload when short_message is
+empty (always for data_sm). Parts of a concatenated message are passed on one by one, not joined. They
+are batched to the `InboundSink` like receipts and each is answered ESME_ROK once the sink has taken it
+(the worker's sink stores them first), ESME_RX_T_APPN if it failed, so the SMSC sends it again later. A
+carrier started without an inbound sink logs them, the sender's number partly masked, and answers ESME_ROK.
 
 `resume` has nothing to do: an SMSC sends receipts by itself, also for messages submitted before a restart
 (queued while we were not bound), and they are matched by carrier_ref in the store.
@@ -65,8 +72,8 @@ import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Generic, NamedTuple, TypeVar
 
 from switchboard.domain.clock import Clock
 from switchboard.domain.encoding import (
@@ -75,12 +82,13 @@ from switchboard.domain.encoding import (
     Encoding,
     encoding_for,
     gsm7_septets,
+    gsm7_text,
     segment,
     ucs2_bytes,
 )
 from switchboard.domain.rate import TokenBucket
 from switchboard.domain.statuses import SmsStatus
-from switchboard.sms.carrier import OutboundSms, ReceiptSink, SubmitResult
+from switchboard.sms.carrier import InboundSink, OutboundSms, ReceiptSink, SubmitResult
 from switchboard.sms.smpp.pdu import (
     CommandStatus,
     DataSm,
@@ -106,7 +114,7 @@ from switchboard.sms.smpp.session import (
     ResponseTimeout,
     Session,
 )
-from switchboard.store.records import InFlight, Receipt
+from switchboard.store.records import InboundMessage, InFlight, Receipt
 
 __all__ = ["NO_BIND_ERROR", "Addresses", "SmppCarrier", "addresses", "concat_udh", "encode_text", "split_text"]
 
@@ -130,8 +138,15 @@ IEI_CONCAT_8BIT = 0x00
 """Concatenated short messages, 8-bit reference (3GPP TS 23.040 §9.2.3.24.1)."""
 MAX_PARTS = 255
 RECEIPT_BATCH_DELAY = 0.01
-"""Receipts that arrive within this many seconds of each other go to the sink in one batch."""
+"""Receipts (or inbound messages) that arrive within this many seconds of each other go to the sink in one
+batch."""
 RECEIPT_BATCH_MAX = 200
+DCS_ASCII = 0x01
+"""data_coding 1: IA5 (CCITT T.50), i.e. ASCII (§5.2.19)."""
+DCS_LATIN1 = 0x03
+"""data_coding 3: Latin 1 (ISO-8859-1) (§5.2.19)."""
+
+T = TypeVar("T")
 
 _STATUSES = {
     MessageState.DELIVERED: SmsStatus.DELIVERED,
@@ -183,6 +198,34 @@ def concat_udh(ref: int, total: int, seq: int) -> bytes:
     return bytes((5, IEI_CONCAT_8BIT, 3, ref & 0xFF, total, seq))
 
 
+def decode_inbound(data_coding: int, octets: bytes, *, udhi: bool) -> tuple[str | None, str | None]:
+    """(text, raw) of a mobile-originated message: its text when `data_coding` is one we read (module
+    docstring), and the octets as hex when there is no text or they begin with a user data header."""
+    payload: bytes | None = octets
+    if udhi:  # the header's length first, then the header
+        payload = octets[1 + octets[0] :] if octets and len(octets) > octets[0] else None
+    text: str | None
+    try:
+        if payload is None:  # the header is longer than the message
+            text = None
+        elif data_coding == DCS_GSM7:
+            text = gsm7_text(payload)
+        elif data_coding == DCS_ASCII:
+            text = payload.decode("ascii")
+        elif data_coding == DCS_LATIN1:
+            text = payload.decode("latin-1")
+        elif data_coding == DCS_UCS2:
+            text = payload.decode("utf-16-be")  # strict: a lone surrogate or an odd length is not text
+        else:
+            text = None
+    except (ValueError, IndexError):  # UnicodeDecodeError is a ValueError
+        text = None
+    if text is not None and "\x00" in text:  # not text, and PostgreSQL's text cannot hold it
+        text = None
+    raw = octets.hex() if text is None or udhi else None
+    return text, raw
+
+
 class Addresses(NamedTuple):
     source_ton: int
     source_npi: int
@@ -217,6 +260,43 @@ def mask_number(number: str) -> str:
 class _Bind:
     reconnector: Reconnector
     outstanding: int = 0
+
+
+@dataclass
+class _Batcher(Generic[T]):
+    """Hands items to a sink in small batches (those arriving within RECEIPT_BATCH_DELAY of each other);
+    `hand_over` says whether the sink took its item."""
+
+    name: str
+    sink: Callable[[list[T]], Awaitable[None]]
+    what: str
+    pending: list[tuple[T, asyncio.Future[bool]]] = field(default_factory=list)
+    flushing: asyncio.Task[None] | None = None
+
+    async def hand_over(self, item: T) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.pending.append((item, future))
+        if self.flushing is None or self.flushing.done():
+            self.flushing = asyncio.create_task(self._flush(), name=f"smpp-{self.what}-{self.name}")
+        return await future
+
+    async def drain(self) -> None:
+        if self.flushing is not None:
+            await asyncio.gather(self.flushing, return_exceptions=True)
+
+    async def _flush(self) -> None:
+        while self.pending:
+            await asyncio.sleep(RECEIPT_BATCH_DELAY)
+            batch, self.pending = self.pending[:RECEIPT_BATCH_MAX], self.pending[RECEIPT_BATCH_MAX:]
+            taken = False
+            try:
+                await self.sink([item for item, _ in batch])
+                taken = True
+            except Exception:  # the SMSC is told to send them again later
+                log.exception("smpp %s: could not hand over %d %s", self.name, len(batch), self.what)
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(taken)
 
 
 class SmppCarrier:
@@ -267,9 +347,8 @@ class SmppCarrier:
         # Concatenation references: one byte per long message, counting up from a random start (module
         # docstring), so a restart does not reuse the last few references at once.
         self._concat_refs = itertools.count(random.randrange(256))
-        self._sink: ReceiptSink | None = None
-        self._pending: list[tuple[Receipt, asyncio.Future[bool]]] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self._receipts: _Batcher[Receipt] | None = None
+        self._mo: _Batcher[InboundMessage] | None = None
 
     # --- Carrier ------------------------------------------------------------------------------------------
 
@@ -277,8 +356,9 @@ class SmppCarrier:
     def up(self) -> bool:
         return any(b.reconnector.up for b in self._binds)
 
-    async def start(self, receipts: ReceiptSink) -> None:
-        self._sink = receipts
+    async def start(self, receipts: ReceiptSink, inbound: InboundSink | None = None) -> None:
+        self._receipts = _Batcher(self.name, receipts, "receipts")
+        self._mo = None if inbound is None else _Batcher(self.name, inbound, "inbound messages")
         for _ in range(self._bind_count):
             reconnector = Reconnector(
                 session_factory=self._new_session,
@@ -290,11 +370,13 @@ class SmppCarrier:
             await reconnector.start()
 
     async def stop(self) -> None:
-        """Unbind every session (outstanding submits and receipts being handled finish first)."""
+        """Unbind every session (outstanding submits, and receipts and inbound messages being handed over,
+        finish first)."""
         binds, self._binds = self._binds, []
         await asyncio.gather(*(b.reconnector.stop() for b in binds), return_exceptions=True)
-        if self._flushing is not None:
-            await asyncio.gather(self._flushing, return_exceptions=True)
+        for batcher in (self._receipts, self._mo):
+            if batcher is not None:
+                await batcher.drain()
 
     async def submit(self, messages: list[OutboundSms]) -> list[SubmitResult]:
         return list(await asyncio.gather(*(self._submit_one(m) for m in messages)))
@@ -415,15 +497,7 @@ class SmppCarrier:
 
     async def _inbound(self, pdu: DeliverSm | DataSm) -> int:
         if not is_receipt(pdu):
-            log.info(
-                "smpp %s: message from %s to %s (%d octets, data_coding %d) acknowledged; MO storage is not built",
-                self.name,
-                mask_number(pdu.source_addr),
-                pdu.destination_addr,
-                len(pdu.short_message if isinstance(pdu, DeliverSm) else pdu.message_payload or b""),
-                pdu.data_coding,
-            )
-            return CommandStatus.ESME_ROK
+            return await self._mobile_originated(pdu)
         parsed = parse_receipt(pdu)
         if parsed is None:
             log.warning(
@@ -441,30 +515,26 @@ class SmppCarrier:
         if status is not SmsStatus.DELIVERED:
             error = _STATE_WORDS[state] + (f" (err {parsed.error})" if parsed.error else "")
         receipt = Receipt(self.name, message_id_key(parsed.message_id, form), status, error)
-        taken = await self._hand_over(receipt)
+        taken = self._receipts is not None and await self._receipts.hand_over(receipt)
         return CommandStatus.ESME_ROK if taken else CommandStatus.ESME_RX_T_APPN
 
-    async def _hand_over(self, receipt: Receipt) -> bool:
-        """Queue `receipt` for the next batch to the sink; True once the sink has taken it."""
-        if self._sink is None:
-            return False
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((receipt, future))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush(), name=f"smpp-receipts-{self.name}")
-        return await future
-
-    async def _flush(self) -> None:
-        while self._pending:
-            await asyncio.sleep(RECEIPT_BATCH_DELAY)
-            batch, self._pending = self._pending[:RECEIPT_BATCH_MAX], self._pending[RECEIPT_BATCH_MAX:]
-            taken = False
-            try:
-                assert self._sink is not None
-                await self._sink([r for r, _ in batch])
-                taken = True
-            except Exception:  # the SMSC is told to send them again later
-                log.exception("smpp %s: could not hand over %d receipts", self.name, len(batch))
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(taken)
+    async def _mobile_originated(self, pdu: DeliverSm | DataSm) -> int:
+        octets = (pdu.short_message if isinstance(pdu, DeliverSm) else b"") or pdu.message_payload or b""
+        if self._mo is None:
+            log.info(
+                "smpp %s: message from %s to %s (%d octets, data_coding %d) acknowledged; no inbound sink: dropped",
+                self.name, mask_number(pdu.source_addr), pdu.destination_addr, len(octets), pdu.data_coding,
+            )  # fmt: skip
+            return CommandStatus.ESME_ROK
+        text, raw = decode_inbound(pdu.data_coding, octets, udhi=bool(pdu.esm_class & ESM_UDHI))
+        message = InboundMessage(
+            carrier=self.name,
+            source_addr=pdu.source_addr,
+            destination_addr=pdu.destination_addr,
+            body=text,
+            data_coding=pdu.data_coding,
+            raw=raw,
+            received_at=self._clock.now_ms(),
+        )
+        taken = await self._mo.hand_over(message)
+        return CommandStatus.ESME_ROK if taken else CommandStatus.ESME_RX_T_APPN
