@@ -60,7 +60,8 @@ receipt_id_form = "decimal"
         assert unicode_status == ["Delivered"]
         assert {d["Carrier"] for d in doc["Destinations"]} == {"smsc1"}
         assert not any(d["Simulated"] for d in doc["Destinations"])
-        seen = {e["destination_addr"]: e for e in smsc.find("submit_sm")}
+        # The SMSC's event lines are read by a thread of their own: wait for them, do not just look.
+        seen = {e["destination_addr"]: e for e in smsc.wait_count("submit_sm", 4)}
         assert seen["4915100000000"]["data_coding"] == 0
         assert seen["4915100000010"]["data_coding"] == 8
         assert bytes.fromhex(seen["4915100000010"]["short_message_hex"]).decode("utf-16-be") == "Привет, мир"
@@ -115,13 +116,13 @@ password = "secret"
             server.stop()
         assert set(early) <= {"Received", "Sent"}
         assert statuses == ["Delivered", "Undelivered"]
-        submits = smsc.find("submit_sm")
+        submits = smsc.wait_count("submit_sm", 6)
         assert len(submits) == 6
         for number in ("4915100000000", "4915100000001"):
             parts = [e["concat"] for e in submits if e["destination_addr"] == number]
             assert sorted((p["seq"], p["total"]) for p in parts) == [(1, 3), (2, 3), (3, 3)]
             assert len({p["ref"] for p in parts}) == 1
-        assert len(smsc.find("deliver_sm", kind="receipt")) == 6
+        assert len(smsc.wait_count("deliver_sm", 6, kind="receipt")) == 6
         db = sqlite3.connect(tmp_path / "server" / "switchboard.db")
         try:
             parts_rows = db.execute(

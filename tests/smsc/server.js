@@ -634,7 +634,9 @@ class Smsc {
 					: c.data_coding === 8 ? Buffer.from(c.text || '', 'utf16le').swap16()
 					: Buffer.from(c.text || '', 'latin1');
 				const systemId = c.system_id || this.options.systemId;
-				const target = receivers.find((s) => s.bound.systemId === systemId);
+				// The newest bound session: an older one may still be closing (a test's carrier being stopped),
+				// and an MO sent there would wait for yet another bind.
+				const target = [...receivers].reverse().find((s) => s.bound.systemId === systemId);
 				if (target) this.sendMo(target, c.from || '', c.to || '', octets, c.data_coding || 0);
 				else emit('error', {where: 'stdin', message: 'no bound receiver for an MO'});
 				return;
