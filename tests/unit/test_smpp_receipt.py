@@ -204,3 +204,11 @@ def test_receipt_dates_read_as_strptime_reads_them(value: str) -> None:
     except ValueError:
         expected = None
     assert _date(value) == expected
+
+
+@pytest.mark.parametrize("form", list(IdForm))
+def test_control_characters_are_left_out_of_id_keys(form: IdForm) -> None:
+    """A NUL in a receipt's id (PostgreSQL cannot store one) must not reach the store; the same id without
+    it still matches."""
+    assert message_id_key("12\x00", form) == message_id_key("12", form)
+    assert "\x00" not in message_id_key("\x00a\x01b\x7f", form)

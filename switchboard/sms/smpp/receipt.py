@@ -192,9 +192,11 @@ def message_id_key(message_id: str, form: IdForm = IdForm.TEXT) -> str:
     DECIMAL and HEX ids become their value in decimal without leading zeros, so "0A1B" (HEX), "2587" and
     "0000002587" (DECIMAL) all give "2587"; a TEXT id is kept as written, so a TEXT "2587" matches them too.
     An id that is not a number in the form given is kept as written rather than refused: a receipt we
-    cannot match is logged by the connector, not a reason to fail.
+    cannot match is logged by the connector, not a reason to fail. Control characters (a NUL inside a
+    receipt's `id:`) are left out, on both sides alike: PostgreSQL cannot store or compare a NUL, and one
+    such receipt would otherwise fail every batch of receipts written with it.
     """
-    text = message_id.strip()
+    text = "".join(ch for ch in message_id if ch >= " " and ch != "\x7f").strip()
     if form is IdForm.TEXT:
         return text
     base = 10 if form is IdForm.DECIMAL else 16
