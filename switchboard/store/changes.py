@@ -109,8 +109,9 @@ class PartUpdate(NamedTuple):
 class Parts(NamedTuple):
     """What receipts need of the parts of the destinations they may be about."""
 
-    by_ref: dict[tuple[str, str], tuple[int, int]]
-    """(carrier, carrier_ref) → (destination id, part)."""
+    by_ref: dict[tuple[str, str], list[tuple[int, int]]]
+    """(carrier, carrier_ref) → the (destination id, part)s it names, newest destination first, then by part.
+    Usually one; several when an SMSC answers every part of a message with one id, or reuses ids."""
     statuses: dict[int, dict[int, SmsStatus]]
     """Destination id → part → its status."""
     current: dict[int, Current]
@@ -119,11 +120,13 @@ class Parts(NamedTuple):
 
 def parts_from_rows(rows: Any, current: dict[int, Current]) -> Parts:
     """`Parts` from rows of (destination_id, part, carrier, carrier_ref, status) and those destinations."""
-    by_ref: dict[tuple[str, str], tuple[int, int]] = {}
+    by_ref: dict[tuple[str, str], list[tuple[int, int]]] = {}
     statuses: dict[int, dict[int, SmsStatus]] = {}
     for destination_id, part, carrier, carrier_ref, status in rows:
-        by_ref[(carrier, carrier_ref)] = (destination_id, part)
+        by_ref.setdefault((carrier, carrier_ref), []).append((destination_id, part))
         statuses.setdefault(destination_id, {})[part] = SmsStatus(status)
+    for named in by_ref.values():
+        named.sort(key=lambda dp: (-dp[0], dp[1]))
     return Parts(by_ref, statuses, current)
 
 
@@ -181,10 +184,16 @@ def plan_receipts(
     unmatched: list[Receipt] = []
     for r in receipts:
         key = (r.carrier, r.carrier_ref)
-        part = parts.by_ref.get(key)
-        if part is not None:
-            _part_receipt(plan, parts, part[0], part[1], r, now)
-            continue
+        named = parts.by_ref.get(key)
+        if named:
+            # The first part it names that still waits for its receipt; if none waits and a destination
+            # of its own has this reference (an id the SMSC used again), that destination's; else it is a
+            # late receipt for a finished part, kept in the history.
+            waiting = [dp for dp in named if not parts.statuses[dp[0]][dp[1]].terminal]
+            if waiting or key not in current or current[key].id in parts.statuses:
+                destination_id, part = (waiting or named)[0]
+                _part_receipt(plan, parts, destination_id, part, r, now)
+                continue
         row = current.get(key)
         if row is None:
             unmatched.append(r)

@@ -305,11 +305,11 @@ class PostgresStore:
             wanted = set(keys)
             current: dict[tuple[str, str], changes.Current] = {}
             by_id: dict[int, changes.Current] = {}
-            for r in rows:  # in id order: where two rows share a reference, the older one, as on SQLite
+            for r in rows:  # in id order: where two share a reference (an id used again), the newest, as on SQLite
                 row = changes.Current(*r[2:])
                 by_id[row.id] = row
                 if (r[0], r[1]) in wanted:
-                    current.setdefault((r[0], r[1]), row)
+                    current[(r[0], r[1])] = row
             parts = changes.NO_PARTS
             if ids:
                 part_rows = await conn.fetch(_PARTS_OF, ids)

@@ -755,9 +755,10 @@ def _apply_receipts(c: sqlite3.Connection, receipts: list[Receipt], now: int) ->
         f"SELECT d.carrier, d.carrier_ref, {changes.CURRENT_COLUMNS} FROM json_each(?) AS r "
         "JOIN destinations d ON d.carrier = json_extract(r.value, '$[0]') "
         "AND d.carrier_ref = json_extract(r.value, '$[1]') AND d.carrier_ref IS NOT NULL "
-        "JOIN messages m ON m.id = d.message_id",
+        "JOIN messages m ON m.id = d.message_id ORDER BY d.id",
         (_encode([(r.carrier, r.carrier_ref) for r in receipts]),),
     )
+    # Where destinations share a reference (an SMSC that used an id again), the newest one: the last.
     current = {(r[0], r[1]): changes.Current(*r[2:]) for r in rows}
     # Every part of the destinations that a receipt's reference names a part of.
     part_rows = c.execute(

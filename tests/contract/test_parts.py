@@ -174,3 +174,30 @@ async def test_a_single_part_ref_list_writes_no_parts(
     assert await part_rows(backend, dest) == []
     assert await store.apply_receipts([Receipt("sim", "only", S.DELIVERED)], now=clock.advance(10)) == []
     assert (await status_of(store, account_id, message_id))[0] is S.DELIVERED
+
+
+async def test_parts_that_share_one_id_are_delivered_by_as_many_receipts(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
+    """Some SMSCs answer every part of a message with the same id: each receipt completes the next part."""
+    account_id, message_id, _ = await sent_in_parts(store, make, clock, ("x", "x", "x"))
+    for n in range(3):
+        assert await store.apply_receipts([Receipt("sim", "x", S.DELIVERED)], now=clock.advance(10)) == []
+        expected = S.DELIVERED if n == 2 else S.SENT
+        assert (await status_of(store, account_id, message_id))[0] is expected
+
+
+async def test_an_id_used_again_reaches_the_new_destination_not_the_finished_part(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
+    account_id, old_message, _ = await sent_in_parts(store, make, clock, ("7", "8"))
+    await store.apply_receipts([Receipt("sim", r, S.DELIVERED) for r in ("7", "8")], now=clock.advance(10))
+    assert (await status_of(store, account_id, old_message))[0] is S.DELIVERED
+    # The SMSC restarted and gives "7" again, to a new single-part message.
+    account = await make.account()
+    new_message = await make.send(account)
+    [claimed] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
+    await store.finish([Outcome(claimed.id, claimed.attempt, S.SENT, carrier="sim", carrier_ref="7")], now=clock())
+    assert await store.apply_receipts([Receipt("sim", "7", S.UNDELIVERED)], now=clock.advance(10)) == []
+    assert (await status_of(store, account.id, new_message))[0] is S.UNDELIVERED
+    assert (await status_of(store, account_id, old_message))[0] is S.DELIVERED
