@@ -17,6 +17,7 @@ from switchboard.sms.carrier import OutboundSms
 from switchboard.sms.smpp.connector import (
     ESM_UDHI,
     NO_BIND_ERROR,
+    RATE_BUSY_ERROR,
     Addresses,
     SmppCarrier,
     addresses,
@@ -613,3 +614,23 @@ async def test_a_failing_inbound_sink_makes_the_smsc_send_the_mo_again_later(
 )
 def test_decode_inbound(data_coding: int, octets: bytes, udhi: bool, decoded: tuple[str | None, str | None]) -> None:
     assert decode_inbound(data_coding, octets, udhi=udhi) == decoded
+
+
+async def test_a_batch_beyond_the_rate_s_next_20_seconds_is_handed_back_not_held(
+    smsc: FakeSmsc, make_carrier: CarrierFactory
+) -> None:
+    """At 1 submit a second, a batch of 30 would hold its last messages past the worker's claim (and send
+    them twice when the claim passes on): what cannot go within 20 s is handed back, transient."""
+    clock = FakeClock()
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    smsc.on_submit = answer_with("x")
+    carrier = await make_carrier(clock=clock, rate=1.0, sleep=sleep)
+    results = await carrier.submit([sms(f"n{i}") for i in range(30)])
+    sent = [r for r in results if r.accepted]
+    busy = [r for r in results if not r.accepted]
+    assert len(sent) == 21  # the burst of 1, then 20 seconds' worth
+    assert all(r.error == RATE_BUSY_ERROR and not r.permanent for r in busy)
+    assert sum(isinstance(p, SubmitSm) for c in smsc.connections for p in c.received) == 21

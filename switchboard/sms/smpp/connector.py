@@ -137,6 +137,9 @@ ESM_UDHI = 0x40
 IEI_CONCAT_8BIT = 0x00
 """Concatenated short messages, 8-bit reference (3GPP TS 23.040 §9.2.3.24.1)."""
 MAX_PARTS = 255
+MAX_RATE_WAIT = 20.0
+"""Seconds a submit may wait for the carrier's rate: well inside the worker's claim lease (60 s by default)."""
+RATE_BUSY_ERROR = "Carrier busy: over its submit rate for now"
 RECEIPT_BATCH_DELAY = 0.01
 """Receipts (or inbound messages) that arrive within this many seconds of each other go to the sink in one
 batch."""
@@ -453,6 +456,12 @@ class SmppCarrier:
         if not self.up:  # before waiting for a token: a batch with no bind up fails at once
             return SubmitResult(None, NO_BIND_ERROR)
         wait = self._bucket.take(1)
+        if wait > MAX_RATE_WAIT:
+            # A batch larger than the rate gets through before the worker's claim runs out (its lease):
+            # hand the rest back to be tried later rather than send it after the claim has passed to
+            # another attempt, which would send it twice.
+            self._bucket.take(-1)
+            return SubmitResult(None, RATE_BUSY_ERROR)
         if wait:
             await self._sleep(wait)
         chosen = self._choose()
