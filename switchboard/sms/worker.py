@@ -97,10 +97,16 @@ class SmsWorker:
             await asyncio.gather(self._writing_receipts, return_exceptions=True)
 
     async def take_receipts(self, receipts: list[Receipt]) -> None:
-        """The carriers' receipt sink."""
-        now = self._clock.monotonic()
-        self._receipts.extend((now, r) for r in receipts)
-        self._receipts_ready.set()
+        """The carriers' receipt sink: written before it returns, so that a carrier acknowledges a receipt
+        only once it is stored (a failure raises, and an SMSC is asked to send it again). A receipt that
+        matches nothing yet (its submit response is still being written) is kept here and tried again for
+        UNMATCHED_RECEIPT_SECONDS."""
+        unmatched = await self._store.apply_receipts(receipts, now=self._clock.now_ms())
+        self._on_written()
+        if unmatched:
+            now = self._clock.monotonic()
+            self._receipts.extend((now, r) for r in unmatched)
+            self._receipts_ready.set()
 
     async def take_inbound(self, messages: list[InboundMessage]) -> None:
         """The carriers' inbound sink: stored at once, in the carrier's batch, so that the carrier acknowledges
@@ -202,6 +208,8 @@ class SmsWorker:
                 await asyncio.sleep(self._settings.poll_interval)
                 continue
             if self._closing:
+                if self._receipts:
+                    log.warning("%d receipts matched no message by shutdown; dropped", len(self._receipts))
                 return
             if self._receipts:  # some matched nothing yet: look again a little later
                 await asyncio.sleep(self._settings.poll_interval)

@@ -209,3 +209,26 @@ async def test_a_claim_whose_worker_died_is_handed_out_again_after_its_lease(sto
     again = await store.claim(now=clock.now_ms(), limit=10, lease_ms=10_000)
     assert [c.id for c in again] == [claimed[0].id] and again[0].attempt == claimed[0].attempt + 1
     assert await statuses(store, mid) == ["Received"]
+
+
+async def test_a_receipt_is_stored_before_the_sink_returns_and_a_failed_write_raises(store: SqliteStore) -> None:
+    """A carrier acknowledges a receipt to its SMSC when the sink returns: by then it must be committed, and
+    when it could not be, the sink must raise (the SMSC is then asked to send it again)."""
+    from switchboard.store.base import StoreError
+    from switchboard.store.records import Outcome, Receipt
+
+    clock = FakeClock()
+    mid = await put(store, clock, ["+16175551212"])
+    [claimed] = await store.claim(now=clock.now_ms(), limit=1, lease_ms=10_000)
+    outcome = Outcome(claimed.id, claimed.attempt, SmsStatus.SENT, carrier="c", carrier_ref="r1")
+    await store.finish([outcome], now=clock.now_ms())
+    worker = make_worker(store, clock, [SimulatedCarrier(name="sim", delay=0.2, clock=clock)])  # not started
+    await worker.take_receipts([Receipt("c", "r1", SmsStatus.DELIVERED)])
+    assert await statuses(store, mid) == ["Delivered"]  # no background flush needed
+
+    async def broken(receipts: list[Receipt], *, now: int) -> list[Receipt]:
+        raise StoreError("the disk went away")
+
+    store.apply_receipts = broken  # type: ignore[method-assign]
+    with pytest.raises(StoreError):
+        await worker.take_receipts([Receipt("c", "r2", SmsStatus.DELIVERED)])
