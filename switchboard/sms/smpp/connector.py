@@ -140,10 +140,10 @@ MAX_PARTS = 255
 MAX_RATE_WAIT = 20.0
 """Seconds a submit may wait for the carrier's rate: well inside the worker's claim lease (60 s by default)."""
 RATE_BUSY_ERROR = "Carrier busy: over its submit rate for now"
-RECEIPT_BATCH_DELAY = 0.01
+RECEIPT_BATCH_DELAY = 0.05
 """Receipts (or inbound messages) that arrive within this many seconds of each other go to the sink in one
 batch."""
-RECEIPT_BATCH_MAX = 200
+RECEIPT_BATCH_MAX = 1000
 DCS_ASCII = 0x01
 """data_coding 1: IA5 (CCITT T.50), i.e. ASCII (§5.2.19)."""
 DCS_LATIN1 = 0x03
