@@ -238,6 +238,24 @@ async def test_unanswered_request_times_out_and_its_late_response_is_dropped(sms
     assert response.message_id == "id-next" and session.bound
 
 
+async def test_a_peer_that_keeps_sending_but_answers_nothing_is_dropped_after_three_timeouts(
+    smsc: FakeSmsc, make_session: SessionFactory
+) -> None:
+    """Receipts keep arriving, so the keepalive never speaks; three requests in a row unanswered end the
+    session anyway (the reconnector then reconnects, and the router can fail over meanwhile)."""
+    session = make_session(response_timeout=0.1, enquire_link_interval=5.0)
+    await session.connect()
+    smsc.answer_submits = False
+    for n in range(3):
+        assert session.bound
+        smsc.last.send(DeliverSm(sequence=100 + n, source_addr="447700900002", short_message=b"receipt"))
+        with pytest.raises(ResponseTimeout):
+            await session.submit(submit_sm(f"m{n}"))
+    assert not session.bound
+    with pytest.raises(ConnectionLost):
+        await session.submit(submit_sm("after"))
+
+
 async def test_generic_nack_fails_its_request_with_its_status(smsc: FakeSmsc, session: Session) -> None:
     async def nack(c: Connection, pdu: SubmitSm) -> None:
         c.send(GenericNack(sequence=pdu.sequence, status=S.ESME_RINVCMDLEN))

@@ -116,6 +116,8 @@ BACKOFF_CAP = 60.0
 BACKOFF_JITTER = 0.2
 """Each delay is drawn from ±20 % of its step, so gateways that lost one SMSC together do not return together."""
 STABLE_BIND = 60.0
+MAX_UNANSWERED_IN_A_ROW = 3
+"""Requests in a row left without a response before the link is taken for dead, whatever else arrives."""
 """A bind that lasted this long counts as recovered: the next loss starts the backoff again from the base."""
 PERMANENT_BIND_STATUSES = frozenset(
     {CommandStatus.ESME_RINVPASWD, CommandStatus.ESME_RINVSYSID, CommandStatus.ESME_RINVSYSTYP}
@@ -240,6 +242,7 @@ class Session:
         self._reading: asyncio.Task[None] | None = None
         self._keepalive: asyncio.Task[None] | None = None
         self._last_received = 0.0
+        self._unanswered_in_a_row = 0
 
     @property
     def state(self) -> State:
@@ -344,8 +347,16 @@ class Session:
         try:
             async with asyncio.timeout(self._response_timeout):
                 await self._write(frame)
-                return await future
+                response = await future
+            self._unanswered_in_a_row = 0
+            return response
         except TimeoutError:
+            self._unanswered_in_a_row += 1
+            if self._unanswered_in_a_row >= MAX_UNANSWERED_IN_A_ROW:
+                # The keepalive only speaks when nothing arrives; a peer that keeps sending (receipts) but
+                # no longer answers us, or no longer reads what we write, would otherwise stay "up" for ever
+                # and the router would never fail over.
+                self._abort(f"{MAX_UNANSWERED_IN_A_ROW} requests in a row went unanswered")
             raise ResponseTimeout(
                 f"{self.peer}: no response to {pdu.command_id.name} #{pdu.sequence} in {self._response_timeout} s"
             ) from None
