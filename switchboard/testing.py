@@ -108,3 +108,18 @@ class ServerProcess:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+FINAL_STATUSES = frozenset({"Delivered", "Undelivered", "Expired", "Rejected", "Failed", "Cancelled"})
+
+
+def wait_final(client: Any, ident: str, timeout: float) -> list[str]:
+    """The statuses of a Send's destinations once all are final, or as they are after `timeout` seconds;
+    `client` is an httpx.Client with the key and base URL set."""
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = client.get("/api/SMS/GetStatus", params={"ID": ident}).json()
+        statuses = [d["Status"] for d in doc["Destinations"]]
+        if all(s in FINAL_STATUSES for s in statuses) or time.monotonic() > deadline:
+            return statuses
+        time.sleep(0.2)

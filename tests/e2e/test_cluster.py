@@ -7,7 +7,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,10 @@ import asyncpg
 import httpx
 import pytest
 
-from switchboard.testing import ServerProcess
+from switchboard.testing import ServerProcess, wait_final
 from tests.e2e.receiver import Receiver, check_arrivals, expected_callbacks, send_many, wait_for
 
 ADMIN_URL = os.environ.get("SWITCHBOARD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-FINAL = {"Delivered", "Undelivered", "Expired", "Rejected", "Failed"}
 
 
 async def _admin(sql: str) -> None:
@@ -68,16 +66,6 @@ def test_api_and_worker_processes_share_postgresql(tmp_path: Path, database: str
         worker.wait(15)
         api.stop()
     assert first == second == ["Delivered", "Undelivered", "Failed"]
-
-
-def wait_final(client: httpx.Client, ident: str, timeout: float) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        doc = client.get("/api/SMS/GetStatus", params={"ID": ident}).json()
-        statuses = [d["Status"] for d in doc["Destinations"]]
-        if all(s in FINAL for s in statuses) or time.monotonic() > deadline:
-            return statuses
-        time.sleep(0.2)
 
 
 def test_two_workers_deliver_every_callback_in_order_on_postgresql(tmp_path: Path, database: str) -> None:

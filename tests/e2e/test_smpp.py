@@ -10,10 +10,8 @@ from typing import Any
 
 import httpx
 
-from switchboard.testing import ServerProcess
+from switchboard.testing import ServerProcess, wait_final
 from tests.integration.smsc import SmscPeer
-
-FINAL = {"Delivered", "Undelivered", "Expired", "Rejected", "Failed"}
 
 
 def test_sends_go_over_smpp_and_receipts_set_their_status(tmp_path: Path) -> None:
@@ -65,16 +63,6 @@ receipt_id_form = "decimal"
         assert seen["4915100000000"]["data_coding"] == 0
         assert seen["4915100000010"]["data_coding"] == 8
         assert bytes.fromhex(seen["4915100000010"]["short_message_hex"]).decode("utf-16-be") == "Привет, мир"
-
-
-def wait_final(client: httpx.Client, ident: str, timeout: float) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        doc = client.get("/api/SMS/GetStatus", params={"ID": ident}).json()
-        statuses = [d["Status"] for d in doc["Destinations"]]
-        if all(s in FINAL for s in statuses) or time.monotonic() > deadline:
-            return statuses
-        time.sleep(0.2)
 
 
 def test_a_long_message_is_delivered_only_when_every_part_is(tmp_path: Path) -> None:
