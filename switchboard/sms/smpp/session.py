@@ -515,7 +515,7 @@ class Session:
                     self._abort(f"link dead: no enquire_link_resp in {self._response_timeout} s")
                     return
             except (Nacked, MalformedResponse):
-                pass  # an answer all the same: the link is alive
+                continue  # an answer all the same: the link is alive
             except ConnectionLost:
                 return
 
