@@ -270,7 +270,7 @@ async def _run(job: Job) -> Result:
             rss, anon = status_mb("VmRSS", "RssAnon")
             wal = os.path.getsize(job.db + "-wal") / 2**20
             # The dispatcher's private counters, read only: what it holds in memory.
-            in_flight, unwritten = d._in_flight, len(d._results)
+            in_flight, unwritten = len(d._active), len(d._results)
             tasks = len(asyncio.all_tasks())
             state = (sys.getallocatedblocks(), in_flight, tasks, unwritten, d.delivered)
             samples.append(Sample(at, rss, anon, wal, *state, store.attempted, store.deferred))

@@ -112,9 +112,8 @@ class Dispatcher:
         self._room = asyncio.Event()
         self._results: list[CallbackResult] = []
         self._results_ready = asyncio.Event()
-        self._in_flight = 0
         self._hosts: OrderedDict[str, _Host] = OrderedDict()  # least recently used first
-        self._active: set[int] = set()
+        self._active: set[int] = set()  # callbacks with an attempt in progress here (their count: the room used)
         self._deliveries: set[asyncio.Task[None]] = set()
         self._claiming: asyncio.Task[None] | None = None
         self._writing: asyncio.Task[None] | None = None
@@ -159,7 +158,7 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         s = self._settings
         while True:
-            room = s.max_in_flight - self._in_flight
+            room = s.max_in_flight - len(self._active)
             if room < min(s.batch_size, s.max_in_flight) // 2:
                 self._room.clear()
                 await self._room.wait()
@@ -201,7 +200,6 @@ class Dispatcher:
                 return False
             host.running[c.id] = now
             host.turns_until = 0.0  # it has room now: turns handed out before are behind it
-        self._in_flight += 1
         self._active.add(c.id)
         task = asyncio.create_task(self._deliver(c, host))
         self._deliveries.add(task)  # the loop keeps only a weak reference to tasks
@@ -228,7 +226,6 @@ class Dispatcher:
         except Exception:  # a bug, not a receiver's fault: the lease brings the event back
             log.exception("callback %d: attempt failed unexpectedly", c.id)
         finally:
-            self._in_flight -= 1
             self._active.discard(c.id)
             if host is not None:
                 host.running.pop(c.id, None)
