@@ -326,6 +326,13 @@ CLAIM_CALLBACK_COLUMNS = (
 """From `callbacks c JOIN accounts a ON a.id = c.account_id`; `claimed_callback` reads a row of them."""
 
 
+CALLBACK_VIEW_COLUMNS = (
+    "id, account_id, kind, subject_id, sequence, url, body, state, due_at, attempts, last_status, last_error, "
+    "created_at, updated_at"
+)
+"""The columns of `CallbackView` (history aside), from `callbacks`."""
+
+
 def claimed_callback(row: Any) -> ClaimedCallback:
     (cid, attempt, account_id, kind, subject_id, sequence, own_url, account_url, disabled, body,
      secret, previous, rotated_at) = row  # fmt: skip

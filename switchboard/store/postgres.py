@@ -604,10 +604,7 @@ _PROMOTE_CALLBACKS = (
     "SELECT (SELECT n.id FROM callbacks n WHERE n.subject_id = s.id AND n.state = 'pending' "
     "ORDER BY n.sequence LIMIT 1) FROM unnest($2::bigint[]) AS s(id))"
 )
-_CALLBACK_VIEW_COLS = (
-    "id, account_id, kind, subject_id, sequence, url, body, state, due_at, attempts, last_status, last_error, "
-    "created_at, updated_at"
-)
+_CALLBACK_VIEW_COLS = changes.CALLBACK_VIEW_COLUMNS
 
 
 def _callback_view(row: Any, history: list[CallbackAttempt]) -> CallbackView:

@@ -846,10 +846,7 @@ def _finish_callbacks(c: sqlite3.Connection, results: list[CallbackResult]) -> N
         c.execute(f"UPDATE accounts SET {disabled_column}=? WHERE id=? AND {url_column}=?", (reason, account_id, url))
 
 
-_CALLBACK_VIEW_COLS = (
-    "id, account_id, kind, subject_id, sequence, url, body, state, due_at, attempts, last_status, last_error, "
-    "created_at, updated_at"
-)
+_CALLBACK_VIEW_COLS = changes.CALLBACK_VIEW_COLUMNS
 
 
 def _callback_view(row: Sequence[Any], history: list[CallbackAttempt]) -> CallbackView:
