@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SMSC := tests/smsc
 SMSC_STAMP := $(SMSC)/node_modules/.installed-$(shell cksum $(SMSC)/package-lock.json | cut -d' ' -f1)
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench lint clean sipp
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -26,8 +26,13 @@ $(SMSC_STAMP): $(SMSC)/package-lock.json
 run: $(STAMP)
 	$(BIN)/switchboard serve --data-dir ./data --allow-private-callbacks
 
-test: $(STAMP) $(SMSC_STAMP)
+test: $(STAMP) $(SMSC_STAMP) sipp
 	$(BIN)/python -m pytest -q
+
+# sipp (Debian's sip-tester) is the far end of the SIP tests; without it they are skipped.
+sipp:
+	@command -v sipp >/dev/null || (apt-get update -qq && apt-get install -y -qq sip-tester) >/dev/null 2>&1 \
+		|| echo "note: sipp could not be installed, so the SIP tests against it will be skipped"
 
 bench: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null

@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import uvicorn
@@ -24,19 +25,26 @@ from switchboard.api.account import AccountApi
 from switchboard.api.app import ApiSettings, ASGIApp, create_app
 from switchboard.api.ratelimit import RateLimiter
 from switchboard.api.sms import SmsApi
+from switchboard.api.voice import VoiceApi
 from switchboard.callbacks.dispatcher import Dispatcher, DispatcherSettings
 from switchboard.callbacks.transport import HttpTransport
-from switchboard.config import Config, SmsCarrierConfig
+from switchboard.config import Config, SmsCarrierConfig, VoiceTrunkConfig
 from switchboard.domain import numbers
 from switchboard.domain.clock import Clock, SystemClock
 from switchboard.domain.ids import IdGenerator
+from switchboard.domain.routing import Route, Router
 from switchboard.sms.carrier import Carrier
-from switchboard.sms.router import Route, Router
 from switchboard.sms.service import SmsService
 from switchboard.sms.simulator import SimulatedCarrier
 from switchboard.sms.worker import SmsWorker, WorkerSettings
 from switchboard.store import migrate
 from switchboard.store.base import Store
+from switchboard.voice import tts
+from switchboard.voice.dialer import Dialer, DialerSettings
+from switchboard.voice.prompts import AudioLibrary
+from switchboard.voice.service import VoiceService
+from switchboard.voice.simulator import SimulatedTrunk
+from switchboard.voice.trunk import Trunk
 
 log = logging.getLogger("switchboard")
 
@@ -84,6 +92,21 @@ def build_carriers(config: Config, clock: Clock) -> list[Carrier]:
     return carriers
 
 
+def build_trunks(config: Config, clock: Clock) -> list[Trunk]:
+    trunks: list[Trunk] = []
+    # With none configured, the default simulator.
+    for t in config.voice.trunks or [VoiceTrunkConfig(name="simulator")]:
+        trunks.append(
+            SimulatedTrunk(name=t.name, clock=clock, ring_seconds=t.delay, max_calls=t.max_calls, cps=t.cps)
+        )
+    return trunks
+
+
+def simulated_trunk_names(config: Config) -> frozenset[str]:
+    trunks = config.voice.trunks or [VoiceTrunkConfig(name="simulator")]
+    return frozenset(t.name for t in trunks if t.kind == "simulator")
+
+
 @dataclass
 class Gateway:
     config: Config
@@ -94,6 +117,10 @@ class Gateway:
     accounts: Accounts = field(init=False)
     sms: SmsService = field(init=False)
     worker: SmsWorker | None = field(init=False, default=None)
+    audio: AudioLibrary = field(init=False)
+    voice: VoiceService = field(init=False)
+    dialer: Dialer | None = field(init=False, default=None)
+    trunks: list[Trunk] = field(init=False, default_factory=list)
     dispatcher: Dispatcher | None = field(init=False, default=None)
     carriers: list[Carrier] = field(init=False, default_factory=list)
 
@@ -103,6 +130,11 @@ class Gateway:
         await self.store.open()
         ids = IdGenerator(node=await self.store.node_id(), clock_ms=self.clock.now_ms)
         await asyncio.to_thread(numbers.preload)  # ≈ 0.2 s now rather than on the first request per country
+        engine = await asyncio.to_thread(tts.default_engine)
+        cache = tts.TtsCache(
+            Path(self.config.server.data_dir) / "tts-cache", max_bytes=self.config.voice.tts_cache_mb * 1_000_000
+        )
+        self.audio = AudioLibrary(engine=engine, cache=cache, store=self.store)
         cb = self.config.callbacks
         self.accounts = Accounts(
             store=self.store, ids=ids, clock=self.clock, allow_private_callbacks=cb.allow_private_networks
@@ -144,6 +176,22 @@ class Gateway:
                 ),
                 on_written=self.dispatcher.wake,
             )
+            self.trunks = build_trunks(self.config, self.clock)
+            self.dialer = Dialer(
+                store=self.store,
+                router=Router(
+                    carriers=self.trunks,
+                    routes=[Route(r.trunk, r.prefix, r.country, r.account, r.sender) for r in self.config.voice.routes],
+                    country_of=numbers.country_of,
+                ),
+                audio=self.audio,
+                clock=self.clock,
+                settings=DialerSettings(poll_interval=w.poll_interval),
+                on_written=self.dispatcher.wake,
+            )
+        self.voice = VoiceService(
+            store=self.store, ids=ids, clock=self.clock, audio=self.audio, on_accepted=self._calls
+        )
         self.sms = SmsService(store=self.store, ids=ids, clock=self.clock, on_accepted=self._accepted)
         if self.dispatcher is not None:
             await self.dispatcher.start()
@@ -154,6 +202,12 @@ class Gateway:
             simulated = [c.name for c in self.carriers if c.simulated]
             if simulated:
                 log.warning("SMS carrier(s) %s are SIMULATED: no real message leaves this gateway", simulated)
+        if self.dialer is not None:
+            await self.dialer.start()
+            await self.store.watch_for_work(self.dialer.wake)
+            simulated = [t.name for t in self.trunks if t.simulated]
+            if simulated:
+                log.warning("voice trunk(s) %s are SIMULATED: no real call leaves this gateway", simulated)
 
     def _accepted(self) -> None:
         """A Send was stored: its destinations are due, and those stored Failed have callbacks due."""
@@ -162,19 +216,31 @@ class Gateway:
         if self.dispatcher is not None:
             self.dispatcher.wake()
 
+    def _calls(self) -> None:
+        """A Call was stored (its calls are due) or a cancel asked for (records may be due)."""
+        if self.dialer is not None:
+            self.dialer.wake()
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
     async def stop(self) -> None:
         if self.worker is not None:
             await self.worker.stop()  # its last receipts may write callbacks: the dispatcher stops after it
+        if self.dialer is not None:
+            await self.dialer.stop()  # the same for call records
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         await self.store.close()
+        self.audio.engine.close()
 
     def http_app(self) -> ASGIApp:
         limits = self.config.limits
+        # One limit per account for Send and Call together (LimitsConfig).
+        limiter = RateLimiter(rate=limits.requests_per_second, burst=limits.burst, clock=self.clock)
         sms_api = SmsApi(
             accounts=self.accounts,
             sms=self.sms,
-            limiter=RateLimiter(rate=limits.requests_per_second, burst=limits.burst, clock=self.clock),
+            limiter=limiter,
             clock=self.clock,
             allow_private_callbacks=self.config.callbacks.allow_private_networks,
             simulated_carriers=frozenset(
@@ -183,8 +249,17 @@ class Gateway:
                 if c.kind == "simulator"
             ),
         )
+        voice_api = VoiceApi(
+            accounts=self.accounts,
+            voice=self.voice,
+            limiter=limiter,
+            clock=self.clock,
+            allow_private_callbacks=self.config.callbacks.allow_private_networks,
+            simulated_trunks=simulated_trunk_names(self.config),
+        )
         return create_app(
             sms=sms_api,
+            voice=voice_api,
             account=AccountApi(accounts=self.accounts, store=self.store, clock=self.clock),
             store=self.store,
             settings=ApiSettings(access_log=self.config.server.access_log, version=__version__),

@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from switchboard import __version__
@@ -122,6 +123,46 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--wait", type=float, metavar="SECONDS", help="poll until every destination is final")
     _client_args(p)
+
+    p = sub.add_parser("call", help="place voice calls through a running server")
+    p.add_argument("--to", action="append", required=True, metavar="NUMBER", help="destination (repeatable)")
+    p.add_argument("--sender", "-s", required=True, help="the caller number to show")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--message", "-m", help="text to speak (with --locale)")
+    what.add_argument("--campaign", metavar="ID", help="a campaign's recording to play")
+    p.add_argument("--locale", "-l", help="the message's locale, e.g. en-US or hi-IN")
+    p.add_argument("--reference")
+    p.add_argument("--callback", help='"Yes" (default: the account\'s voice URL), "No" or an https URL')
+    p.add_argument("--ring-timeout", type=int, metavar="SECONDS")
+    _client_args(p)
+
+    calls = sub.add_parser("calls", help="the calls of a Call request: status, cancel").add_subparsers(
+        dest="action", required=True
+    )
+    p = calls.add_parser("status", help="each call's record")
+    p.add_argument("id")
+    p.add_argument("--wait", type=float, metavar="SECONDS", help="poll until every call has ended")
+    _client_args(p)
+    p = calls.add_parser("cancel", help="cancel calls not yet ended (they end as Failed / Cancel)")
+    p.add_argument("id")
+    p.add_argument("--to", metavar="NUMBER", help="only the call to this number")
+    _client_args(p)
+
+    campaigns = sub.add_parser("campaigns", help="recordings to play in calls").add_subparsers(
+        dest="action", required=True
+    )
+    p = campaigns.add_parser("create", help="from a WAV file, or from text spoken once in a locale")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--wav", metavar="FILE", help="a WAV file (any common rate and width)")
+    source.add_argument("--text", help="text to speak (with --locale)")
+    p.add_argument("--locale", "-l")
+    p.add_argument("--name")
+    _client_args(p)
+    for action, text in (("list", "your campaigns"), ("show", "one campaign"), ("delete", "delete a campaign")):
+        p = campaigns.add_parser(action, help=text)
+        if action != "list":
+            p.add_argument("id")
+        _client_args(p)
 
     account = sub.add_parser("account", help="your account's callback URLs and webhook secret").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -674,7 +715,7 @@ def _print_response(response: Any) -> int:
         print(json.dumps(response.json(), indent=2, ensure_ascii=False))
     except ValueError:
         print(response.text)
-    return 0 if response.status_code == 200 else 1
+    return 0 if response.status_code in (200, 201, 204) else 1
 
 
 def _send(args: argparse.Namespace) -> int:
@@ -695,19 +736,22 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    final = {"Delivered", "Undelivered", "Expired", "Rejected", "Failed", "Cancelled"}
+    return _poll(args, "/api/SMS/GetStatus", "Destinations", final)
+
+
+def _poll(args: argparse.Namespace, path: str, items: str, final: set[str]) -> int:
+    """GET `path` for args.id until every entry of `items` has a final status or `--wait` runs out."""
     import time
 
     import httpx
 
-    final = {"Delivered", "Undelivered", "Expired", "Rejected", "Failed", "Cancelled"}
     deadline = time.monotonic() + (args.wait or 0)
     try:
         with _client(args) as client:
             while True:
-                response = client.get("/api/SMS/GetStatus", params={"ID": args.id})
-                done = response.status_code != 200 or all(
-                    d["Status"] in final for d in response.json().get("Destinations", [])
-                )
+                response = client.get(path, params={"ID": args.id})
+                done = response.status_code != 200 or all(d["Status"] in final for d in response.json().get(items, []))
                 if done or time.monotonic() >= deadline:
                     return _print_response(response)
                 time.sleep(0.5)
@@ -751,6 +795,49 @@ def _callbacks_client(args: argparse.Namespace) -> int:
     return _over_http(args, lambda c: c.post(f"/api/Callbacks/{args.id}/Replay"))
 
 
+def _call(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"Destination": [{"MobileNo": n} for n in args.to], "Sender": args.sender}
+    for key, value in (
+        ("Message", args.message),
+        ("Locale", args.locale),
+        ("CampaignID", args.campaign),
+        ("ReferenceID", args.reference),
+        ("CallBack", args.callback),
+        ("RingTimeout", args.ring_timeout),
+    ):
+        if value is not None:
+            body[key] = value
+    return _over_http(args, lambda c: c.post("/api/Voice/Call", json=body))
+
+
+def _calls(args: argparse.Namespace) -> int:
+    if args.action == "cancel":
+        params = {"ID": args.id, **({"MobileNo": args.to} if args.to else {})}
+        return _over_http(args, lambda c: c.post("/api/Voice/Cancel", params=params))
+    return _poll(args, "/api/Voice/GetStatus", "Calls", {"Answered", "Busy", "NoAnswer", "Failed"})
+
+
+def _campaigns(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        return _over_http(args, lambda c: c.get("/api/Campaigns"))
+    if args.action == "show":
+        return _over_http(args, lambda c: c.get(f"/api/Campaigns/{args.id}"))
+    if args.action == "delete":
+        return _over_http(args, lambda c: c.delete(f"/api/Campaigns/{args.id}"))
+    if args.wav is not None:
+        try:
+            data = Path(args.wav).read_bytes()
+        except OSError as e:
+            raise CliError(f"cannot read {args.wav}: {e.strerror}") from None
+        params = {"Name": args.name or Path(args.wav).stem}
+        headers = {"Content-Type": "audio/wav"}
+        return _over_http(args, lambda c: c.post("/api/Campaigns", params=params, content=data, headers=headers))
+    if not args.locale:
+        raise CliError("--text needs --locale")
+    body = {"Name": args.name or "campaign", "Text": args.text, "Locale": args.locale}
+    return _over_http(args, lambda c: c.post("/api/Campaigns", json=body))
+
+
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": _serve,
     "api": _serve,
@@ -759,6 +846,9 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "keys": _keys,
     "send": _send,
     "status": _status,
+    "call": _call,
+    "calls": _calls,
+    "campaigns": _campaigns,
     "db": _db,
     "callbacks": _callbacks,
     "account": _account,

@@ -109,7 +109,11 @@ class VoiceTrunkConfig(_Section):
     username: str = ""
     password: str = ""
     cps: float = 10.0
+    """Call setups per second at most; calls beyond it wait their turn."""
     max_calls: int = 500
+    """Concurrent calls at most; calls beyond it wait for a free channel."""
+    delay: float = 1.0
+    """Simulator only: seconds a number rings before it answers."""
 
 
 class VoiceRouteConfig(_Section):
@@ -123,6 +127,8 @@ class VoiceRouteConfig(_Section):
 class VoiceConfig(_Section):
     trunks: list[VoiceTrunkConfig] = msgspec.field(default_factory=list)
     routes: list[VoiceRouteConfig] = msgspec.field(default_factory=list)
+    tts_cache_mb: int = 200
+    """Rendered speech kept on disk (in the data folder's tts-cache) at most."""
 
 
 class Config(_Section):
@@ -224,8 +230,15 @@ def _check(config: Config) -> None:
         if r.carrier not in names:
             raise ConfigError(f"sms.routes: carrier {r.carrier!r} is not one of sms.carriers")
     trunks = [t.name for t in config.voice.trunks]
+    if len(set(trunks)) != len(trunks):
+        raise ConfigError("voice.trunks: two trunks have the same name")
+    for t in config.voice.trunks:
+        if t.cps <= 0 or t.max_calls < 1:
+            raise ConfigError(f"voice.trunks {t.name!r}: cps and max_calls must be positive")
+        if t.kind == "sip" and not (0 < t.port < 65536 and t.host):
+            raise ConfigError(f"voice.trunks {t.name!r}: a SIP trunk needs a host and a port 1..65535")
     if any(t.kind == "sip" for t in config.voice.trunks):
-        raise ConfigError('voice.trunks: kind "sip" is not built yet (voice calls are not built)')
+        raise ConfigError('voice.trunks: kind "sip" is not built yet (only the simulator trunk is)')
     for vr in config.voice.routes:
         if vr.trunk not in trunks:
             raise ConfigError(f"voice.routes: trunk {vr.trunk!r} is not one of voice.trunks")

@@ -1,5 +1,5 @@
-"""The HTTP application: a thin ASGI front that sends the SMS endpoints straight to their raw handlers
-and everything else to a Starlette app (operations endpoints, docs, and what later issues add).
+"""The HTTP application: a thin ASGI front that sends the SMS and voice endpoints straight to their raw
+handlers and everything else to a Starlette app (operations endpoints, docs, and what later issues add).
 
 Paths are matched without regard to letter case or a trailing slash, as the vendor's ASP.NET-style API did.
 """
@@ -18,9 +18,11 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from switchboard.api.account import AccountApi
+from switchboard.api.campaigns import CampaignApi
 from switchboard.api.http import Message, Receive, Scope, Send, json_bytes, respond
 from switchboard.api.openapi import DOCS_PAGE, openapi_document
 from switchboard.api.sms import SmsApi
+from switchboard.api.voice import VoiceApi
 from switchboard.store.base import Store, StoreError
 
 access_log = logging.getLogger("switchboard.access")
@@ -37,13 +39,25 @@ class ApiSettings:
     version: str
 
 
-def create_app(*, sms: SmsApi, account: AccountApi, store: Store, settings: ApiSettings) -> ASGIApp:
+def create_app(
+    *, sms: SmsApi, account: AccountApi, store: Store, settings: ApiSettings, voice: VoiceApi | None = None
+) -> ASGIApp:
+    """The application; the voice endpoints and `/api/Campaigns` only when `voice` is given."""
     fast: dict[str, tuple[frozenset[str], Handler]] = {
         "/api/sms": (frozenset({"POST"}), sms.send),
         "/api/sms/send": (frozenset({"POST"}), sms.send),
         "/api/sms/getstatus": (frozenset({"GET", "POST"}), sms.get_status),
     }
-    rest = _starlette(store=store, account=account, version=settings.version)
+    campaigns = None
+    if voice is not None:
+        fast |= {
+            "/api/voice": (frozenset({"POST"}), voice.call),
+            "/api/voice/call": (frozenset({"POST"}), voice.call),
+            "/api/voice/getstatus": (frozenset({"GET", "POST"}), voice.get_status),
+            "/api/voice/cancel": (frozenset({"POST"}), voice.cancel),
+        }
+        campaigns = CampaignApi(accounts=voice.accounts, voice=voice.voice)
+    rest = _starlette(store=store, account=account, campaigns=campaigns, version=settings.version)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -99,7 +113,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def _starlette(*, store: Store, account: AccountApi, version: str) -> Starlette:
+def _starlette(*, store: Store, account: AccountApi, campaigns: CampaignApi | None, version: str) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": version})
 
@@ -125,6 +139,15 @@ def _starlette(*, store: Store, account: AccountApi, version: str) -> Starlette:
     async def not_allowed(request: Request, exc: Any) -> Response:
         return Response(_NOT_ALLOWED, status_code=405, media_type="application/json")
 
+    campaign_routes = []
+    if campaigns is not None:
+        campaign_routes = [
+            Route("/api/campaigns", campaigns.endpoint(campaigns.create_campaign), methods=["POST"]),
+            Route("/api/campaigns", campaigns.endpoint(campaigns.list_campaigns), methods=["GET"]),
+            Route("/api/campaigns/{campaign_id}", campaigns.endpoint(campaigns.get_campaign), methods=["GET"]),
+            Route("/api/campaigns/{campaign_id}", campaigns.endpoint(campaigns.delete_campaign), methods=["DELETE"]),
+        ]
+
     return Starlette(
         routes=[
             Route("/healthz", healthz),
@@ -139,6 +162,7 @@ def _starlette(*, store: Store, account: AccountApi, version: str) -> Starlette:
             Route("/api/callbacks", account.endpoint(account.list_callbacks), methods=["GET"]),
             Route("/api/callbacks/{callback_id}", account.endpoint(account.get_callback), methods=["GET"]),
             Route("/api/callbacks/{callback_id}/replay", account.endpoint(account.replay_callback), methods=["POST"]),
+            *campaign_routes,
         ],
         exception_handlers={404: not_found, 405: not_allowed},
     )

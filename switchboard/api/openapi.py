@@ -69,6 +69,234 @@ _STATUS = {
 }
 
 
+_VOICE_ERROR = {
+    "type": "object",
+    "properties": {
+        "ID": {"type": "string", "description": "The request's ID; a refused Call gets one of its own."},
+        "ErrorID": {"type": "string", "examples": ["5000"]},
+        "Message": {
+            "type": "string",
+            "examples": ["Received with error - Parameter Destination/Mobile No is missing or empty"],
+        },
+    },
+    "required": ["ID", "ErrorID", "Message"],
+}
+_CALL_BODY = {
+    "type": "object",
+    "required": ["Destination", "Sender"],
+    "description": "Message + Locale (text to speech), or CampaignID: exactly one of the two.",
+    "properties": {
+        "Destination": _DESTINATION,
+        "Sender": {"type": "string", "description": "The caller number shown: up to 15 digits, optional '+'."},
+        "Message": {"type": "string", "maxLength": 2000, "description": "Text to speak."},
+        "Locale": {"type": "string", "examples": ["hi-IN"], "description": "Required with Message."},
+        "CampaignID": {"type": "string", "format": "uuid", "description": "A campaign of the account."},
+        "ReferenceID": {"type": "string", "description": "Extension: echoed back; need not be unique."},
+        "CallBack": {
+            "type": "string",
+            "description": 'Extension: call records go to the account\'s voice URL by default; "No" turns them '
+            "off, an https URL overrides.",
+        },
+        "RingTimeout": {"type": "integer", "minimum": 5, "maximum": 120, "default": 30},
+    },
+    "example": {
+        "Destination": [{"MobileNo": "0016175551212"}, {"MobileNo": "+15005550001"}],
+        "Message": "Welcome to Optimum Measures Voice solution",
+        "Sender": "00919833111380",
+        "Locale": "hi-IN",
+    },
+}
+_CALL_STATUS = {
+    "type": "object",
+    "properties": {
+        "ID": {"type": "string"},
+        "Status": {"type": "string", "description": "The least advanced of the calls' statuses."},
+        "ReferenceID": {"type": "string"},
+        "DateTime": {"type": "string"},
+        "Calls": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    k: {"type": "string"}
+                    for k in (
+                        "GUID",
+                        "MobileNo",
+                        "Status",
+                        "Reason",
+                        "Calltime",
+                        "AnswerTime",
+                        "Duration",
+                        "Trunk",
+                        "Detail",
+                    )
+                }
+                | {"Simulated": {"type": "boolean"}},
+            },
+        },
+    },
+}
+_CAMPAIGN = {
+    "type": "object",
+    "properties": {
+        "CampaignID": {"type": "string", "format": "uuid"},
+        "Name": {"type": "string"},
+        "Source": {"enum": ["wav", "tts"]},
+        "Locale": {"type": "string"},
+        "Text": {"type": "string"},
+        "Duration": {"type": "number", "description": "Seconds, one decimal."},
+        "Created": {"type": "string"},
+    },
+    "example": {
+        "CampaignID": "fc46b682-b939-4fc2-81c3-891cfb23cd92",
+        "Name": "welcome",
+        "Source": "tts",
+        "Locale": "hi-IN",
+        "Text": "Welcome to Optimum Measures Voice solution",
+        "Duration": 3.4,
+        "Created": "2026-01-01 00:00:00.000",
+    },
+}
+
+
+def _voice_errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Invalid request (5000-5005, 5009-5012, 5014)",
+        401: "Authentication failed (5006)",
+        404: "ID not found (5013), or Invalid Campaign (5002) in a campaign path",
+        413: "Body too large (5008)",
+        415: "A multipart form: send the WAV as the body (5014)",
+        429: "Rate limit exceeded (5007), with Retry-After",
+        503: "Database or text to speech unavailable (5015)",
+    }
+    return {
+        str(c): {
+            "description": text[c],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/VoiceError"}}},
+        }
+        for c in codes
+    }
+
+
+def _voice_paths() -> dict[str, Any]:
+    call_op = {
+        "summary": "Call one or more destinations and play text to speech or a campaign",
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CallRequest"}}},
+        },
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "schema": {"type": "string"},
+                "description": "Extension: a repeated key answers the first request's ID and stores nothing.",
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "Stored durably; the calls are queued",
+                "content": {"application/json": {"example": {"ID": "7865", "Status": "Received"}}},
+            },
+            **_voice_errors(400, 401, 413, 429, 503),
+        },
+    }
+    lookup = [
+        {"name": "ID", "in": "query", "schema": {"type": "string"}},
+        {
+            "name": "ReferenceID",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "The newest Call request with it.",
+        },
+    ]
+    status_op = {
+        "summary": "Extension: the call records of a Call request",
+        "parameters": lookup,
+        "responses": {
+            "200": {
+                "description": "Found",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CallStatus"}}},
+            },
+            **_voice_errors(401, 404, 503),
+        },
+    }
+    campaign_id = {"name": "CampaignID", "in": "path", "required": True, "schema": {"type": "string"}}
+    campaign = {
+        "description": "The campaign",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Campaign"}}},
+    }
+    return {
+        "/api/Voice": {"post": call_op | {"operationId": "voice"}},
+        "/api/Voice/Call": {"post": call_op | {"operationId": "voiceCall"}},
+        "/api/Voice/GetStatus": {
+            "get": status_op | {"operationId": "voiceGetStatus"},
+            "post": status_op | {"operationId": "voiceGetStatusPost"},
+        },
+        "/api/Voice/Cancel": {
+            "post": {
+                "summary": "Extension: cancel a request's calls (or those to MobileNo); they end Failed / Cancel",
+                "operationId": "voiceCancel",
+                "parameters": [
+                    {"name": "ID", "in": "query", "required": True, "schema": {"type": "string"}},
+                    {"name": "MobileNo", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Cancelled: not dialled yet, ended now; Stopping: under way, being hung up",
+                        "content": {
+                            "application/json": {
+                                "example": {"ID": "7865", "Cancelled": 3, "Stopping": 1, "AlreadyEnded": 2}
+                            }
+                        },
+                    },
+                    **_voice_errors(401, 404, 503),
+                },
+            }
+        },
+        "/api/Campaigns": {
+            "post": {
+                "summary": "Extension: a campaign from a WAV upload (raw body, ?Name=) or from JSON Name, Text, Locale",
+                "parameters": [{"name": "Name", "in": "query", "schema": {"type": "string", "maxLength": 100}}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "audio/wav": {"schema": {"type": "string", "format": "binary", "maxLength": 20 * 1024 * 1024}},
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["Text", "Locale"],
+                                "properties": {
+                                    "Name": {"type": "string", "maxLength": 100},
+                                    "Text": {"type": "string", "maxLength": 2000},
+                                    "Locale": {"type": "string", "examples": ["hi-IN"]},
+                                },
+                            }
+                        },
+                    },
+                },
+                "responses": {"201": campaign, **_voice_errors(400, 401, 413, 415, 503)},
+            },
+            "get": {
+                "summary": "Extension: the account's campaigns, newest first",
+                "responses": {"200": {"description": "{Campaigns: [...]}"}, **_voice_errors(401, 503)},
+            },
+        },
+        "/api/Campaigns/{CampaignID}": {
+            "get": {
+                "summary": "Extension: one campaign",
+                "parameters": [campaign_id],
+                "responses": {"200": campaign, **_voice_errors(401, 404, 503)},
+            },
+            "delete": {
+                "summary": "Extension: delete a campaign (new calls may not use it; queued calls still play it)",
+                "parameters": [campaign_id],
+                "responses": {"204": {"description": "Deleted"}, **_voice_errors(401, 404, 503)},
+            },
+        },
+    }
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Invalid request",
@@ -212,7 +440,15 @@ def openapi_document(version: str) -> dict[str, Any]:
             "`UserName` (account) and `Password` (key) query parameters.",
         },
         "components": {
-            "schemas": {"Error": _ERROR, "SendRequest": _SEND_BODY, "Status": _STATUS},
+            "schemas": {
+                "Error": _ERROR,
+                "SendRequest": _SEND_BODY,
+                "Status": _STATUS,
+                "VoiceError": _VOICE_ERROR,
+                "CallRequest": _CALL_BODY,
+                "CallStatus": _CALL_STATUS,
+                "Campaign": _CAMPAIGN,
+            },
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -236,6 +472,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready"}},
                 }
             },
+            **_voice_paths(),
             **extension_paths,
         },
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["SmsError"]
+__all__ = ["SmsError", "VoiceError"]
 
 
 class SmsError(enum.Enum):
@@ -61,5 +61,64 @@ class SmsError(enum.Enum):
     ID_NOT_FOUND = ("131", "ID not found", 404)
     """GetStatus: no such ID, or one that belongs to another account."""
     UNAVAILABLE = ("140", "Service temporarily unavailable", 503)
+    """Extension: the request could not be stored or read now (the database is unreachable); nothing was
+    accepted, and the same request may be sent again."""
+
+
+class VoiceError(enum.Enum):
+    """Why a Call, a voice GetStatus or Cancel, or a campaign request was refused (vendor ids 5000-5007;
+    5008 and up are extensions)."""
+
+    error_id: str
+    text: str
+    http_status: int
+
+    def __init__(self, error_id: str, text: str, http_status: int) -> None:
+        self.error_id = error_id
+        self.text = text
+        self.http_status = http_status
+
+    @property
+    def message(self) -> str:
+        """The response's "Message", e.g. "Received with error - Invalid Json"."""
+        return f"Received with error - {self.text}"
+
+    AUTHENTICATION_FAILED = ("5006", "Authentication failed", 401)
+    """No credentials, an unknown account or key, or a revoked key."""
+    BODY_TOO_LARGE = ("5008", "Request body too large", 413)
+    """Extension: the body is over the limit (1 MiB for a Call, 20 MiB for a campaign upload)."""
+    INVALID_JSON = ("5001", "Invalid Json", 400)
+    """The body is not JSON even when read leniently, is not an object, or has an unusable ReferenceID."""
+    DESTINATION_MISSING = ("5000", "Parameter Destination/Mobile No is missing or empty", 400)
+    """No Destination, or one that holds no number at all."""
+    TOO_MANY_DESTINATIONS = ("5005", "Too many destinations (at most 1000)", 400)
+    """More than 1,000 destinations in one request."""
+    SENDER_MISSING = ("5000", "Parameter Sender is missing or empty", 400)
+    """No Sender, or an empty or blank one."""
+    SENDER_INVALID = ("5009", "Parameter Sender is invalid", 400)
+    """Extension: a Sender (the caller number shown) that is not a number of up to 15 digits."""
+    BOTH_GIVEN = ("5003", "Message or CampaignID, either of the two should be present", 400)
+    """Both Message and CampaignID were given."""
+    NEITHER_GIVEN = ("5000", "Parameter Message or CampaignID is missing or empty", 400)
+    """Neither Message nor CampaignID was given (or both are empty)."""
+    MESSAGE_TOO_LONG = ("5010", "Parameter Message is too long", 400)
+    """Extension: a Message of more than 2,000 characters (several minutes of speech)."""
+    LOCALE_MISSING = ("5000", "Parameter Locale is missing or empty", 400)
+    """A Message without a Locale."""
+    LOCALE_UNSUPPORTED = ("5004", "Locale is not supported", 400)
+    """A Locale the text-to-speech engine does not speak."""
+    CAMPAIGN_INVALID = ("5002", "Invalid Campaign", 400)
+    """A CampaignID that is unknown, deleted, or another account's."""
+    CALLBACK_INVALID = ("5011", "Parameter CallBack is invalid", 400)
+    """Extension: a CallBack that is not Yes, No, true, false or an http(s) URL (or a refused URL)."""
+    RING_TIMEOUT_INVALID = ("5012", "Parameter RingTimeout is invalid", 400)
+    """Extension: a RingTimeout that is not a whole number of seconds from 5 to 120."""
+    RATE_LIMITED = ("5007", "Rate limit exceeded", 429)
+    """The account sent more than its rate allows; the response carries Retry-After."""
+    ID_NOT_FOUND = ("5013", "ID not found", 404)
+    """Extension: GetStatus or Cancel of no such ID, or one that belongs to another account."""
+    AUDIO_INVALID = ("5014", "Invalid audio", 400)
+    """Extension: a campaign upload that is not a WAV file we can read (the message says why)."""
+    UNAVAILABLE = ("5015", "Service temporarily unavailable", 503)
     """Extension: the request could not be stored or read now (the database is unreachable); nothing was
     accepted, and the same request may be sent again."""

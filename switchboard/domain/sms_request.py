@@ -27,6 +27,10 @@ Decisions where the vendor document is silent:
   back in Python's shortest form); empty means none. A longer string, or an object, list or boolean, is
   error 120 (Invalid Json), checked first with the other "is this a usable body" checks, since the
   catalogue has no id of its own for it and truncating would break clients matching on it.
+
+The field readers (`read_destinations`, `read_sender`, `read_callback`, `read_reference_id`) answer
+neutral values (None, `INVALID`, or the error the caller passes), so `voice_request` reads a Call body's
+fields exactly as a Send's.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import enum
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from switchboard.domain.encoding import Encoding, measure
@@ -50,8 +55,14 @@ __all__ = [
     "MIN_VALIDITY_SECONDS",
     "Callback",
     "CallbackMode",
+    "Invalid",
     "SendRequest",
     "SmsError",
+    "is_json_int",
+    "read_callback",
+    "read_destinations",
+    "read_reference_id",
+    "read_sender",
     "validate_send",
 ]
 
@@ -80,6 +91,7 @@ _SCHEDULE = re.compile(
     re.VERBOSE,
 )
 _URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f]")
+E = TypeVar("E")
 # Integers are written out with str(), which is slow for huge ones and refuses past 4,300 digits
 # (sys.int_info); nothing this long is a phone number, a sender or a reference anyway.
 _LONGEST_INT = 10**40
@@ -127,11 +139,11 @@ class SendRequest:
     """How many SMS the message is sent as, to each destination."""
 
 
-class _Invalid:
+class Invalid:
     """Marks a present but unusable value (distinct from None, "absent")."""
 
 
-_INVALID = _Invalid()
+INVALID = Invalid()
 
 
 def validate_send(doc: object, *, now: datetime) -> SendRequest | SmsError:
@@ -146,11 +158,15 @@ def validate_send(doc: object, *, now: datetime) -> SendRequest | SmsError:
     except AttributeError:  # a key that is not a string: not from JSON, but never an exception
         fields = {key.lower() if isinstance(key, str) else key: value for key, value in doc.items()}
 
-    reference_id = _reference_id(fields.get("referenceid"))
-    if isinstance(reference_id, _Invalid):
+    reference_id = read_reference_id(fields.get("referenceid"))
+    if isinstance(reference_id, Invalid):
         return SmsError.INVALID_JSON
 
-    destinations = _destinations(fields.get("destination"))
+    destinations = read_destinations(
+        fields.get("destination"),
+        missing=SmsError.DESTINATION_MISSING,
+        too_many=SmsError.TOO_MANY_DESTINATIONS,
+    )
     if isinstance(destinations, SmsError):
         return destinations
 
@@ -160,22 +176,22 @@ def validate_send(doc: object, *, now: datetime) -> SendRequest | SmsError:
     if len(message) > MAX_MESSAGE_CHARS:
         return SmsError.MESSAGE_TOO_LONG
 
-    sender = _sender(fields.get("sender"))
+    sender = read_sender(fields.get("sender"))
     if sender is None:
         return SmsError.SENDER_MISSING
-    if isinstance(sender, _Invalid):
+    if isinstance(sender, Invalid):
         return SmsError.SENDER_INVALID
 
-    callback = _callback(fields.get("callback"))
+    callback = read_callback(fields.get("callback"))
     if callback is None:
         return SmsError.CALLBACK_INVALID
 
     schedule_at = _schedule_at(fields.get("scheduleat"), now)
-    if isinstance(schedule_at, _Invalid):
+    if isinstance(schedule_at, Invalid):
         return SmsError.SCHEDULE_INVALID
 
     validity_period = _validity(fields.get("validityperiod"))
-    if isinstance(validity_period, _Invalid):
+    if isinstance(validity_period, Invalid):
         return SmsError.VALIDITY_INVALID
 
     encoding, segments = measure(message)
@@ -192,24 +208,24 @@ def validate_send(doc: object, *, now: datetime) -> SendRequest | SmsError:
     )
 
 
-def _is_int(value: object) -> bool:
+def is_json_int(value: object) -> bool:
     """A JSON integer (bool is an int to Python, not to JSON), small enough for str()."""
     return isinstance(value, int) and not isinstance(value, bool) and -_LONGEST_INT < value < _LONGEST_INT
 
 
-def _destinations(value: object) -> list[str] | SmsError:
-    """The numbers as written, or error 121 (no number at all) or 124 (too many)."""
+def read_destinations(value: object, *, missing: E, too_many: E) -> list[str] | E:
+    """The numbers as written, or `missing` (no number at all) or `too_many` (over `MAX_DESTINATIONS`)."""
     if isinstance(value, list):
-        if len(value) > MAX_DESTINATIONS:  # 124, unless no entry has a number (121 comes first)
+        if len(value) > MAX_DESTINATIONS:  # too many, unless no entry has a number (missing comes first)
             has_number = any(_filled(_number(item)) for item in value)
-            return SmsError.TOO_MANY_DESTINATIONS if has_number else SmsError.DESTINATION_MISSING
+            return too_many if has_number else missing
         numbers = [_number(item) for item in value]
         for number in numbers:  # a plain loop: any() with a generator costs more for short lists
             if number and not number.isspace():
                 return numbers
-        return SmsError.DESTINATION_MISSING
+        return missing
     number = _number(value)
-    return [number] if _filled(number) else SmsError.DESTINATION_MISSING
+    return [number] if _filled(number) else missing
 
 
 def _filled(number: str) -> bool:
@@ -220,11 +236,11 @@ def _filled(number: str) -> bool:
 def _number(item: object) -> str:
     """One destination entry as written: a string, an integer, or {"MobileNo": either}; else ""."""
     if isinstance(item, dict):
-        mobile = item.get("MobileNo", _INVALID)
-        item = _get_folded(item, "mobileno") if mobile is _INVALID else mobile
+        mobile = item.get("MobileNo", INVALID)
+        item = _get_folded(item, "mobileno") if mobile is INVALID else mobile
     if isinstance(item, str):
         return item
-    if _is_int(item):
+    if is_json_int(item):
         return str(item)
     return ""
 
@@ -238,23 +254,26 @@ def _get_folded(mapping: dict[object, object], lower_key: str) -> object:
     return found
 
 
-def _sender(value: object) -> str | _Invalid | None:
-    """The sender, stripped; None when missing or empty (125), _INVALID when unusable (126)."""
+def read_sender(value: object, *, numeric_only: bool = False) -> str | Invalid | None:
+    """The sender, stripped; None when missing or empty (125), INVALID when unusable (126). With
+    `numeric_only` (a caller number) only a number of up to 15 digits, with an optional "+", is usable."""
     if value is None:
         return None
-    if _is_int(value):
+    if is_json_int(value):
         value = str(value)  # a number given as a JSON integer; a negative one fails below
     if not isinstance(value, str):
-        return _INVALID
+        return INVALID
     sender = value.strip()
     if not sender:
         return None
-    if len(sender) <= 16 and (_ALPHANUMERIC_SENDER.fullmatch(sender) or _NUMERIC_SENDER.fullmatch(sender)):
+    if len(sender) <= 16 and (
+        _NUMERIC_SENDER.fullmatch(sender) or (not numeric_only and _ALPHANUMERIC_SENDER.fullmatch(sender))
+    ):
         return sender
-    return _INVALID
+    return INVALID
 
 
-def _callback(value: object) -> Callback | None:
+def read_callback(value: object) -> Callback | None:
     """The CallBack, or None when it is not one (error 127)."""
     if value is None or value is False or value == "":
         return CALLBACK_NO
@@ -279,15 +298,15 @@ def _callback(value: object) -> Callback | None:
     return None
 
 
-def _schedule_at(value: object, now: datetime) -> datetime | _Invalid | None:
-    """ScheduleAt in UTC; None when absent or not after `now` (send now); _INVALID for error 132."""
+def _schedule_at(value: object, now: datetime) -> datetime | Invalid | None:
+    """ScheduleAt in UTC; None when absent or not after `now` (send now); INVALID for error 132."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        return _INVALID
+        return INVALID
     match = _SCHEDULE.fullmatch(value.strip())
     if match is None:
-        return _INVALID
+        return INVALID
     year, month, day, zone = match.group(1, 2, 3, 12)
     hour, minute, second, fraction = match.group(4, 5, 6, 7) if match.group(4) else match.group(8, 9, 10, 11)
     sign, zone_hours, zone_minutes = match.group(13, 14, 15)
@@ -307,38 +326,38 @@ def _schedule_at(value: object, now: datetime) -> datetime | _Invalid | None:
             tzinfo=zone_info,
         ).astimezone(UTC)
     except (ValueError, OverflowError):  # 2024-02-30, 25:00, an offset of a day or more, past year 9999
-        return _INVALID
+        return INVALID
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
     if when <= now:
         return None
     if when - now > MAX_SCHEDULE_AHEAD:
-        return _INVALID
+        return INVALID
     return when
 
 
-def _validity(value: object) -> int | _Invalid | None:
-    """ValidityPeriod in seconds; None when absent; _INVALID for error 133."""
+def _validity(value: object) -> int | Invalid | None:
+    """ValidityPeriod in seconds; None when absent; INVALID for error 133."""
     if value is None or value == "":
         return None
-    if _is_int(value):
+    if is_json_int(value):
         assert isinstance(value, int)  # for mypy: _is_int checked it
         seconds = value
     elif isinstance(value, str) and value.strip().isdigit() and value.isascii() and len(value) <= 20:
         seconds = int(value)
     else:
-        return _INVALID
-    return seconds if MIN_VALIDITY_SECONDS <= seconds <= MAX_VALIDITY_SECONDS else _INVALID
+        return INVALID
+    return seconds if MIN_VALIDITY_SECONDS <= seconds <= MAX_VALIDITY_SECONDS else INVALID
 
 
-def _reference_id(value: object) -> str | _Invalid | None:
-    """ReferenceID as a string; None when absent or empty; _INVALID for error 120."""
+def read_reference_id(value: object) -> str | Invalid | None:
+    """ReferenceID as a string; None when absent or empty; INVALID for error 120."""
     if value is None or value == "":
         return None
     if isinstance(value, str):
-        return value if len(value) <= MAX_REFERENCE_ID_CHARS else _INVALID
-    if _is_int(value):
+        return value if len(value) <= MAX_REFERENCE_ID_CHARS else INVALID
+    if is_json_int(value):
         return str(value)
     if isinstance(value, float):
         return repr(value)
-    return _INVALID
+    return INVALID

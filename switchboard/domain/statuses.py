@@ -92,3 +92,76 @@ def parts_status(parts: list[SmsStatus]) -> SmsStatus | None:
     if all(p is SmsStatus.DELIVERED for p in parts):
         return SmsStatus.DELIVERED
     return SmsStatus.UNDELIVERED  # a final status receipts never carry (Failed, Cancelled): not delivered
+
+
+class CallStatus(enum.StrEnum):
+    """The status of one call (one destination of a Call request). The last four are the vendor's call
+    statuses, each final with a `CallReason`; the first three are extensions, shown while a call is under
+    way."""
+
+    RECEIVED = "Received"
+    """Stored durably and waiting for a dialer (and a free channel on its trunk)."""
+    DIALING = "Dialing"
+    """The trunk is ringing the number (an INVITE is out); not answered yet."""
+    IN_PROGRESS = "InProgress"
+    """Answered; the audio is playing."""
+    ANSWERED = "Answered"
+    """Answered, and ended: by us after the audio (reason NA) or by the called party (CallerHangUp)."""
+    BUSY = "Busy"
+    """The called party was busy (SIP 486 or 600)."""
+    NO_ANSWER = "NoAnswer"
+    """Nobody answered within the ring timeout, or the network said so (SIP 480, 408)."""
+    FAILED = "Failed"
+    """It could not be made: blocked, an error, or cancelled (see the reason)."""
+
+    @property
+    def terminal(self) -> bool:
+        return self in _CALL_TERMINAL
+
+    @property
+    def rank(self) -> int:
+        """How far along; GetStatus reports the least advanced of a request's calls."""
+        return _CALL_RANK[self]
+
+
+class CallReason(enum.StrEnum):
+    """Why a call ended as it did (the vendor's "Reasons"); "" while it is under way."""
+
+    NA = "NA"
+    """Nothing to add: answered and played to the end, or busy."""
+    TIMEOUT = "Timeout"
+    """Not answered in time."""
+    CALLER_HANG_UP = "CallerHangUp"
+    """The called party hung up before the audio ended (the vendor's name for it)."""
+    BLOCKED = "Blocked"
+    """Refused by the network (SIP 403, 603, 607, 608) or by our own rules."""
+    GENERAL_ERROR = "General Error"
+    """Anything else: an invalid number, no route, a trunk error, no response, audio that could not be
+    prepared, or a dialer that stopped in the middle of the call."""
+    CANCEL = "Cancel"
+    """Cancelled through the API before it ended."""
+
+
+_CALL_TERMINAL = frozenset({CallStatus.ANSWERED, CallStatus.BUSY, CallStatus.NO_ANSWER, CallStatus.FAILED})
+_CALL_RANK = {
+    CallStatus.RECEIVED: 0,
+    CallStatus.DIALING: 1,
+    CallStatus.IN_PROGRESS: 2,
+    CallStatus.FAILED: 3,
+    CallStatus.BUSY: 3,
+    CallStatus.NO_ANSWER: 3,
+    CallStatus.ANSWERED: 4,
+}
+
+
+def sip_outcome(status_code: int) -> tuple[CallStatus, CallReason]:
+    """The contract's outcome of a call that ended with a SIP final response other than 2xx
+    (ARCHITECTURE.md §2, "Calls and call records"); a 2xx is Answered, decided by who hung up."""
+    if status_code in (486, 600):
+        return CallStatus.BUSY, CallReason.NA
+    if status_code in (480, 408, 487):
+        # 487 (Request Terminated) answers our own CANCEL on ring timeout.
+        return CallStatus.NO_ANSWER, CallReason.TIMEOUT
+    if status_code in (403, 603, 607, 608):
+        return CallStatus.FAILED, CallReason.BLOCKED
+    return CallStatus.FAILED, CallReason.GENERAL_ERROR

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from switchboard.domain.clock import Clock
+from switchboard.domain.routing import Router
 from switchboard.domain.statuses import SmsStatus
 from switchboard.sms.carrier import Carrier, OutboundSms
-from switchboard.sms.router import Router
 from switchboard.store.base import Store
 from switchboard.store.records import ClaimedDestination, InboundMessage, Outcome, Receipt
 
@@ -44,7 +44,7 @@ class SmsWorker:
         self,
         *,
         store: Store,
-        router: Router,
+        router: Router[Carrier],
         clock: Clock,
         settings: WorkerSettings,
         on_written: Callable[[], None] | None = None,

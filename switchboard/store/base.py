@@ -17,12 +17,20 @@ from switchboard.store.records import (
     CallbackResult,
     CallbackState,
     CallbackView,
+    CallEnd,
+    CallProgress,
+    CallRequestView,
+    Campaign,
+    CancelResult,
+    ClaimedCall,
     ClaimedCallback,
     ClaimedDestination,
     HistoryEntry,
     InboundMessage,
     InFlight,
     MessageView,
+    NewCall,
+    NewCallRequest,
     NewDestination,
     NewErrorLog,
     NewMessage,
@@ -142,3 +150,48 @@ class Store(Protocol):
 
     async def list_inbound(self, *, limit: int, before_id: int | None = None) -> list[StoredInbound]:
         """Stored inbound messages, newest first; `before_id` pages on (only ids below it)."""
+
+    # voice: calls are queued like destinations; a call's record (a "voice" callback) is written when it ends
+    async def accept_calls(self, request: NewCallRequest, calls: list[NewCall]) -> int:
+        """Store a Call request and one call per destination, due now, in one transaction; returns the
+        request's id. A call without a valid number is stored Failed / General Error with its call record
+        (when the request wants records). With an `idempotency_key` already used by the account, nothing is
+        stored and the earlier request's id is returned."""
+
+    async def get_call_request(self, account_id: int, request_id: int) -> CallRequestView | None: ...
+    async def find_call_request_by_reference(self, account_id: int, reference_id: str) -> CallRequestView | None:
+        """The newest of the account's Call requests with this ReferenceID."""
+
+    async def claim_calls(self, *, now: int, limit: int, lease_ms: int) -> list[ClaimedCall]:
+        """Due calls, leased: queued ones to dial, and any whose dialer's lease ran out mid-call."""
+
+    async def progress_calls(self, changes: list[CallProgress]) -> list[int]:
+        """Record calls moving on (Dialing, InProgress); changes of superseded claims, and of calls that
+        ended meanwhile, are ignored. Returns the ids of the calls whose change was applied."""
+
+    async def end_calls(self, ends: list[CallEnd]) -> None:
+        """Write how calls ended, each with its call record in the same transaction; a call already final
+        (cancelled meanwhile) or claimed again since is left alone."""
+
+    async def cancel_calls(
+        self, account_id: int, request_id: int, *, mobile_no: str | None = None, now: int
+    ) -> CancelResult | None:
+        """Cancel a request's calls (or only those to `mobile_no`): queued ones end at once as Failed /
+        Cancel; those under way are marked for their dialer to hang up. None: no such request."""
+
+    async def cancels_requested(self, call_ids: list[int]) -> list[int]:
+        """Which of these calls (under way) were asked to stop through `cancel_calls`."""
+
+    async def create_campaign(self, campaign: Campaign, audio: bytes) -> None: ...
+    async def get_campaign(self, account_id: int, campaign_id: str) -> Campaign | None:
+        """The account's campaign; None when unknown, deleted or another account's."""
+
+    async def campaign_audio(self, campaign_id: str) -> bytes | None:
+        """The campaign's 8 kHz 16-bit mono PCM (little-endian), also after it was deleted (queued calls
+        may still play it); None when unknown."""
+
+    async def list_campaigns(self, account_id: int) -> list[Campaign]:
+        """The account's campaigns that are not deleted, newest first."""
+
+    async def delete_campaign(self, account_id: int, campaign_id: str, *, now: int) -> bool:
+        """Mark it deleted (new calls may not use it); False when it was not the account's or already gone."""

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from switchboard.domain.statuses import SmsStatus
-from switchboard.store import changes
+from switchboard.store import changes, postgres_calls
 from switchboard.store.base import DuplicateName, Replay, StoreError
 from switchboard.store.records import (
     Account,
@@ -25,6 +25,12 @@ from switchboard.store.records import (
     CallbackResult,
     CallbackState,
     CallbackView,
+    CallEnd,
+    CallProgress,
+    CallRequestView,
+    Campaign,
+    CancelResult,
+    ClaimedCall,
     ClaimedCallback,
     ClaimedDestination,
     DestinationView,
@@ -32,6 +38,8 @@ from switchboard.store.records import (
     InboundMessage,
     InFlight,
     MessageView,
+    NewCall,
+    NewCallRequest,
     NewDestination,
     NewErrorLog,
     NewMessage,
@@ -78,9 +86,11 @@ class PostgresStore:
             raise _translate(e) from e
 
     async def watch_for_work(self, wake: Callable[[], None]) -> None:
-        """LISTEN on a connection of its own for the NOTIFY that `accept` sends at commit."""
+        """LISTEN on a connection of its own for the NOTIFY that `accept` sends at commit; every caller (the
+        SMS worker, the dialer) shares that connection."""
         try:
-            self._listener = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
+            if self._listener is None:
+                self._listener = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
             await self._listener.add_listener(WORK_CHANNEL, lambda *_: wake())
         except _DRIVER_ERRORS as e:
             raise _translate(e) from e
@@ -421,6 +431,67 @@ class PostgresStore:
             before_id, limit,
         )  # fmt: skip
         return [StoredInbound(*r) for r in rows]
+
+    # voice (store/postgres_calls.py)
+
+    async def accept_calls(self, request: NewCallRequest, calls: list[NewCall]) -> int:
+        async with self._connection(transaction=True) as conn:
+            return await postgres_calls.accept_calls(conn, request, calls, notify=WORK_CHANNEL)
+
+    async def get_call_request(self, account_id: int, request_id: int) -> CallRequestView | None:
+        async with self._connection() as conn:
+            return await postgres_calls.select_call_request(conn, account_id, "id=$2", request_id)
+
+    async def find_call_request_by_reference(self, account_id: int, reference_id: str) -> CallRequestView | None:
+        async with self._connection() as conn:
+            return await postgres_calls.select_call_request(conn, account_id, "reference_id=$2", reference_id)
+
+    async def claim_calls(self, *, now: int, limit: int, lease_ms: int) -> list[ClaimedCall]:
+        async with self._connection() as conn:
+            return await postgres_calls.claim_calls(conn, now, limit, lease_ms)
+
+    async def progress_calls(self, changes: list[CallProgress]) -> list[int]:
+        if not changes:
+            return []
+        async with self._connection(transaction=True) as conn:
+            return await postgres_calls.progress_calls(conn, changes)
+
+    async def end_calls(self, ends: list[CallEnd]) -> None:
+        if ends:
+            async with self._connection(transaction=True) as conn:
+                await postgres_calls.end_calls(conn, ends)
+
+    async def cancel_calls(
+        self, account_id: int, request_id: int, *, mobile_no: str | None = None, now: int
+    ) -> CancelResult | None:
+        async with self._connection(transaction=True) as conn:
+            return await postgres_calls.cancel_calls(conn, account_id, request_id, mobile_no, now)
+
+    async def cancels_requested(self, call_ids: list[int]) -> list[int]:
+        if not call_ids:
+            return []
+        async with self._connection() as conn:
+            return await postgres_calls.cancels_requested(conn, call_ids)
+
+    async def create_campaign(self, campaign: Campaign, audio: bytes) -> None:
+        async with self._connection() as conn:
+            await postgres_calls.create_campaign(conn, campaign, audio)
+
+    async def get_campaign(self, account_id: int, campaign_id: str) -> Campaign | None:
+        async with self._connection() as conn:
+            return await postgres_calls.get_campaign(conn, account_id, campaign_id)
+
+    async def campaign_audio(self, campaign_id: str) -> bytes | None:
+        async with self._connection() as conn:
+            return await postgres_calls.campaign_audio(conn, campaign_id)
+
+    async def list_campaigns(self, account_id: int) -> list[Campaign]:
+        async with self._connection() as conn:
+            return await postgres_calls.list_campaigns(conn, account_id)
+
+    async def delete_campaign(self, account_id: int, campaign_id: str, *, now: int) -> bool:
+        async with self._connection() as conn:
+            return await postgres_calls.delete_campaign(conn, account_id, campaign_id, now)
 
 
 _ACCOUNT_COLS = (

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from switchboard.domain.statuses import SmsStatus
+from switchboard.domain.statuses import CallReason, CallStatus, SmsStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,3 +297,148 @@ class CallbackView:
     created_at: int
     updated_at: int
     history: list[CallbackAttempt]
+
+
+# Voice: a Call request (`call_requests`) and one call per destination (`calls`), queued like SMS.
+
+
+@dataclass(slots=True)
+class NewCallRequest:
+    id: int
+    account_id: int
+    reference_id: str | None
+    sender: str
+    """The caller number shown to the called party, as the client wrote it."""
+    message: str | None
+    """Text to speak in `locale`; None when `campaign_id` is given."""
+    locale: str | None
+    """Canonical BCP-47 (`voice.tts.normalize_locale`)."""
+    campaign_id: str | None
+    callback: str
+    """`domain.sms_request.CallbackMode` value: "yes" (the account's voice URL, the default), "no", "url"."""
+    callback_url: str | None
+    ring_timeout: int
+    """Seconds to ring before giving up (CANCEL): NoAnswer / Timeout."""
+    destination_count: int
+    created_at: int
+    idempotency_key: str | None
+
+
+class NewCall(NamedTuple):
+    """One call of a new request; its id is `request.id + 1 + position`, like an SMS destination's."""
+
+    mobile_no: str
+    """As the client wrote it."""
+    e164: str | None
+    """None when it is not a valid number: the call is stored Failed / General Error, with its record."""
+    guid: str
+    """The call's GUID in its call record (the vendor's CDR "GUID")."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallView:
+    id: int
+    position: int
+    guid: str
+    mobile_no: str
+    status: CallStatus
+    reason: str
+    """A `CallReason` value once final; "" while the call is under way."""
+    call_time: int | None
+    """When it was dialled (the INVITE went out); None if it never was."""
+    answer_time: int | None
+    end_time: int | None
+    duration: int
+    """Whole seconds from answer to hang-up; 0 when not answered."""
+    trunk: str | None
+    detail: str | None
+    """What the trunk said, for people: "SIP 486 Busy Here", "no route", ... (not part of the record)."""
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequestView:
+    id: int
+    account_id: int
+    reference_id: str | None
+    sender: str
+    message: str | None
+    locale: str | None
+    campaign_id: str | None
+    created_at: int
+    calls: list[CallView]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedCall:
+    """A call handed to one dialer. Status Received: dial it. Dialing or InProgress: its dialer stopped
+    without ending it (the lease ran out), so it is ended as Failed / General Error, never dialled twice."""
+
+    id: int
+    attempt: int
+    """The claim's token: a change is applied only while no later claim has been made."""
+    status: CallStatus
+    request_id: int
+    account_id: int
+    account_name: str
+    guid: str
+    mobile_no: str
+    e164: str | None
+    sender: str
+    message: str | None
+    locale: str | None
+    campaign_id: str | None
+    ring_timeout: int
+
+
+class CallProgress(NamedTuple):
+    """A claimed call moved on: Dialing (the INVITE is out) or InProgress (answered)."""
+
+    call_id: int
+    attempt: int
+    status: CallStatus
+    at: int
+    """call_time for Dialing, answer_time for InProgress."""
+    trunk: str
+    lease_until: int
+    """When the call is taken as abandoned if it has not ended by then (its dialer died)."""
+
+
+class CallEnd(NamedTuple):
+    """How a claimed call ended; written with its call record (a voice callback) in one transaction."""
+
+    call_id: int
+    attempt: int
+    status: CallStatus
+    reason: CallReason
+    end_time: int
+    call_time: int | None = None
+    """Set when known here (a call that never reached Dialing has none)."""
+    answer_time: int | None = None
+    trunk: str | None = None
+    detail: str | None = None
+
+
+class CancelResult(NamedTuple):
+    ended: int
+    """Calls that had not been dialled yet: ended now as Failed / Cancel."""
+    stopping: int
+    """Calls under way: their dialer was asked to hang up (they end as Failed / Cancel)."""
+    finished: int
+    """Calls that had already ended: left as they were."""
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """A recording to play: an uploaded WAV, or text in a locale rendered once (8 kHz 16-bit mono PCM)."""
+
+    id: str
+    """A GUID (the API's CampaignID)."""
+    account_id: int
+    name: str
+    source: str
+    """"wav" or "tts"."""
+    text: str | None
+    locale: str | None
+    duration_ms: int
+    created_at: int

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -224,4 +225,80 @@ inbound_messages = Table(
     Column("received_at", BigInteger, nullable=False),
     # One of our numbers' messages, newest first.
     Index("ix_inbound_messages_destination", "destination_addr", "id"),
+)
+
+# Voice. A Call request and its calls, one per destination: `calls` is a work queue like `destinations` (ids
+# are the request's id + 1 + position; `due_at` is set while a dialer should look at the call: queued, or
+# under way with `due_at` as its lease, after which the call is taken as abandoned).
+call_requests = Table(
+    "call_requests",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=False),
+    Column("account_id", BigInteger, nullable=False),
+    Column("reference_id", Text),
+    Column("sender", Text, nullable=False),
+    Column("message", Text),
+    Column("locale", Text),
+    Column("campaign_id", Text),
+    Column("callback", Text, nullable=False),
+    Column("callback_url", Text),
+    Column("ring_timeout", Integer, nullable=False),
+    Column("destination_count", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("idempotency_key", Text),
+    Index("ix_call_requests_reference", "account_id", "reference_id"),
+    Index(
+        "ux_call_requests_idempotency",
+        "account_id",
+        "idempotency_key",
+        unique=True,
+        sqlite_where=text("idempotency_key IS NOT NULL"),
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
+)
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=False),
+    Column("request_id", BigInteger, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("guid", Text, nullable=False),
+    Column("mobile_no", Text, nullable=False),
+    Column("e164", Text),
+    Column("status", Text, nullable=False),
+    Column("reason", Text, nullable=False, server_default=text("''")),
+    Column("detail", Text),
+    Column("due_at", BigInteger),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("trunk", Text),
+    Column("call_time", BigInteger),
+    Column("answer_time", BigInteger),
+    Column("end_time", BigInteger),
+    Column("cancel_requested", Integer, nullable=False, server_default=text("0")),
+    Column("updated_at", BigInteger, nullable=False),
+    Index(
+        "ix_calls_due",
+        "due_at",
+        sqlite_where=text("due_at IS NOT NULL"),
+        postgresql_where=text("due_at IS NOT NULL"),
+    ),
+)
+
+# Recordings to play: an uploaded WAV or text rendered once, kept as 8 kHz 16-bit mono PCM. A deleted campaign
+# keeps its row and audio (calls queued before the delete still play it) but new calls may not use it.
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Text, primary_key=True),  # a GUID
+    Column("account_id", BigInteger, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("source", Text, nullable=False),  # "wav" or "tts"
+    Column("text", Text),
+    Column("locale", Text),
+    Column("duration_ms", Integer, nullable=False),
+    Column("audio", LargeBinary, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("deleted_at", BigInteger),
+    Index("ix_campaigns_account", "account_id", "created_at"),
 )

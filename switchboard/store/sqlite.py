@@ -25,7 +25,7 @@ from typing import Any, TextIO, TypeVar
 import msgspec
 
 from switchboard.domain.statuses import SmsStatus
-from switchboard.store import changes
+from switchboard.store import changes, sqlite_calls
 from switchboard.store.base import DuplicateName, Replay, StoreError
 from switchboard.store.records import (
     Account,
@@ -35,6 +35,12 @@ from switchboard.store.records import (
     CallbackResult,
     CallbackState,
     CallbackView,
+    CallEnd,
+    CallProgress,
+    CallRequestView,
+    Campaign,
+    CancelResult,
+    ClaimedCall,
     ClaimedCallback,
     ClaimedDestination,
     DestinationView,
@@ -42,6 +48,8 @@ from switchboard.store.records import (
     InboundMessage,
     InFlight,
     MessageView,
+    NewCall,
+    NewCallRequest,
     NewDestination,
     NewErrorLog,
     NewMessage,
@@ -537,6 +545,50 @@ class SqliteStore:
             ).fetchall()
         )
         return [StoredInbound(*r) for r in rows]
+
+    # voice (store/sqlite_calls.py)
+
+    async def accept_calls(self, request: NewCallRequest, calls: list[NewCall]) -> int:
+        return await self._write(sqlite_calls.accept_calls, request, calls)
+
+    async def get_call_request(self, account_id: int, request_id: int) -> CallRequestView | None:
+        return await self._read(sqlite_calls.select_call_request, account_id, "id=?", request_id)
+
+    async def find_call_request_by_reference(self, account_id: int, reference_id: str) -> CallRequestView | None:
+        return await self._read(sqlite_calls.select_call_request, account_id, "reference_id=?", reference_id)
+
+    async def claim_calls(self, *, now: int, limit: int, lease_ms: int) -> list[ClaimedCall]:
+        return await self._write(sqlite_calls.claim_calls, now, limit, lease_ms)
+
+    async def progress_calls(self, changes: list[CallProgress]) -> list[int]:
+        return await self._write(sqlite_calls.progress_calls, changes) if changes else []
+
+    async def end_calls(self, ends: list[CallEnd]) -> None:
+        if ends:
+            await self._write(sqlite_calls.end_calls, ends)
+
+    async def cancel_calls(
+        self, account_id: int, request_id: int, *, mobile_no: str | None = None, now: int
+    ) -> CancelResult | None:
+        return await self._write(sqlite_calls.cancel_calls, account_id, request_id, mobile_no, now)
+
+    async def cancels_requested(self, call_ids: list[int]) -> list[int]:
+        return await self._read(sqlite_calls.cancels_requested, call_ids) if call_ids else []
+
+    async def create_campaign(self, campaign: Campaign, audio: bytes) -> None:
+        await self._write(sqlite_calls.create_campaign, campaign, audio)
+
+    async def get_campaign(self, account_id: int, campaign_id: str) -> Campaign | None:
+        return await self._read(sqlite_calls.get_campaign, account_id, campaign_id)
+
+    async def campaign_audio(self, campaign_id: str) -> bytes | None:
+        return await self._read(sqlite_calls.campaign_audio, campaign_id)
+
+    async def list_campaigns(self, account_id: int) -> list[Campaign]:
+        return await self._read(sqlite_calls.list_campaigns, account_id)
+
+    async def delete_campaign(self, account_id: int, campaign_id: str, *, now: int) -> bool:
+        return await self._write(sqlite_calls.delete_campaign, account_id, campaign_id, now)
 
 
 _ACCOUNT_COLS = (

@@ -53,6 +53,9 @@ TABLES = (
     "error_logs",
     "callbacks",
     "callback_attempts",
+    "call_requests",
+    "calls",
+    "campaigns",
     "destination_parts",
     "inbound_messages",
 )

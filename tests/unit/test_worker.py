@@ -10,9 +10,9 @@ import pytest
 
 from switchboard.domain.clock import FakeClock
 from switchboard.domain.ids import IdGenerator
+from switchboard.domain.routing import Route, Router
 from switchboard.domain.statuses import SmsStatus
 from switchboard.sms.carrier import InboundSink, OutboundSms, ReceiptSink, SubmitResult
-from switchboard.sms.router import Route, Router
 from switchboard.sms.simulator import SimulatedCarrier
 from switchboard.sms.worker import EXPIRED_ERROR, SmsWorker, WorkerSettings
 from switchboard.store import migrate

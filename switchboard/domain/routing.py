@@ -1,17 +1,31 @@
-"""Which carrier takes a message: ordered rules, first match wins, failover to the next match when a
-carrier is down; with no rule matching, the first carrier (ARCHITECTURE.md §3 "Routing")."""
+"""Which carrier takes a message, or which trunk a call: ordered rules, first match wins, failover to the next
+match when one is down; with no rule matching, the first (ARCHITECTURE.md §3 "Routing")."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
-from switchboard.sms.carrier import Carrier
+
+class Routable(Protocol):
+    """An SMS carrier or a voice trunk, as routing sees it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def up(self) -> bool:
+        """Whether it can take work now; routing fails over to the next match when not."""
+
+
+T = TypeVar("T", bound=Routable)
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     carrier: str
+    """The carrier's (or trunk's) name."""
     prefix: str | None = None
     country: str | None = None
     account: str | None = None
@@ -26,11 +40,11 @@ class Route:
         )
 
 
-class Router:
+class Router(Generic[T]):
     def __init__(
         self,
         *,
-        carriers: Sequence[Carrier],
+        carriers: Sequence[T],
         routes: Sequence[Route],
         country_of: Callable[[str], str | None],
     ) -> None:
@@ -42,7 +56,7 @@ class Router:
         self._country_of = country_of
         self._needs_country = any(r.country is not None for r in routes)
 
-    def choose(self, *, e164: str, account: str, sender: str) -> Carrier | None:
+    def choose(self, *, e164: str, account: str, sender: str) -> T | None:
         """The first carrier that is up among the matching routes (then the default); None if none is."""
         country = self._country_of(e164) if self._needs_country else None
         for route in self._routes:

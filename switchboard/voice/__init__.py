@@ -1,0 +1,1 @@
+"""Voice: calls over SIP trunks with text-to-speech or recorded campaigns (ARCHITECTURE.md, "Voice call")."""
