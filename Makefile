@@ -34,7 +34,7 @@ sipp:
 	@command -v sipp >/dev/null || (apt-get update -qq && apt-get install -y -qq sip-tester) >/dev/null 2>&1 \
 		|| echo "note: sipp could not be installed, so the SIP tests against it will be skipped"
 
-bench: $(STAMP)
+bench: $(STAMP) $(SMSC_STAMP) sipp
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null
 	$(BIN)/python -m bench all
 

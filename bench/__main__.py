@@ -2,7 +2,8 @@
 
 `python -m bench` (or `python -m bench send`) runs this; `python -m bench callbacks [options]` runs callback
 delivery (bench/callbacks.py); `python -m bench smpp [options]` runs SMPP end to end (bench/smpp.py, about
-a minute); `python -m bench all [send options]` runs send, callbacks and smpp, in that order.
+a minute); `python -m bench voice [options]` runs concurrent calls against sipp (bench/voice.py, about two
+minutes); `python -m bench all [send options]` runs send, callbacks, smpp and voice, in that order.
 
 For 1 and 100 destinations per request, 64 connections, the server on SQLite with synchronous=FULL, and a
 bare endpoint of the same server stack measured in the same run as the ceiling. Each case runs REPEATS
@@ -23,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import callbacks, smpp
+from bench import callbacks, smpp, voice
 from switchboard.testing import ServerProcess
 
 HERE = Path(__file__).parent
@@ -85,10 +86,13 @@ def main(argv: list[str]) -> int:
         return callbacks.main(rest)
     if which == "smpp":
         return smpp.main(rest)
+    if which == "voice":
+        return voice.main(rest)
     if which == "all":
-        return max(send(rest), callbacks.main([]), smpp.main([]))  # the others even when Send could not run
+        # the others even when one could not run
+        return max(send(rest), callbacks.main([]), smpp.main([]), voice.main([]))
     if which != "send":
-        print(f"unknown benchmark {which!r}: send (the default), callbacks, smpp or all", file=sys.stderr)
+        print(f"unknown benchmark {which!r}: send (the default), callbacks, smpp, voice or all", file=sys.stderr)
         return 2
     return send(rest)
 

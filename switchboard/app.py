@@ -94,11 +94,37 @@ def build_carriers(config: Config, clock: Clock) -> list[Carrier]:
 
 def build_trunks(config: Config, clock: Clock) -> list[Trunk]:
     trunks: list[Trunk] = []
+    rtp_clock = None  # one 20 ms clock paces the audio of every call of the process
     # With none configured, the default simulator.
     for t in config.voice.trunks or [VoiceTrunkConfig(name="simulator")]:
-        trunks.append(
-            SimulatedTrunk(name=t.name, clock=clock, ring_seconds=t.delay, max_calls=t.max_calls, cps=t.cps)
-        )
+        if t.kind == "sip":
+            from switchboard.voice.sip.rtp import RtpClock
+            from switchboard.voice.sip.trunk import NumberFormat, SipTrunk, SipTrunkSettings
+
+            rtp_clock = rtp_clock or RtpClock()
+            settings = SipTrunkSettings(
+                host=t.host,
+                port=t.port,
+                username=t.username,
+                password=t.password,
+                bind_host=t.bind_host,
+                bind_port=t.bind_port,
+                public_host=t.public_host,
+                caller_id_format=NumberFormat(t.caller_id_format),
+                number_format=NumberFormat(t.number_format),
+                dial_prefix=t.dial_prefix,
+                from_domain=t.from_domain,
+                rtp_ports=(t.rtp_ports[0], t.rtp_ports[1]),
+                codecs=tuple(c.upper() for c in t.codecs),
+                asserted_identity=t.asserted_identity,
+                cps=t.cps,
+                max_calls=t.max_calls,
+            )
+            trunks.append(SipTrunk(name=t.name, settings=settings, clock=clock, rtp_clock=rtp_clock))
+        else:
+            trunks.append(
+                SimulatedTrunk(name=t.name, clock=clock, ring_seconds=t.delay, max_calls=t.max_calls, cps=t.cps)
+            )
     return trunks
 
 

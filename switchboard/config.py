@@ -114,6 +114,26 @@ class VoiceTrunkConfig(_Section):
     """Concurrent calls at most; calls beyond it wait for a free channel."""
     delay: float = 1.0
     """Simulator only: seconds a number rings before it answers."""
+    bind_host: str = "0.0.0.0"
+    """SIP: the local address the SIP and RTP sockets bind."""
+    bind_port: int = 0
+    """SIP: the local SIP port; 0 is any free one (a trunk that trusts our address may want 5060)."""
+    public_host: str | None = None
+    """SIP: the address to write in Via, Contact and SDP instead of the one found (behind NAT)."""
+    caller_id_format: Literal["as_given", "e164", "digits"] = "as_given"
+    """SIP: how the request's Sender is written as the caller ID (From)."""
+    number_format: Literal["as_given", "e164", "digits"] = "e164"
+    """SIP: how the called number is written in the Request-URI and To."""
+    dial_prefix: str = ""
+    """SIP: put before the called number (a trunk's technical prefix)."""
+    from_domain: str | None = None
+    """SIP: the domain of From; the trunk's host when not given."""
+    rtp_ports: list[int] = msgspec.field(default_factory=lambda: [10000, 20000])
+    """SIP: the RTP port range, [first, last]; even ports are used."""
+    codecs: list[str] = msgspec.field(default_factory=lambda: ["PCMU", "PCMA"])
+    """SIP: the G.711 laws offered, in order of preference."""
+    asserted_identity: bool = False
+    """SIP: also send P-Asserted-Identity with the caller ID (RFC 3325)."""
 
 
 class VoiceRouteConfig(_Section):
@@ -237,8 +257,11 @@ def _check(config: Config) -> None:
             raise ConfigError(f"voice.trunks {t.name!r}: cps and max_calls must be positive")
         if t.kind == "sip" and not (0 < t.port < 65536 and t.host):
             raise ConfigError(f"voice.trunks {t.name!r}: a SIP trunk needs a host and a port 1..65535")
-    if any(t.kind == "sip" for t in config.voice.trunks):
-        raise ConfigError('voice.trunks: kind "sip" is not built yet (only the simulator trunk is)')
+        first, last = [*t.rtp_ports, 0, 0][:2]
+        if len(t.rtp_ports) != 2 or not 1024 <= first < last <= 65535:
+            raise ConfigError(f"voice.trunks {t.name!r}: rtp_ports must be [first, last] within 1024..65535")
+        if not t.codecs or any(c.upper() not in ("PCMU", "PCMA") for c in t.codecs):
+            raise ConfigError(f"voice.trunks {t.name!r}: codecs must list PCMU and/or PCMA")
     for vr in config.voice.routes:
         if vr.trunk not in trunks:
             raise ConfigError(f"voice.routes: trunk {vr.trunk!r} is not one of voice.trunks")
