@@ -10,8 +10,9 @@ signal, G.711 µ-law), then hung up by us.
 Measured per run:
 - call setups per second: calls answered / seconds from the first INVITE to the last 2xx;
 - concurrent calls: the most calls answered and playing at the same time (`InProgress`);
-- RTP packet lateness p50/p99/max (ms) over the window when every call was playing: how late each 20 ms
-  tick of the one clock ran (a tick sends one packet of every call), and the ticks skipped;
+- RTP packet lateness p50/p99/max (ms) over the window when every call was playing: how much later than its
+  20 ms slot each packet left (the one clock's tick began late by some amount, and the tick's packets go
+  out one after another), and the ticks skipped;
 - failed calls: every call that did not end Answered / NA;
 - packets: sent by us, and echoed back by sipp (a receipt of the far end).
 Targets (issue 5): ≥ 500 concurrent calls with p99 lateness under 5 ms and 0 failed calls, ≥ 50 setups/s.
@@ -142,10 +143,10 @@ async def one_run(calls: int, hold: float, sipps: int) -> Run:
     try:
         await asyncio.wait_for(all_playing.wait(), timeout=hold)
         # Every call is playing now: the steady state the lateness target is about.
-        ticks_before = rtp_clock.lateness_count
+        ticks_before = rtp_clock.ticks
         skipped_before = rtp_clock.skipped_ticks
         await asyncio.sleep(min(10.0, hold / 2))
-        window_lateness = _window(rtp_clock, rtp_clock.lateness_count - ticks_before)
+        window_lateness = _window(rtp_clock, rtp_clock.ticks - ticks_before, calls)
         skipped = rtp_clock.skipped_ticks - skipped_before
     except TimeoutError:
         skipped = rtp_clock.skipped_ticks
@@ -176,9 +177,16 @@ async def one_run(calls: int, hold: float, sipps: int) -> Run:
     )
 
 
-def _window(clock: RtpClock, count: int) -> list[float]:
-    """The lateness of the clock's last `count` ticks, in ms."""
-    return clock.lateness_samples()[-count:] if count > 0 else []
+def _window(clock: RtpClock, count: int, streams: int) -> list[float]:
+    """The lateness of every packet of the clock's last `count` ticks, in ms: a tick's packets go out one
+    after the other, so the k-th of n is taken as sent k/n of the tick's sending time after its start."""
+    ticks = clock.tick_samples()[-count:] if count > 0 else []
+    if not ticks:
+        return []
+    late = np.array([t[0] for t in ticks])[:, None]
+    cost = np.array([t[1] for t in ticks])[:, None]
+    spread = np.arange(streams)[None, :] / streams
+    return list((late + cost * spread).ravel())
 
 
 def _cpu_seconds() -> float:

@@ -5,7 +5,14 @@ Limits queue rather than reject: the dialer claims only as many calls as its tru
 paces call setups to each trunk's `cps`. A call is written Dialing before its INVITE goes out, with a lease
 long enough for the whole call; if the dialer dies, the call comes back to a dialer once that lease has run
 out and is ended as Failed / General Error. It is never dialled twice: a claim that lost its lease to
-another dialer is not applied, and its call is not placed.
+another dialer is not applied, and its call is not placed. A call this dialer claims again while it still
+holds it (its lease ran out while it waited for its turn) stays with the task that holds it, under the newer
+claim.
+
+Stopping hangs up the calls under way after a grace period; calls claimed but not dialled yet are not dialled
+and not ended: they stay queued, and the next dialer dials them once their claim has run out. The end of a
+call is written again for a while when the store fails, so that a short outage does not turn an answered call
+into an abandoned one.
 
 Cancels made through the API reach a call under way through the store (`cancels_requested`), looked at
 every `cancel_poll` seconds and whenever `wake` is called, so they work across processes in cluster mode.
@@ -23,7 +30,7 @@ from switchboard.domain.clock import Clock
 from switchboard.domain.rate import TokenBucket
 from switchboard.domain.routing import Router
 from switchboard.domain.statuses import CallReason, CallStatus
-from switchboard.store.base import Store
+from switchboard.store.base import Store, StoreError
 from switchboard.store.records import CallEnd, CallProgress, ClaimedCall
 from switchboard.voice.prompts import AudioLibrary, PromptError
 from switchboard.voice.trunk import CallResult, OutboundCall, StopReason, Trunk
@@ -47,6 +54,8 @@ class DialerSettings:
     cancel_poll: float = 1.0
     stop_grace: float = 10.0
     """At shutdown, calls under way get this long to end by themselves before they are hung up."""
+    end_retry: float = 60.0
+    """How long the end of a call is written again while the store fails (then its lease decides)."""
 
 
 class _TrunkState:
@@ -81,6 +90,11 @@ class Dialer:
         self._freed = asyncio.Event()
         self._calls: dict[int, OutboundCall] = {}
         """Calls under way (audio ready, being placed or on the line), by call id."""
+        self._claims: dict[int, ClaimedCall] = {}
+        """The newest claim of every call a task here holds, by call id: its attempt is the one to write with."""
+        self._placing: set[int] = set()
+        """Calls whose Dialing is being written or written: stopping hangs them up, rather than leaving them."""
+        self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._writes: set[asyncio.Task[list[int]]] = set()
         """InProgress writes in flight (the loop keeps only weak references to tasks)."""
@@ -104,12 +118,16 @@ class Dialer:
         self._watching = asyncio.create_task(self._cancel_loop(), name="voice-cancels")
 
     async def stop(self) -> None:
-        """Stop claiming; give calls under way `stop_grace` seconds to end, then hang them up; write every
-        end; stop the trunks."""
+        """Stop claiming; leave the calls not dialled yet for the next dialer; give calls under way
+        `stop_grace` seconds to end, then hang them up; write every end; stop the trunks."""
+        self._stopping = True
         for task in (self._claiming, self._watching):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        for call_id, call in self._calls.items():
+            if call_id not in self._placing:
+                call.request_stop(StopReason.SHUTDOWN)  # waiting for its turn: no call is placed now
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=self._settings.stop_grace)
             if pending:
@@ -117,6 +135,8 @@ class Dialer:
                 for call in self._calls.values():
                     call.request_stop(StopReason.SHUTDOWN)
                 await asyncio.wait(pending)
+        if self._writes:
+            await asyncio.wait(self._writes)
         for state in self._trunks.values():
             await state.trunk.stop()
 
@@ -153,27 +173,40 @@ class Dialer:
         return len(self._tasks) - sum(s.active for s in self._trunks.values())
 
     def _spawn(self, claimed: ClaimedCall) -> None:
+        if claimed.id in self._claims:
+            # Held here already: its lease ran out while it waited for its turn (or while it was under way).
+            # Its task goes on under the new claim (and sees its status: one that is not Received any more was
+            # dialled by another dialer meanwhile); a second task would end it as abandoned, or lose it.
+            self._claims[claimed.id] = claimed
+            return
+        self._claims[claimed.id] = claimed
         task = asyncio.create_task(self._run(claimed), name=f"call-{claimed.id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _attempt(self, c: ClaimedCall) -> int:
+        """The attempt of the newest claim of `c` held here."""
+        return self._claims.get(c.id, c).attempt
+
     async def _run(self, c: ClaimedCall) -> None:
         try:
             await self._place(c)
+        except StoreError as e:
+            # Not an outcome of the call: it stays as the store has it, and its lease decides (dialled by the
+            # next claim if it was not dialled yet, else ended as abandoned).
+            log.warning("call %d left to its lease: the store failed (%s)", c.id, e)
         except Exception:
             log.exception("call %d failed unexpectedly", c.id)
             with contextlib.suppress(Exception):
-                await self._end(c, CallStatus.FAILED, CallReason.GENERAL_ERROR, detail="internal error")
+                await self._end(c, CallStatus.FAILED, CallReason.GENERAL_ERROR, detail="internal error", retry=False)
         finally:
             self._calls.pop(c.id, None)
+            self._claims.pop(c.id, None)
+            self._placing.discard(c.id)
 
     async def _place(self, c: ClaimedCall) -> None:
         if c.status is not CallStatus.RECEIVED:
-            # Its dialer died mid-call. If it was being cancelled, the cancel is what the client asked for.
-            if c.id in await self._store.cancels_requested([c.id]):
-                await self._end(c, CallStatus.FAILED, CallReason.CANCEL, detail=ABANDONED)
-            else:
-                await self._end(c, CallStatus.FAILED, CallReason.GENERAL_ERROR, detail=ABANDONED)
+            await self._abandoned(c)
             return
         if c.e164 is None:
             await self._end(c, CallStatus.FAILED, CallReason.GENERAL_ERROR, detail=INVALID_NUMBER)
@@ -187,6 +220,8 @@ class Dialer:
         except PromptError as e:
             await self._end(c, CallStatus.FAILED, CallReason.GENERAL_ERROR, detail=f"audio: {e}")
             return
+        if self._stopping:
+            return  # not dialled: queued for the next dialer once this claim runs out
         call = OutboundCall(call_id=c.id, e164=c.e164, caller=c.sender, audio=pcm, ring_timeout=c.ring_timeout)
         self._calls[c.id] = call
         state = self._trunks[trunk.name]
@@ -198,26 +233,46 @@ class Dialer:
                 state.active -= 1
                 self._freed.set()
 
+    async def _abandoned(self, c: ClaimedCall) -> None:
+        """End a call whose dialer died mid-call. If it was being cancelled, the cancel is what the client asked
+        for."""
+        if c.id in await self._store.cancels_requested([c.id]):
+            await self._end(c, CallStatus.FAILED, CallReason.CANCEL, detail=ABANDONED)
+        else:
+            await self._end(c, CallStatus.FAILED, CallReason.GENERAL_ERROR, detail=ABANDONED)
+
     async def _dial(self, c: ClaimedCall, call: OutboundCall, state: _TrunkState) -> None:
         wait = state.pace.take(1)
         if wait > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(call.stop.wait(), wait)
         if call.stop.is_set():  # cancelled (or stopping) before it was dialled
-            await self._end(c, *self._stopped_as(call), detail=None)
+            if call.stop_reason is StopReason.CANCEL:
+                await self._end(c, *self._stopped_as(call), detail=None)
+            return  # stopping: not dialled, queued for the next dialer once this claim runs out
+        if self._claims.get(c.id, c).status is not CallStatus.RECEIVED:
+            await self._abandoned(c)  # claimed and dialled elsewhere while it waited here, that dialer died
             return
+        self._placing.add(c.id)
         now = self._clock.now_ms()
         lease_until = now + int((c.ring_timeout + call.audio_seconds) * 1000) + self._settings.call_margin_ms
-        applied = await self._store.progress_calls(
-            [CallProgress(c.id, c.attempt, CallStatus.DIALING, now, state.trunk.name, lease_until)]
-        )
-        if c.id not in applied:
-            log.warning("call %d was claimed again elsewhere; not dialling it", c.id)
-            return
+        while True:
+            attempt = self._attempt(c)
+            applied = await self._store.progress_calls(
+                [CallProgress(c.id, attempt, CallStatus.DIALING, now, state.trunk.name, lease_until)]
+            )
+            if c.id in applied:
+                break
+            latest = self._claims.get(c.id, c)
+            if latest.attempt == attempt or latest.status is not CallStatus.RECEIVED:
+                self._placing.discard(c.id)
+                log.warning("call %d was claimed again elsewhere, or ended; not dialling it", c.id)
+                return
+            # Claimed again here meanwhile, still not dialled: write under that claim.
         self.placed += 1
 
         def answered(at: int) -> None:
-            progress = CallProgress(c.id, c.attempt, CallStatus.IN_PROGRESS, at, state.trunk.name, lease_until)
+            progress = CallProgress(c.id, self._attempt(c), CallStatus.IN_PROGRESS, at, state.trunk.name, lease_until)
             task = asyncio.create_task(self._store.progress_calls([progress]))
             self._writes.add(task)
             task.add_done_callback(self._written)
@@ -242,10 +297,13 @@ class Dialer:
         *,
         detail: str | None,
         result: CallResult | None = None,
+        retry: bool = True,
     ) -> None:
+        """Write how the call ended, with its record; again and again for `end_retry` seconds while the store
+        fails (unless not `retry`), then raise."""
         end = CallEnd(
             call_id=c.id,
-            attempt=c.attempt,
+            attempt=self._attempt(c),
             status=status,
             reason=reason,
             end_time=result.end_time if result is not None else self._clock.now_ms(),
@@ -254,7 +312,18 @@ class Dialer:
             trunk=None,
             detail=detail,
         )
-        await self._store.end_calls([end])
+        loop = asyncio.get_running_loop()
+        give_up, pause = loop.time() + self._settings.end_retry, 0.1
+        while True:
+            try:
+                await self._store.end_calls([end._replace(attempt=self._attempt(c))])
+                break
+            except StoreError as e:
+                if not retry or loop.time() + pause > give_up:
+                    raise
+                log.warning("writing the end of call %d failed (%s); trying again in %.1f s", c.id, e, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
         self._on_written()
 
     def _written(self, task: asyncio.Task[list[int]]) -> None:

@@ -27,6 +27,10 @@ from switchboard.store.records import (
 )
 from switchboard.voice.prompts import AudioLibrary
 
+WAV_CONVERSIONS = 1
+"""WAV uploads converted at once: a 20 MiB upload takes a few hundred MB while numpy and soxr convert it, and
+uses a core; more uploads wait their turn rather than add up."""
+
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
@@ -52,6 +56,7 @@ class VoiceService:
         self._audio = audio
         self._on_accepted = on_accepted
         self._new_guid = new_guid
+        self._converting = asyncio.Semaphore(WAV_CONVERSIONS)
 
     def request_id(self) -> int:
         """An id for a request that is refused: the vendor's error answers carry one too (it is logged, and
@@ -113,7 +118,8 @@ class VoiceService:
     async def create_campaign_from_wav(self, account: Account, *, name: str, data: bytes) -> Campaign:
         """A campaign from an uploaded WAV, converted once to 8 kHz; raises `audio.AudioError` for a file
         that cannot be read."""
-        pcm = await asyncio.to_thread(self._audio.convert_wav, data)
+        async with self._converting:
+            pcm = await asyncio.to_thread(self._audio.convert_wav, data)
         return await self._store_campaign(account, name=name, source="wav", text=None, locale=None, pcm=pcm)
 
     async def create_campaign_from_text(self, account: Account, *, name: str, text: str, locale: str) -> Campaign:

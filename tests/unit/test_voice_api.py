@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import math
 import shutil
+import threading
+import time
 import wave
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -687,3 +690,29 @@ async def test_the_openapi_document_describes_voice_and_campaigns(env: Env) -> N
                  "/api/Campaigns/{CampaignID}"):  # fmt: skip
         assert path in doc["paths"]
     assert set(doc["components"]["schemas"]["VoiceError"]["required"]) == {"ID", "ErrorID", "Message"}
+
+
+async def test_wav_uploads_are_converted_one_at_a_time(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 20 MiB upload takes a few hundred MB while it is converted: uploads sent together must not add up.
+    running = most = 0
+    lock = threading.Lock()
+    convert = AudioLibrary.convert_wav
+
+    def counted(data: bytes) -> bytes:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.05)
+            return convert(data)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(AudioLibrary, "convert_wav", staticmethod(counted))
+    headers = env.auth | {"Content-Type": "audio/wav"}
+    uploads = [env.client.post("/api/Campaigns", content=wav_bytes(seconds=0.2), headers=headers) for _ in range(4)]
+    answers = await asyncio.gather(*uploads)
+    assert [r.status_code for r in answers] == [201] * 4
+    assert most == 1

@@ -504,9 +504,11 @@ class RtpClock:
         """The p-th percentile (0..100, nearest rank) of tick lateness in ms; 0.0 before any tick."""
         return _percentile(self._lateness, p)
 
-    def lateness_samples(self) -> list[float]:
-        """The lateness of the ticks held (the last `lateness_window`), oldest first, in ms."""
-        return list(self._lateness)
+    def tick_samples(self) -> list[tuple[float, float]]:
+        """(lateness, cost) of the ticks held (the last `lateness_window`), oldest first, in ms: how late each
+        tick began, and how long it took to send its packets (the last packet of a tick goes out that much
+        after the first)."""
+        return list(zip(self._lateness, self._cost, strict=True))
 
     def tick_cost_percentile(self, p: float) -> float:
         """The p-th percentile (0..100, nearest rank) of the ms a tick spent sending."""
