@@ -340,7 +340,7 @@ REQUEST_VIEW_COLUMNS = "id, account_id, reference_id, sender, message, locale, c
 
 CLAIM_COLUMNS = (
     "c.id, c.attempts, c.status, c.request_id, r.account_id, a.name, c.guid, c.mobile_no, c.e164, r.sender, "
-    "r.message, r.locale, r.campaign_id, r.ring_timeout"
+    "r.message, r.locale, r.campaign_id, r.ring_timeout, c.call_time, c.answer_time"
 )
 """The fields of `ClaimedCall`, from `calls c JOIN call_requests r ON r.id = c.request_id JOIN accounts a ON
 a.id = r.account_id`, read after the claim's update (`attempts` is then the claim's token)."""

@@ -114,7 +114,8 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 ), u AS (
     UPDATE calls x SET due_at = $3, attempts = x.attempts + 1 FROM due WHERE x.id = due.id
-    RETURNING x.id, x.attempts, x.status, x.request_id, x.guid, x.mobile_no, x.e164, due.due_at AS was_due
+    RETURNING x.id, x.attempts, x.status, x.request_id, x.guid, x.mobile_no, x.e164, x.call_time, x.answer_time,
+        due.due_at AS was_due
 )
 SELECT {calls.CLAIM_COLUMNS}
 FROM u AS c JOIN call_requests r ON r.id = c.request_id JOIN accounts a ON a.id = r.account_id

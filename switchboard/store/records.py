@@ -389,6 +389,10 @@ class ClaimedCall:
     locale: str | None
     campaign_id: str | None
     ring_timeout: int
+    call_time: int | None = None
+    """When it was dialled, for a call found abandoned (None for a queued one)."""
+    answer_time: int | None = None
+    """When it was answered, for a call found abandoned after its answer."""
 
 
 class CallProgress(NamedTuple):

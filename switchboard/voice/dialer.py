@@ -236,10 +236,11 @@ class Dialer:
     async def _abandoned(self, c: ClaimedCall) -> None:
         """End a call whose dialer died mid-call. If it was being cancelled, the cancel is what the client asked
         for."""
-        if c.id in await self._store.cancels_requested([c.id]):
-            await self._end(c, CallStatus.FAILED, CallReason.CANCEL, detail=ABANDONED)
-        else:
-            await self._end(c, CallStatus.FAILED, CallReason.GENERAL_ERROR, detail=ABANDONED)
+        # When it really ended is not known: the last moment known is taken, so the record never claims a
+        # Duration nobody measured (an answered call shows its AnswerTime and a Duration of 0).
+        last_known = c.answer_time or c.call_time
+        reason = CallReason.CANCEL if c.id in await self._store.cancels_requested([c.id]) else CallReason.GENERAL_ERROR
+        await self._end(c, CallStatus.FAILED, reason, detail=ABANDONED, end_time=last_known)
 
     async def _dial(self, c: ClaimedCall, call: OutboundCall, state: _TrunkState) -> None:
         wait = state.pace.take(1)
@@ -298,6 +299,7 @@ class Dialer:
         detail: str | None,
         result: CallResult | None = None,
         retry: bool = True,
+        end_time: int | None = None,
     ) -> None:
         """Write how the call ended, with its record; again and again for `end_retry` seconds while the store
         fails (unless not `retry`), then raise."""
@@ -306,7 +308,7 @@ class Dialer:
             attempt=self._attempt(c),
             status=status,
             reason=reason,
-            end_time=result.end_time if result is not None else self._clock.now_ms(),
+            end_time=result.end_time if result is not None else end_time or self._clock.now_ms(),
             call_time=None if result is None else result.call_time,
             answer_time=None if result is None else result.answer_time,
             trunk=None,

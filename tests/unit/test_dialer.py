@@ -289,6 +289,29 @@ async def test_a_call_whose_dialer_died_mid_call_is_ended_as_general_error_not_d
     assert call.call_time == now
 
 
+async def test_a_call_abandoned_after_its_answer_claims_no_duration_nobody_measured(
+    store: SqliteStore, tmp_path: Path
+) -> None:
+    request_id = await place(store, ["+4915112345678"])
+    now = SystemClock().now_ms()
+    [claimed] = await store.claim_calls(now=now, limit=10, lease_ms=1000)
+    # Dialled 90 s ago, answered 85 s ago; the dialer died, and its lease ran out a moment ago.
+    dialing = CallProgress(claimed.id, claimed.attempt, CallStatus.DIALING, now - 90_000, "sim", now - 1)
+    answered = CallProgress(claimed.id, claimed.attempt, CallStatus.IN_PROGRESS, now - 85_000, "sim", now - 1)
+    await store.progress_calls([dialing])
+    await store.progress_calls([answered])
+    dialer = make_dialer(store, tmp_path, simulator())
+    await dialer.start()
+    try:
+        dialer.wake()
+        [call] = await ended(store, request_id)
+    finally:
+        await dialer.stop()
+    assert (call.status, call.reason, call.detail) == (CallStatus.FAILED, CallReason.GENERAL_ERROR, ABANDONED)
+    assert (call.call_time, call.answer_time, call.end_time) == (now - 90_000, now - 85_000, now - 85_000)
+    assert call.duration == 0 and (await records(store))[call.guid]["Duration"] == "0"
+
+
 async def test_stopping_hangs_up_calls_that_outlast_the_grace_period(store: SqliteStore, tmp_path: Path) -> None:
     dialer = make_dialer(store, tmp_path, simulator(), stop_grace=0.2)
     await dialer.start()
