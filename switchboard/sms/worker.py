@@ -37,6 +37,11 @@ class WorkerSettings:
     poll_interval: float = 1.0
     retry_ms: int = 30_000
     concurrent_batches: int = 4
+    finish_every: int = 50
+    """A claimed batch goes to its carriers in chunks of this many, all at once, and each chunk's outcomes are
+    written as soon as that chunk is through, not when the whole batch is: a receipt that comes back before
+    its message's Sent is written matches nothing and has to be tried again (measured: 40 % of the receipts,
+    with 500 written at a time at 4,500 messages/s), and accept-to-Sent is a chunk's time, not a batch's."""
 
 
 class SmsWorker:
@@ -144,6 +149,10 @@ class SmsWorker:
         self._slots.release()
 
     async def _process(self, claimed: list[ClaimedDestination]) -> None:
+        size = max(1, self._settings.finish_every)
+        await asyncio.gather(*(self._process_chunk(claimed[i : i + size]) for i in range(0, len(claimed), size)))
+
+    async def _process_chunk(self, claimed: list[ClaimedDestination]) -> None:
         try:
             outcomes = await self.submit(claimed)
             await self._store.finish(outcomes, now=self._clock.now_ms())

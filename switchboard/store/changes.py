@@ -152,6 +152,7 @@ def _new_plan() -> Plan:
 
 def plan_outcomes(current: dict[int, Current], outcomes: list[Outcome], now: int) -> Plan:
     plan = _new_plan()
+    repeated = len({o.destination_id for o in outcomes}) < len(outcomes)
     for o in outcomes:
         row = current.get(o.destination_id)
         if row is None or row.attempts != o.attempt:
@@ -163,8 +164,8 @@ def plan_outcomes(current: dict[int, Current], outcomes: list[Outcome], now: int
             continue
         carrier_ref = o.part_refs[0] if o.part_refs else o.carrier_ref
         if _change(plan, row, o.status, o.error, o.carrier, carrier_ref, now):
-            # A second outcome for the same claim in this batch is judged against this change.
-            current[o.destination_id] = row._replace(status=o.status.value, sequence=row.sequence + 1)
+            if repeated:  # a second outcome for the same claim in this batch is judged against this change
+                current[o.destination_id] = _changed(row, str(o.status))
             if o.status is SmsStatus.SENT and len(o.part_refs) > 1:
                 if o.carrier is None:
                     raise ValueError("an outcome with part_refs needs its carrier")
@@ -182,6 +183,7 @@ def plan_receipts(
     first). Returns the plan and the receipts that matched nothing."""
     plan = _new_plan()
     unmatched: list[Receipt] = []
+    repeated = len({(r.carrier, r.carrier_ref) for r in receipts}) < len(receipts)
     for r in receipts:
         key = (r.carrier, r.carrier_ref)
         named = parts.by_ref.get(key)
@@ -198,8 +200,8 @@ def plan_receipts(
         if row is None:
             unmatched.append(r)
             continue
-        if _change(plan, row, r.status, r.error, None, None, now):
-            current[key] = row._replace(status=r.status.value, sequence=row.sequence + 1)
+        if _change(plan, row, r.status, r.error, None, None, now) and repeated:
+            current[key] = _changed(row, str(r.status))  # what a second receipt for it in this batch meets
     return plan, unmatched
 
 
@@ -225,7 +227,17 @@ def _part_receipt(plan: Plan, parts: Parts, destination_id: int, part: int, r: R
         if r.status is final and r.error:
             error += f" ({r.error})"
     if _change(plan, row, final, error, None, None, now):
-        parts.current[destination_id] = row._replace(status=final.value, sequence=row.sequence + 1)
+        parts.current[destination_id] = _changed(row, final.value)
+
+
+_STATUSES = {s.value: s for s in SmsStatus}
+"""SmsStatus by value: a dict lookup, not the enum's call (which is several times slower), per row."""
+
+
+def _changed(row: Current, status: str) -> Current:
+    """`row` after a change to `status`: what a later change in the same batch is judged against (made only
+    when the batch names a row twice). Built directly rather than with `_replace`, which costs ≈ 1.5 µs."""
+    return Current(row.id, status, row.attempts, row.sequence + 1, *row[4:])
 
 
 def _change(
@@ -237,16 +249,15 @@ def _change(
     carrier_ref: str | None,
     now: int,
 ) -> bool:
-    if not can_transition(SmsStatus(row.status), status):
-        plan.history.append(HistoryRow(row.id, status.value, now, f"ignored: already {row.status}"))
+    if not can_transition(_STATUSES[row.status], status):
+        plan.history.append(HistoryRow(row.id, str(status), now, f"ignored: already {row.status}"))
         return False
     delivered_at = now if status is SmsStatus.DELIVERED else None
-    plan.updates.append(
-        StatusUpdate(status.value, error, carrier, carrier_ref, row.sequence + 1, now, delivered_at, row.id)
-    )
-    plan.history.append(HistoryRow(row.id, status.value, now, error))
+    value = str(status)  # a StrEnum's str() is its value, and far cheaper than `.value` (a Python property)
+    plan.updates.append(StatusUpdate(value, error, carrier, carrier_ref, row.sequence + 1, now, delivered_at, row.id))
+    plan.history.append(HistoryRow(row.id, value, now, error))
     if row.callback != NO_CALLBACK:
-        body = callback_body(row, status.value, now, error, row.sequence + 1)
+        body = callback_body(row, value, now, error, row.sequence + 1)
         first = row.id not in plan.subjects
         plan.subjects.add(row.id)
         plan.callbacks.append(

@@ -728,30 +728,45 @@ def _select_message(c: sqlite3.Connection, account_id: int, where: str, value: o
 # _insert_rows): a claim, a batch of outcomes or of receipts is a few statements, not one per row.
 
 
+# ... and reads that return many rows come back as one JSON document too (json_group_array): SQLite hands
+# rows over one at a time, letting go of the GIL for each and winning it back from the event loop (up to a
+# switch interval each time), so a 500-row claim fetched row by row kept the writer, and every request
+# waiting on its commit, waiting; msgspec then builds the records in C.
+
+_CLAIMED = {
+    "id": "d.id", "attempt": "d.attempts + 1", "status": "d.status", "e164": "d.e164", "mobile_no": "d.mobile_no",
+    "message_id": "d.message_id", "account_id": "m.account_id", "account_name": "a.name", "sender": "m.sender",
+    "body": "m.body", "encoding": "m.encoding", "expires_at": "m.expires_at",
+}  # fmt: skip
+_CLAIM = f"""
+SELECT json_group_array(json(claimed)) FROM (
+    SELECT json_object({", ".join(f"'{k}', {v}" for k, v in _CLAIMED.items())}) AS claimed
+    FROM destinations d JOIN messages m ON m.id = d.message_id JOIN accounts a ON a.id = m.account_id
+    WHERE d.due_at IS NOT NULL AND d.due_at <= ? ORDER BY d.due_at LIMIT ?
+)
+"""
+_decode_claimed = msgspec.json.Decoder(list[ClaimedDestination]).decode
+_decode_current = msgspec.json.Decoder(list[changes.Current]).decode
+_decode_current_by_ref = msgspec.json.Decoder(list[tuple[str, str, changes.Current]]).decode
+
+
 def _claim(c: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list[ClaimedDestination]:
-    rows = c.execute(
-        "SELECT d.id, d.attempts + 1, d.status, d.e164, d.mobile_no, d.message_id, m.account_id, a.name, "
-        "m.sender, m.body, m.encoding, m.expires_at "
-        "FROM destinations d JOIN messages m ON m.id = d.message_id JOIN accounts a ON a.id = m.account_id "
-        "WHERE d.due_at IS NOT NULL AND d.due_at <= ? ORDER BY d.due_at LIMIT ?",
-        (now, limit),
-    ).fetchall()
-    if not rows:
-        return []
-    c.execute(
-        "UPDATE destinations SET due_at=?, attempts=attempts+1 WHERE id IN (SELECT value FROM json_each(?))",
-        (now + lease_ms, _encode([r[0] for r in rows])),
-    )
-    return [ClaimedDestination(r[0], r[1], SmsStatus(r[2]), *r[3:]) for r in rows]
+    claimed = _decode_claimed(c.execute(_CLAIM, (now, limit)).fetchone()[0])
+    if claimed:
+        c.execute(
+            "UPDATE destinations SET due_at=?, attempts=attempts+1 WHERE id IN (SELECT value FROM json_each(?))",
+            (now + lease_ms, _encode([d.id for d in claimed])),
+        )
+    return claimed
 
 
 def _current_by_id(c: sqlite3.Connection, ids: list[int]) -> dict[int, changes.Current]:
     rows = c.execute(
-        f"SELECT {changes.CURRENT_COLUMNS} FROM destinations d JOIN messages m ON m.id = d.message_id "
-        "WHERE d.id IN (SELECT value FROM json_each(?))",
+        f"SELECT json_group_array(json_array({changes.CURRENT_COLUMNS})) "
+        "FROM destinations d JOIN messages m ON m.id = d.message_id WHERE d.id IN (SELECT value FROM json_each(?))",
         (_encode(ids),),
-    )
-    return {r[0]: changes.Current(*r) for r in rows}
+    ).fetchone()[0]
+    return {r.id: r for r in _decode_current(rows)}
 
 
 def _json_columns(*names: str) -> str:
@@ -803,22 +818,24 @@ def _finish(c: sqlite3.Connection, outcomes: list[Outcome], now: int) -> None:
 
 
 def _apply_receipts(c: sqlite3.Connection, receipts: list[Receipt], now: int) -> list[Receipt]:
+    refs = _encode(receipts)  # [[carrier, carrier_ref, status, error], ...]: the queries read $[0] and $[1]
     rows = c.execute(
-        f"SELECT d.carrier, d.carrier_ref, {changes.CURRENT_COLUMNS} FROM json_each(?) AS r "
+        f"SELECT json_group_array(json_array(carrier, carrier_ref, json(current))) FROM ("
+        f"SELECT d.carrier, d.carrier_ref, json_array({changes.CURRENT_COLUMNS}) AS current FROM json_each(?) AS r "
         "JOIN destinations d ON d.carrier = json_extract(r.value, '$[0]') "
         "AND d.carrier_ref = json_extract(r.value, '$[1]') AND d.carrier_ref IS NOT NULL "
-        "JOIN messages m ON m.id = d.message_id ORDER BY d.id",
-        (_encode([(r.carrier, r.carrier_ref) for r in receipts]),),
-    )
+        "JOIN messages m ON m.id = d.message_id ORDER BY d.id)",
+        (refs,),
+    ).fetchone()[0]
     # Where destinations share a reference (an SMSC that used an id again), the newest one: the last.
-    current = {(r[0], r[1]): changes.Current(*r[2:]) for r in rows}
+    current = {(carrier, ref): row for carrier, ref, row in _decode_current_by_ref(rows)}
     # Every part of the destinations that a receipt's reference names a part of.
     part_rows = c.execute(
         "SELECT destination_id, part, carrier, carrier_ref, status FROM destination_parts "
         "WHERE destination_id IN (SELECT p.destination_id FROM json_each(?) AS r "
         "JOIN destination_parts p ON p.carrier = json_extract(r.value, '$[0]') "
         "AND p.carrier_ref = json_extract(r.value, '$[1]'))",
-        (_encode([(r.carrier, r.carrier_ref) for r in receipts]),),
+        (refs,),
     ).fetchall()
     parts = changes.NO_PARTS
     if part_rows:

@@ -209,6 +209,18 @@ async def test_claim_hands_out_only_due_destinations(store: Store, make: Factory
     assert first.expires_at is None
 
 
+async def test_a_claim_carries_the_text_and_sender_exactly_as_stored(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
+    account = await make.account()
+    message, destinations, errors = make.message(account, ["+16175550100"])
+    body = 'a "quote", a \\ backslash,\na newline, a\ttab, ünïcödé, 😀 and {"json": [1]}'
+    message = replace(message, body=body, sender='Shop "24"', encoding="ucs2")
+    await store.accept(message, destinations, errors)
+    [claimed] = await store.claim(now=clock(), limit=10, lease_ms=LEASE)
+    assert (claimed.body, claimed.sender, claimed.encoding) == (body, 'Shop "24"', "ucs2")
+
+
 async def test_claim_respects_the_limit_earliest_due_first(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     ids = [await make.send(account, delay=-d) for d in (10, 50, 30, 40, 20)]

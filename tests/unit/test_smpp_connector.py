@@ -38,6 +38,7 @@ from switchboard.sms.smpp.pdu import (
     SubmitSmResp,
     Tlv,
     TlvTag,
+    encode,
 )
 from switchboard.sms.smpp.receipt import IdForm
 from switchboard.store.records import InboundMessage, Receipt
@@ -507,6 +508,48 @@ async def test_receipts_arriving_together_go_over_in_one_batch(
     assert [r.carrier_ref for r in sink.receipts] == [f"r{i}" for i in range(20)]
     assert sink.batches < 5
     assert {r.status for r in await answers(smsc, 20)} == {OK}
+
+
+async def test_receipts_and_mo_of_one_read_go_to_their_sinks_and_a_failing_one_fails_only_its_own(
+    smsc: FakeSmsc, make_carrier: CarrierFactory, sink: Sink, mo: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
+    await make_carrier()
+    delivered = (Tlv.cstring(TlvTag.RECEIPTED_MESSAGE_ID, "t1"), Tlv.integer(TlvTag.MESSAGE_STATE, 2))
+    one_read = [
+        deliver(1, text=receipt_text("r1", "DELIVRD")),
+        deliver(2, esm_class=0, text=b"from a handset"),
+        deliver(3, text=b"no text needed: the TLVs say it all", tlvs=delivered),
+        deliver(4, text=receipt_text("r2", "ENROUTE")),
+    ]
+    smsc.last.send(b"".join(encode(pdu) for pdu in one_read))
+    resps = await answers(smsc, 4)
+    assert sorted((r.sequence, r.status) for r in resps) == [(1, OK), (2, OK), (3, OK), (4, OK)]
+    assert sink.receipts == [
+        Receipt("smsc1", "r1", SmsStatus.DELIVERED, None),
+        Receipt("smsc1", "t1", SmsStatus.DELIVERED, None),
+    ]
+    assert [m.body for m in mo.receipts] == ["from a handset"]
+    assert (sink.batches, mo.batches) == (1, 1)
+
+    sink.fail = True
+    with caplog.at_level(logging.ERROR, "switchboard.sms.smpp"):
+        smsc.last.send(b"".join(encode(pdu) for pdu in one_read[:2]))
+        resps = (await answers(smsc, 6))[4:]
+    assert sorted((r.sequence, r.status) for r in resps) == [(1, S.ESME_RX_T_APPN), (2, OK)]
+    assert [m.body for m in mo.receipts] == ["from a handset"] * 2
+
+
+async def test_a_batch_of_one_text_to_many_numbers_is_spread_over_the_binds_in_order(
+    smsc: FakeSmsc, make_carrier: CarrierFactory
+) -> None:
+    carrier = await make_carrier(binds=2, window=3)
+    await wait_until(lambda: all(b.reconnector.up for b in carrier._binds))
+    numbers = [f"+4477009{i:05d}" for i in range(100)]
+    results = await carrier.submit([sms("Same text", e164=n) for n in numbers])
+    assert [r.carrier_ref for r in results] == ["id-" + gsm7_septets("Same text").decode()] * 100
+    sent = [p.destination_addr for c in smsc.connections for p in c.received if isinstance(p, SubmitSm)]
+    assert sorted(sent) == sorted(n[1:] for n in numbers)
+    assert smsc.max_outstanding <= 6
 
 
 async def test_a_failing_sink_makes_the_smsc_send_again_later(

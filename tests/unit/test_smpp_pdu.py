@@ -9,12 +9,15 @@ from __future__ import annotations
 import dataclasses
 import random
 import struct
+from collections.abc import Callable
 from typing import Any, get_args
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import switchboard.sms.smpp.pdu as codec
 from switchboard.domain.encoding import gsm7_septets, ucs2_bytes
 from switchboard.sms.smpp.pdu import (
     MAX_PDU_LENGTH,
@@ -620,3 +623,54 @@ def test_frame_reader_gives_the_same_frames_however_the_stream_is_cut(pdus: list
         got += drain(reader)
     assert got == frames
     assert reader.buffered == 0
+
+
+# --- fast paths --------------------------------------------------------------------------------------------------
+# submit_sm, deliver_sm and their responses have code of their own for the common shape, which hands anything
+# else to the walk over the layout: with it or without it, the same frames, PDUs and refusals.
+
+
+def result(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, Any]:
+    try:
+        return "ok", fn(*args, **kwargs)
+    except PduError as error:
+        return "refused", (error.status, error.command_id, error.sequence, str(error))
+
+
+def walked(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, Any]:
+    """`result` with the fast paths turned off."""
+    with mock.patch.dict(codec._FAST_ENCODERS, clear=True), mock.patch.dict(codec._FAST_DECODERS, clear=True):
+        return result(fn, *args, **kwargs)
+
+
+FAST = (SubmitSm, DeliverSm, SubmitSmResp, DeliverSmResp, DataSmResp)
+FAST_PDUS: st.SearchStrategy[Any] = st.one_of([st.builds(cls, sequence=U32, **FIELDS[cls]) for cls in FAST])
+
+
+def test_the_hot_pdus_have_fast_paths() -> None:
+    assert set(codec._FAST_ENCODERS) == set(codec._FAST_DECODERS) == set(FAST)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(FAST_PDUS, st.one_of(st.none(), U32))
+def test_fast_encoding_gives_the_frame_the_walk_gives(pdu: Pdu, sequence: int | None) -> None:
+    assert result(encode, pdu, sequence=sequence) == walked(encode, pdu, sequence=sequence)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(FAST_PDUS, st.one_of(st.none(), MUTATIONS))
+def test_fast_decoding_gives_the_pdu_or_refusal_the_walk_gives(pdu: Pdu, mutation: tuple[str, Any] | None) -> None:
+    wire = encode(pdu) if mutation is None else mutate(encode(pdu), mutation)
+    assert result(decode, wire) == walked(decode, wire)
+
+
+@pytest.mark.parametrize("case", ENCODE_CASES)
+def test_fast_encoding_refuses_what_the_walk_refuses(case: str) -> None:
+    pdu, _ = ENCODE_CASES[case]
+    assert result(encode, pdu) == walked(encode, pdu)
+
+
+def test_encode_with_a_sequence_numbers_the_frame_and_leaves_the_pdu_alone() -> None:
+    pdu = base_submit(sequence=0)
+    assert encode(pdu, sequence=0x7FFFFFFF) == encode(dataclasses.replace(pdu, sequence=0x7FFFFFFF))
+    assert pdu.sequence == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ from switchboard.domain.clock import FakeClock
 from switchboard.domain.ids import IdGenerator
 from switchboard.domain.routing import Route, Router
 from switchboard.domain.statuses import SmsStatus
-from switchboard.sms.carrier import InboundSink, OutboundSms, ReceiptSink, SubmitResult
+from switchboard.sms.carrier import Carrier, InboundSink, OutboundSms, ReceiptSink, SubmitResult
 from switchboard.sms.simulator import SimulatedCarrier
 from switchboard.sms.worker import EXPIRED_ERROR, SmsWorker, WorkerSettings
 from switchboard.store import migrate
@@ -80,9 +80,9 @@ async def settle(worker: SmsWorker, clock: FakeClock, seconds: float) -> None:
 
 
 def make_worker(
-    store: SqliteStore, clock: FakeClock, carriers: list[object], routes: list[Route] | None = None
+    store: SqliteStore, clock: FakeClock, carriers: list[Carrier], routes: list[Route] | None = None
 ) -> SmsWorker:
-    router = Router(carriers=carriers, routes=routes or [], country_of=lambda n: "US")  # type: ignore[arg-type]
+    router = Router(carriers=carriers, routes=routes or [], country_of=lambda n: "US")
     return SmsWorker(
         store=store,
         router=router,
@@ -232,3 +232,48 @@ async def test_a_receipt_is_stored_before_the_sink_returns_and_a_failed_write_ra
     store.apply_receipts = broken  # type: ignore[method-assign]
     with pytest.raises(StoreError):
         await worker.take_receipts([Receipt("c", "r2", SmsStatus.DELIVERED)])
+
+
+async def until(store: SqliteStore, mid: int, condition: Callable[[list[str]], bool], within: float = 2.0) -> None:
+    async with asyncio.timeout(within):
+        while not condition(await statuses(store, mid)):  # noqa: ASYNC110 (the store has no event to wait on)
+            await asyncio.sleep(0.02)
+
+
+class GatedCarrier(DownCarrier):
+    """Up; accepts everything, but holds the batch that holds `gated` until `gate` is set."""
+
+    def __init__(self, name: str, gated: str) -> None:
+        super().__init__(name)
+        self.gated = gated
+        self.gate = asyncio.Event()
+
+    @property
+    def up(self) -> bool:
+        return True
+
+    async def submit(self, messages: list[OutboundSms]) -> list[SubmitResult]:
+        if any(m.e164 == self.gated for m in messages):
+            await self.gate.wait()
+        return await super().submit(messages)
+
+
+async def test_a_claim_is_written_chunk_by_chunk_so_receipts_can_match_before_the_whole_claim_is_through(
+    store: SqliteStore,
+) -> None:
+    clock = FakeClock()
+    numbers = [f"+161755512{n:02d}" for n in range(10)]
+    mid = await put(store, clock, numbers)
+    carrier = GatedCarrier("smsc1", gated=numbers[-1])
+    router: Router[Carrier] = Router(carriers=[carrier], routes=[], country_of=lambda n: "US")
+    settings = WorkerSettings(batch_size=50, lease_ms=10_000, poll_interval=0.05, retry_ms=5_000, finish_every=4)
+    worker = SmsWorker(store=store, router=router, clock=clock, settings=settings)
+    await worker.start()
+    try:
+        await until(store, mid, lambda s: s.count("Sent") >= 8)
+        assert await statuses(store, mid) == ["Sent"] * 8 + ["Received"] * 2  # the last chunk is still out
+        carrier.gate.set()
+        await until(store, mid, lambda s: s == ["Sent"] * 10)
+    finally:
+        carrier.gate.set()
+        await worker.stop()

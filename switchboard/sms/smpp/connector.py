@@ -4,9 +4,12 @@ The top layer of the client (see the package docstring): it maps the domain to S
 connections, windows and sequence numbers to `session`.
 
 Submits. Each message of a batch takes a token from one `TokenBucket` shared by every bind (`rate`
-submits/s, 0 for no limit), then goes to the bound session with the fewest of our submits outstanding
-(round-robin among equals); the messages of a batch run concurrently, and each session's window bounds how
-many are outstanding on its bind. Every submit_sm asks for a receipt (registered_delivery 1). Results:
+submits/s, 0 for no limit), then is queued on the bound session with the fewest of our submits outstanding
+or queued (round-robin among equals); the messages of a batch are all queued at once (no task each: the
+session sends them as its window has room, and the batch awaits their responses together), and each
+session's window bounds how many are outstanding on its bind. A message that has to wait for the rate, and
+a long message, get a coroutine of their own. Every submit_sm asks for a receipt (registered_delivery 1).
+Results:
 
 - submit_sm_resp ESME_ROK: accepted; carrier_ref is `message_id_key(message_id, id_form)`.
 - an error status, a generic_nack, or a PDU we cannot encode: transient when `pdu.is_transient` says so
@@ -35,8 +38,9 @@ transient, and then the whole message is sent again later, under a new reference
 accepted may then reach the handset twice, and a handset shows what it has of the first attempt as an
 incomplete message (at-least-once, as for a single part).
 
-Receipts. A `Handler` on every session reads deliver_sm and data_sm. A receipt (esm_class, never its text:
-`receipt.is_receipt`) is parsed, its id normalised with `message_id_key` and its state mapped to a
+Receipts. The carrier is every session's `BatchHandler`: it reads the deliver_sm and data_sm of each read
+together. A receipt (esm_class, never its text: `receipt.is_receipt`) is parsed (`parse_receipt` without
+its details: no dates), its id normalised with `message_id_key` and its state mapped to a
 SmsStatus (DELIVRD → Delivered, EXPIRED → Expired, REJECTD → Rejected, UNDELIV, DELETED and UNKNOWN →
 Undelivered); intermediate states (ENROUTE, ACCEPTD) are acknowledged and ignored. Receipts that arrive
 together are handed to the sink in one small batch, and each is answered ESME_ROK once the sink has taken
@@ -71,9 +75,9 @@ import itertools
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from switchboard.domain.clock import Clock
 from switchboard.domain.encoding import (
@@ -96,6 +100,7 @@ from switchboard.sms.smpp.pdu import (
     MessageState,
     PduError,
     SubmitSm,
+    SubmitSmResp,
     is_transient,
     status_name,
 )
@@ -144,6 +149,9 @@ RECEIPT_BATCH_DELAY = 0.05
 """Receipts (or inbound messages) that arrive within this many seconds of each other go to the sink in one
 batch."""
 RECEIPT_BATCH_MAX = 1000
+SUBMIT_SLICE = 32
+"""A batch's messages are prepared and queued this many at a time, the event loop turning in between: the
+window keeps moving while a large batch is prepared (preparing 500 at once held the loop for ≈ 5 ms)."""
 DCS_ASCII = 0x01
 """data_coding 1: IA5 (CCITT T.50), i.e. ASCII (§5.2.19)."""
 DCS_LATIN1 = 0x03
@@ -262,23 +270,23 @@ def mask_number(number: str) -> str:
 @dataclass
 class _Bind:
     reconnector: Reconnector
-    outstanding: int = 0
 
 
 @dataclass
 class _Batcher(Generic[T]):
-    """Hands items to a sink in small batches (those arriving within RECEIPT_BATCH_DELAY of each other);
-    `hand_over` says whether the sink took its item."""
+    """Hands items to a sink in small batches (those arriving within RECEIPT_BATCH_DELAY of each other, up
+    to about RECEIPT_BATCH_MAX); `hand_over` says whether the sink took the items it was given."""
 
     name: str
     sink: Callable[[list[T]], Awaitable[None]]
     what: str
-    pending: list[tuple[T, asyncio.Future[bool]]] = field(default_factory=list)
+    pending: list[tuple[list[T], asyncio.Future[bool]]] = field(default_factory=list)
     flushing: asyncio.Task[None] | None = None
 
-    async def hand_over(self, item: T) -> bool:
+    async def hand_over(self, items: list[T]) -> bool:
+        """Whether the sink took `items` (all or none: they go to it together)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.pending.append((item, future))
+        self.pending.append((items, future))
         if self.flushing is None or self.flushing.done():
             self.flushing = asyncio.create_task(self._flush(), name=f"smpp-{self.what}-{self.name}")
         return await future
@@ -290,16 +298,29 @@ class _Batcher(Generic[T]):
     async def _flush(self) -> None:
         while self.pending:
             await asyncio.sleep(RECEIPT_BATCH_DELAY)
-            batch, self.pending = self.pending[:RECEIPT_BATCH_MAX], self.pending[RECEIPT_BATCH_MAX:]
+            count, size = 0, 0
+            for items, _ in self.pending:  # whole hand-overs, at least one
+                if count and size + len(items) > RECEIPT_BATCH_MAX:
+                    break
+                count, size = count + 1, size + len(items)
+            batch, self.pending = self.pending[:count], self.pending[count:]
             taken = False
             try:
-                await self.sink([item for item, _ in batch])
+                await self.sink([item for items, _ in batch for item in items])
                 taken = True
             except Exception:  # the SMSC is told to send them again later
-                log.exception("smpp %s: could not hand over %d %s", self.name, len(batch), self.what)
+                log.exception("smpp %s: could not hand over %d %s", self.name, size, self.what)
             for _, future in batch:
                 if not future.done():
                     future.set_result(taken)
+
+
+async def _hand_over(batcher: _Batcher[T] | None, taking: list[tuple[int, T]], statuses: list[CommandStatus]) -> None:
+    """Hand the items (each with its PDU's place) to `batcher`; the PDUs of those not taken are answered
+    ESME_RX_T_APPN, so that the SMSC sends them again later."""
+    if taking and not (batcher is not None and await batcher.hand_over([item for _, item in taking])):
+        for i, _ in taking:
+            statuses[i] = CommandStatus.ESME_RX_T_APPN
 
 
 class SmppCarrier:
@@ -357,7 +378,10 @@ class SmppCarrier:
 
     @property
     def up(self) -> bool:
-        return any(b.reconnector.up for b in self._binds)
+        for bind in self._binds:  # the router asks once per message: a loop, not a generator
+            if bind.reconnector.up:
+                return True
+        return False
 
     async def start(self, receipts: ReceiptSink, inbound: InboundSink | None = None) -> None:
         self._receipts = _Batcher(self.name, receipts, "receipts")
@@ -382,7 +406,42 @@ class SmppCarrier:
                 await batcher.drain()
 
     async def submit(self, messages: list[OutboundSms]) -> list[SubmitResult]:
-        return list(await asyncio.gather(*(self._submit_one(m) for m in messages)))
+        # Single-part messages that may go now are queued on their sessions at once and their responses
+        # awaited together: no task per message. Long ones, and those waiting for the rate, get a coroutine.
+        results: list[SubmitResult | None] = [None] * len(messages)
+        sent: list[tuple[int, asyncio.Future[SubmitSmResp]]] = []
+        later: list[tuple[int, Coroutine[Any, Any, SubmitResult]]] = []
+        texts: dict[tuple[str, str], tuple[int, list[bytes]]] = {}  # a batch is often one text to many
+        for i, message in enumerate(messages):
+            if i and i % SUBMIT_SLICE == 0:
+                await asyncio.sleep(0)  # let what is queued go out, and responses in, while the rest is prepared
+            text = (message.body, message.encoding)
+            split = texts.get(text)
+            if split is None:
+                split = texts[text] = split_text(message.body, message.encoding)
+            data_coding, parts = split
+            if len(parts) > MAX_PARTS:
+                results[i] = SubmitResult(None, f"Rejected: {len(parts)} parts, more than {MAX_PARTS}", permanent=True)
+                continue
+            a = addresses(message.sender, message.e164)
+            if len(parts) > 1:
+                later.append((i, self._submit_parts(a, data_coding, parts)))
+                continue
+            started = self._start(self._pdu(a, data_coding, parts[0], esm_class=0))
+            if isinstance(started, SubmitResult):
+                results[i] = started
+            elif isinstance(started, asyncio.Future):
+                sent.append((i, started))
+            else:
+                later.append((i, started))
+        if later:
+            for (i, _), result in zip(later, await asyncio.gather(*(c for _, c in later)), strict=True):
+                results[i] = result
+        if sent:
+            await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+            for i, future in sent:
+                results[i] = self._result(future)
+        return [r if r is not None else SubmitResult(None, NO_BIND_ERROR) for r in results]
 
     async def resume(self, in_flight: list[InFlight]) -> None:
         if in_flight:
@@ -404,22 +463,21 @@ class SmppCarrier:
             enquire_link_interval=self._enquire_link_interval,
         )
 
-    def _choose(self) -> tuple[_Bind, Session] | None:
-        """The bound session with the fewest of our submits outstanding; round-robin among equals."""
-        bound = [(b, s) for b in self._binds if (s := b.reconnector.session) is not None]
-        if not bound:
+    def _choose(self) -> Session | None:
+        """The bound session with the fewest of our submits outstanding or queued; round-robin among equals."""
+        binds = self._binds
+        if not binds:
             return None
-        start = next(self._turn) % len(bound)
-        rotated = bound[start:] + bound[:start]
-        return min(rotated, key=lambda pair: pair[0].outstanding)
+        start = next(self._turn)
+        best: Session | None = None
+        for k in range(len(binds)):
+            session = binds[(start + k) % len(binds)].reconnector.session
+            if session is not None and (best is None or session.load < best.load):
+                best = session
+        return best
 
-    async def _submit_one(self, message: OutboundSms) -> SubmitResult:
-        data_coding, parts = split_text(message.body, message.encoding)
-        if len(parts) > MAX_PARTS:
-            return SubmitResult(None, f"Rejected: {len(parts)} parts, more than {MAX_PARTS}", permanent=True)
-        a = addresses(message.sender, message.e164)
-        if len(parts) == 1:
-            return await self._submit_pdu(self._pdu(a, data_coding, parts[0], esm_class=0))
+    async def _submit_parts(self, a: Addresses, data_coding: int, parts: list[bytes]) -> SubmitResult:
+        """A long message: its parts one after another, in order, each waiting for its response."""
         ref = next(self._concat_refs) % 256
         refs: list[str] = []
         for seq, octets in enumerate(parts, start=1):
@@ -453,7 +511,19 @@ class SmppCarrier:
         )
 
     async def _submit_pdu(self, pdu: SubmitSm) -> SubmitResult:
-        if not self.up:  # before waiting for a token: a batch with no bind up fails at once
+        started = self._start(pdu)
+        if isinstance(started, SubmitResult):
+            return started
+        if isinstance(started, asyncio.Future):
+            await asyncio.wait([started])
+            return self._result(started)
+        return await started
+
+    def _start(self, pdu: SubmitSm) -> SubmitResult | asyncio.Future[SubmitSmResp] | Coroutine[Any, Any, SubmitResult]:
+        """Take a rate token and queue `pdu` on a session: its response's future; the result, when it cannot
+        go; or, when it has to wait for the rate, a coroutine that waits and then sends it."""
+        session = self._choose()
+        if session is None:  # before waiting for a token: a batch with no bind up fails at once
             return SubmitResult(None, NO_BIND_ERROR)
         wait = self._bucket.take(1)
         if wait > MAX_RATE_WAIT:
@@ -463,28 +533,48 @@ class SmppCarrier:
             self._bucket.take(-1)
             return SubmitResult(None, RATE_BUSY_ERROR)
         if wait:
-            await self._sleep(wait)
-        chosen = self._choose()
-        if chosen is None:
+            return self._send_after(wait, pdu)
+        return self._send(session, pdu)
+
+    async def _send_after(self, wait: float, pdu: SubmitSm) -> SubmitResult:
+        await self._sleep(wait)
+        session = self._choose()  # the one chosen before may be gone, or busier than another now
+        if session is None:
             return SubmitResult(None, NO_BIND_ERROR)
-        bind, session = chosen
-        bind.outstanding += 1
+        sent = self._send(session, pdu)
+        if isinstance(sent, SubmitResult):
+            return sent
+        await asyncio.wait([sent])
+        return self._result(sent)
+
+    def _send(self, session: Session, pdu: SubmitSm) -> SubmitResult | asyncio.Future[SubmitSmResp]:
         try:
-            response = await session.submit(pdu)
+            return session.queue_submit(pdu)
         except PduError as error:  # nothing sent: the message cannot be carried as it is
             return SubmitResult(None, f"Rejected: {status_name(error.status)} ({error})", permanent=True)
-        except (ConnectionLost, ResponseTimeout) as error:
+        except ConnectionLost as error:
             return SubmitResult(None, f"Carrier error: {error}")
-        except Nacked as error:
-            return SubmitResult(None, f"Carrier error: {error}", permanent=not is_transient(error.status))
-        except MalformedResponse as error:  # an unreadable "OK" may have been accepted: retry, never Reject
-            transient = error.status == CommandStatus.ESME_ROK or is_transient(error.status)
-            return SubmitResult(None, f"Carrier error: {error}", permanent=not transient)
         except Exception as error:  # a bug must fail one message, not the batch
             log.exception("smpp %s: submit failed", self.name)
             return SubmitResult(None, f"Carrier error: {error!r}")
-        finally:
-            bind.outstanding -= 1
+
+    def _result(self, future: asyncio.Future[SubmitSmResp]) -> SubmitResult:
+        """The result of a submit whose response (or failure) is in."""
+        if future.cancelled():
+            return SubmitResult(None, "Carrier error: cancelled")
+        error = future.exception()
+        if error is not None:
+            if isinstance(error, ConnectionLost | ResponseTimeout):
+                return SubmitResult(None, f"Carrier error: {error}")
+            if isinstance(error, Nacked):
+                return SubmitResult(None, f"Carrier error: {error}", permanent=not is_transient(error.status))
+            if isinstance(error, MalformedResponse):  # an unreadable "OK" may have been accepted: retry
+                transient = error.status == CommandStatus.ESME_ROK or is_transient(error.status)
+                return SubmitResult(None, f"Carrier error: {error}", permanent=not transient)
+            # a bug must fail one message, not the batch
+            log.error("smpp %s: submit failed", self.name, exc_info=error)
+            return SubmitResult(None, f"Carrier error: {error!r}")
+        response = future.result()
         if response.status != CommandStatus.ESME_ROK:
             name = status_name(response.status)
             if is_transient(response.status):
@@ -499,44 +589,67 @@ class SmppCarrier:
     # --- Handler: what the SMSC sends us ------------------------------------------------------------------
 
     async def handle_deliver_sm(self, pdu: DeliverSm) -> int:
-        return await self._inbound(pdu)
+        return (await self.handle_batch([pdu]))[0]
 
     async def handle_data_sm(self, pdu: DataSm) -> int:
-        return await self._inbound(pdu)
+        return (await self.handle_batch([pdu]))[0]
 
-    async def _inbound(self, pdu: DeliverSm | DataSm) -> int:
-        if not is_receipt(pdu):
-            return await self._mobile_originated(pdu)
-        parsed = parse_receipt(pdu)
+    async def handle_batch(self, pdus: list[DeliverSm | DataSm]) -> list[int]:
+        """The SMSC's deliver_sm and data_sm of one read (session.BatchHandler): receipts go to the receipt
+        sink, messages from handsets to the inbound sink, each group in one hand-over."""
+        statuses = [CommandStatus.ESME_ROK] * len(pdus)
+        receipts: list[tuple[int, Receipt]] = []
+        inbound: list[tuple[int, InboundMessage]] = []
+        for i, pdu in enumerate(pdus):
+            if is_receipt(pdu):
+                receipt = self._receipt(pdu)
+                if receipt is not None:
+                    receipts.append((i, receipt))
+            else:
+                message = self._mobile_originated(pdu)
+                if message is not None:
+                    inbound.append((i, message))
+        if receipts and inbound:  # rare: both at once, so that neither waits for the other's write
+            await asyncio.gather(
+                _hand_over(self._receipts, receipts, statuses), _hand_over(self._mo, inbound, statuses)
+            )
+        else:
+            await _hand_over(self._receipts, receipts, statuses)
+            await _hand_over(self._mo, inbound, statuses)
+        return list(statuses)
+
+    def _receipt(self, pdu: DeliverSm | DataSm) -> Receipt | None:
+        """What the store needs of a receipt; None for one that is acknowledged and dropped (unreadable, or
+        intermediate)."""
+        parsed = parse_receipt(pdu, details=False)
         if parsed is None:
             log.warning(
                 "smpp %s: unreadable receipt (no id or state; esm_class 0x%02X) acknowledged and dropped",
                 self.name,
                 pdu.esm_class,
             )
-            return CommandStatus.ESME_ROK
+            return None
         if not parsed.final:
-            return CommandStatus.ESME_ROK
+            return None
         form = self._id_form if pdu.receipted_message_id else self._receipt_id_form
         state = parsed.state
         status = _STATUSES[state]
         error = None
         if status is not SmsStatus.DELIVERED:
             error = _STATE_WORDS[state] + (f" (err {parsed.error})" if parsed.error else "")
-        receipt = Receipt(self.name, message_id_key(parsed.message_id, form), status, error)
-        taken = self._receipts is not None and await self._receipts.hand_over(receipt)
-        return CommandStatus.ESME_ROK if taken else CommandStatus.ESME_RX_T_APPN
+        return Receipt(self.name, message_id_key(parsed.message_id, form), status, error)
 
-    async def _mobile_originated(self, pdu: DeliverSm | DataSm) -> int:
+    def _mobile_originated(self, pdu: DeliverSm | DataSm) -> InboundMessage | None:
+        """The message from a handset; None when there is no inbound sink (it is logged and acknowledged)."""
         octets = (pdu.short_message if isinstance(pdu, DeliverSm) else b"") or pdu.message_payload or b""
         if self._mo is None:
             log.info(
                 "smpp %s: message from %s to %s (%d octets, data_coding %d) acknowledged; no inbound sink: dropped",
                 self.name, mask_number(pdu.source_addr), pdu.destination_addr, len(octets), pdu.data_coding,
             )  # fmt: skip
-            return CommandStatus.ESME_ROK
+            return None
         text, raw = decode_inbound(pdu.data_coding, octets, udhi=bool(pdu.esm_class & ESM_UDHI))
-        message = InboundMessage(
+        return InboundMessage(
             carrier=self.name,
             source_addr=pdu.source_addr,
             destination_addr=pdu.destination_addr,
@@ -545,5 +658,3 @@ class SmppCarrier:
             raw=raw,
             received_at=self._clock.now_ms(),
         )
-        taken = await self._mo.hand_over(message)
-        return CommandStatus.ESME_ROK if taken else CommandStatus.ESME_RX_T_APPN

@@ -7,7 +7,9 @@ and splitting them would only scatter the spec across files. Section numbers are
 specification (Issue 1.2).
 
 Every body field is declared once, on its dataclass, with its wire form (`_int8`, `_cstring`, ...); the
-codec walks those declarations in field order, which is the order on the wire.
+codec walks those declarations in field order, which is the order on the wire. The four PDUs of every
+message (submit_sm, submit_sm_resp, deliver_sm, deliver_sm_resp) also have a written-out fast path for
+their common shape, which hands anything else to the walk ("fast paths" below).
 
 Strictness. `decode` refuses what the spec does not allow in the *structure* of a PDU: a command_length that
 is not the frame's length or is outside 16..MAX_PDU_LENGTH, an unknown command_id, a C-Octet String that is
@@ -235,6 +237,7 @@ class CommandStatus(enum.IntEnum):
     """Invalid data_coding. Defined by SMPP 5.0, returned by SMSCs that speak 3.4 too."""
 
 
+_KNOWN_STATUSES: dict[int, CommandStatus] = {s.value: s for s in CommandStatus}
 _TRANSIENT = frozenset(
     {
         CommandStatus.ESME_RTHROTTLED,
@@ -262,10 +265,7 @@ def is_transient(status: int) -> bool:
 
 def command_status(value: int) -> CommandStatus | int:
     """`value` as a CommandStatus when it is one, else the plain int: unknown statuses are kept, not refused."""
-    try:
-        return CommandStatus(value)
-    except ValueError:
-        return value
+    return _KNOWN_STATUSES.get(value, value)
 
 
 def status_name(value: int) -> str:
@@ -739,21 +739,36 @@ _LAYOUT: dict[type[Pdu], tuple[tuple[str, _WireForm], ...]] = {
 _Refuse = Callable[[CommandStatus, str], PduError]
 _HEADER = struct.Struct(">IIII")
 _TLV_HEADER = struct.Struct(">HH")
+_LENGTH = struct.Struct(">I")
 _TIME = re.compile(r"[0-9]{15}[-+R]")  # YYMMDDhhmmsstnn then p: '+'/'-' absolute, 'R' relative (§7.1.1)
 
 
 # --- encoding -------------------------------------------------------------------------------------------
 
 
-def encode(pdu: Pdu) -> bytes:
-    """The frame for `pdu`, header included. Raises PduError for a value the spec does not allow."""
+def encode(pdu: Pdu, *, sequence: int | None = None) -> bytes:
+    """The frame for `pdu`, header included, with `sequence` in place of `pdu.sequence` when given (a session
+    numbers its requests without making a copy of each PDU). Raises PduError for a value the spec does not
+    allow."""
+    if sequence is None:
+        sequence = pdu.sequence
+    fast = _FAST_ENCODERS.get(type(pdu))
+    if fast is not None:
+        frame = fast(pdu, sequence)
+        if frame is not None:
+            return frame
+    return _encode(pdu, sequence)
+
+
+def _encode(pdu: Pdu, sequence: int) -> bytes:
+    """`encode` by walking the layout: every PDU, every value, and every refusal."""
     cls = type(pdu)
     status = pdu.status if isinstance(pdu, _Response) else CommandStatus.ESME_ROK
 
     def refuse(status: CommandStatus, message: str) -> PduError:
-        return PduError(message, status=status, command_id=cls.command_id, sequence=pdu.sequence)
+        return PduError(message, status=status, command_id=cls.command_id, sequence=sequence)
 
-    for name, value in (("sequence", pdu.sequence), ("command_status", status)):
+    for name, value in (("sequence", sequence), ("command_status", status)):
         if not _is_int(value, 0xFFFFFFFF):
             raise refuse(CommandStatus.ESME_RSYSERR, f"{name} must be a 4-octet unsigned integer, not {value!r}")
     body = bytearray()
@@ -780,7 +795,7 @@ def encode(pdu: Pdu) -> bytes:
     length = HEADER_LENGTH + len(body)
     if length > MAX_PDU_LENGTH:
         raise refuse(CommandStatus.ESME_RINVCMDLEN, f"PDU of {length} octets exceeds {MAX_PDU_LENGTH}")
-    return _HEADER.pack(length, cls.command_id, status, pdu.sequence) + body
+    return _HEADER.pack(length, cls.command_id, status, sequence) + body
 
 
 def _is_int(value: object, top: int) -> bool:
@@ -831,6 +846,133 @@ def _tlv_problem(tag: int, value: bytes) -> tuple[CommandStatus, str] | None:
     return None
 
 
+# --- fast paths -----------------------------------------------------------------------------------------
+# The PDUs of every message (submit_sm out, its submit_sm_resp back, a receipt's deliver_sm in and our
+# deliver_sm_resp out) are coded thousands of times a second. For them, code written out field by field
+# takes the common shape (no TLVs to write, no times, values plainly in range) at a fraction of the cost of
+# the walk over the layout; anything else (an unusual value, every error) declines with None and goes the
+# walk's way, so both give the same frames, PDUs and refusals (tests/unit/test_smpp_pdu.py checks).
+
+
+def _encode_short_message_pdu(pdu: _ShortMessagePdu, sequence: int) -> bytes | None:
+    sm = pdu.short_message
+    if type(pdu.tlvs) is not tuple or pdu.tlvs or pdu.schedule_delivery_time != "" or pdu.validity_period != "":
+        return None
+    if type(sm) is not bytes or len(sm) > MAX_SHORT_MESSAGE:
+        return None
+    ints = (
+        pdu.source_addr_ton, pdu.source_addr_npi, pdu.dest_addr_ton, pdu.dest_addr_npi, pdu.esm_class,
+        pdu.protocol_id, pdu.priority_flag, pdu.registered_delivery, pdu.replace_if_present_flag,
+        pdu.data_coding, pdu.sm_default_msg_id,
+    )  # fmt: skip
+    if type(sequence) is not int or not 0 <= sequence <= 0xFFFFFFFF or set(map(type, ints)) != {int}:
+        return None
+    try:
+        service_type = pdu.service_type.encode("latin-1")
+        source = pdu.source_addr.encode("latin-1")
+        destination = pdu.destination_addr.encode("latin-1")
+        octets = bytes(ints)  # ValueError outside 0..255
+    except (AttributeError, UnicodeEncodeError, ValueError):
+        return None
+    if (
+        len(service_type) > 5
+        or len(source) > 20
+        or len(destination) > 20
+        or b"\0" in service_type + source + destination
+    ):
+        return None
+    body = b"".join(
+        (
+            service_type, b"\0", octets[0:2], source, b"\0", octets[2:4], destination, b"\0", octets[4:7],
+            b"\0\0", octets[7:11], bytes((len(sm),)), sm,
+        )
+    )  # fmt: skip
+    return _HEADER.pack(HEADER_LENGTH + len(body), pdu.command_id, 0, sequence) + body
+
+
+def _encode_message_id_resp(pdu: _MessageIdResp, sequence: int) -> bytes | None:
+    status, message_id = pdu.status, pdu.message_id
+    if (
+        type(pdu.tlvs) is not tuple
+        or pdu.tlvs
+        or type(message_id) is not str
+        or type(sequence) is not int
+        or not 0 <= sequence <= 0xFFFFFFFF
+    ):
+        return None
+    if type(status) not in (int, CommandStatus) or not 0 <= status <= 0xFFFFFFFF:
+        return None
+    if status and pdu.omits_body_on_error and not message_id:
+        return _HEADER.pack(HEADER_LENGTH, pdu.command_id, status, sequence)
+    try:
+        octets = message_id.encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+    if len(octets) >= MESSAGE_ID_SIZE or b"\0" in octets:
+        return None
+    return _HEADER.pack(HEADER_LENGTH + len(octets) + 1, pdu.command_id, status, sequence) + octets + b"\0"
+
+
+_Decoded = Callable[[type[Pdu], bytes, int, int, _Refuse], Pdu | None]
+"""A fast decoder: (class, body, sequence, command_status, refuse) → the PDU, or None to walk the layout."""
+
+
+def _decode_message_id_resp(cls: type[Pdu], body: bytes, sequence: int, status: int, refuse: _Refuse) -> Pdu | None:
+    end = body.find(b"\0", 0, MESSAGE_ID_SIZE)
+    if end < 0 or end != len(body) - 1:
+        return None  # no body, TLVs, or a fault: the walk decides
+    return cls(sequence=sequence, status=command_status(status), message_id=body[:end].decode("latin-1"))  # type: ignore[call-arg]
+
+
+def _decode_short_message_pdu(cls: type[Pdu], body: bytes, sequence: int, status: int, refuse: _Refuse) -> Pdu | None:
+    try:
+        end = body.index(b"\0", 0, 6)
+        service_type = body[:end].decode("latin-1")
+        source_ton, source_npi = body[end + 1 : end + 3]
+        pos = end + 3
+        end = body.index(b"\0", pos, pos + 21)
+        source = body[pos:end].decode("latin-1")
+        dest_ton, dest_npi = body[end + 1 : end + 3]
+        pos = end + 3
+        end = body.index(b"\0", pos, pos + 21)
+        destination = body[pos:end].decode("latin-1")
+        esm_class, protocol_id, priority_flag, schedule, validity = body[end + 1 : end + 6]
+        if schedule or validity:
+            return None  # times to check: the walk does it
+        registered_delivery, replace_if_present, data_coding, default_msg_id, size = body[end + 6 : end + 11]
+    except ValueError:  # no NUL in reach, or fewer octets left than fields to unpack
+        return None
+    pos = end + 11
+    if size > MAX_SHORT_MESSAGE or pos + size > len(body):
+        return None
+    short_message = body[pos : pos + size]
+    pos += size
+    tlvs = _decode_tlvs(body, pos, refuse) if pos < len(body) else ()
+    return cls(  # type: ignore[call-arg]
+        sequence=sequence, service_type=service_type, source_addr_ton=source_ton, source_addr_npi=source_npi,
+        source_addr=source, dest_addr_ton=dest_ton, dest_addr_npi=dest_npi, destination_addr=destination,
+        esm_class=esm_class, protocol_id=protocol_id, priority_flag=priority_flag,
+        registered_delivery=registered_delivery, replace_if_present_flag=replace_if_present, data_coding=data_coding,
+        sm_default_msg_id=default_msg_id, short_message=short_message, tlvs=tlvs,
+    )  # fmt: skip
+
+
+_FAST_ENCODERS: dict[type[Pdu], Callable[[Any, int], bytes | None]] = {
+    SubmitSm: _encode_short_message_pdu,
+    DeliverSm: _encode_short_message_pdu,
+    SubmitSmResp: _encode_message_id_resp,
+    DeliverSmResp: _encode_message_id_resp,
+    DataSmResp: _encode_message_id_resp,
+}
+_FAST_DECODERS: dict[type[Pdu], _Decoded] = {
+    SubmitSm: _decode_short_message_pdu,
+    DeliverSm: _decode_short_message_pdu,
+    SubmitSmResp: _decode_message_id_resp,
+    DeliverSmResp: _decode_message_id_resp,
+    DataSmResp: _decode_message_id_resp,
+}
+
+
 # --- decoding -------------------------------------------------------------------------------------------
 
 
@@ -868,6 +1010,11 @@ def decode(frame: bytes) -> Pdu:
     cls = _CLASSES.get(command_id)
     if cls is None:
         raise refuse(CommandStatus.ESME_RINVCMDID, f"unknown command_id 0x{command_id:08X}")
+    fast = _FAST_DECODERS.get(cls)
+    if fast is not None:
+        pdu = fast(cls, frame[HEADER_LENGTH:], sequence, status, refuse)
+        if pdu is not None:
+            return pdu
     kwargs: dict[str, Any] = {"sequence": sequence}
     is_response = issubclass(cls, _Response)
     if is_response:
@@ -942,29 +1089,37 @@ class FrameReader:
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self._start = 0
+        """Where the next frame begins in `_buffer`: frames are read off by moving it, and what they took is
+        dropped at the next `feed` (one move of the leftover per read, not one per frame)."""
         self._error: PduError | None = None
 
     @property
     def buffered(self) -> int:
         """Octets received and not yet returned as a frame: non-zero at EOF means a frame was cut off."""
-        return len(self._buffer)
+        return len(self._buffer) - self._start
 
     def feed(self, data: bytes) -> None:
+        if self._start:
+            del self._buffer[: self._start]
+            self._start = 0
         self._buffer += data
 
     def next_frame(self) -> bytes | None:
         """The next complete frame, or None until more octets are fed."""
         if self._error is not None:
             raise self._error
-        if len(self._buffer) < HEADER_LENGTH:
+        start, buffer = self._start, self._buffer
+        if len(buffer) - start < HEADER_LENGTH:
             return None
-        try:
-            length = frame_length(bytes(self._buffer[:HEADER_LENGTH]))
-        except PduError as error:
-            self._error = error
-            raise
-        if len(self._buffer) < length:
+        length = _LENGTH.unpack_from(buffer, start)[0]
+        if not HEADER_LENGTH <= length <= MAX_PDU_LENGTH:
+            try:
+                frame_length(bytes(buffer[start : start + HEADER_LENGTH]))
+            except PduError as error:
+                self._error = error
+                raise
+        if len(buffer) - start < length:
             return None
-        frame = bytes(self._buffer[:length])
-        del self._buffer[:length]
-        return frame
+        self._start = start + length
+        return bytes(buffer[start : start + length])
