@@ -57,6 +57,9 @@ class Run:
     lateness_p50: float
     lateness_p99: float
     lateness_max: float
+    tick_start_p99: float
+    tick_cost_p50: float
+    tick_cost_p99: float
     skipped_ticks: int
     failed: int
     packets_sent: int
@@ -140,13 +143,15 @@ async def one_run(calls: int, hold: float, sipps: int) -> Run:
     started = loop.time()
     tasks = [asyncio.create_task(call(i, trunks[i % len(trunks)])) for i in range(calls)]
     window_lateness: list[float] = []
+    window_ticks: list[tuple[float, float, int]] = []
     try:
         await asyncio.wait_for(all_playing.wait(), timeout=hold)
         # Every call is playing now: the steady state the lateness target is about.
         ticks_before = rtp_clock.ticks
         skipped_before = rtp_clock.skipped_ticks
         await asyncio.sleep(min(10.0, hold / 2))
-        window_lateness = _window(rtp_clock, rtp_clock.ticks - ticks_before, calls)
+        window_ticks = rtp_clock.tick_samples()[-(rtp_clock.ticks - ticks_before) :]
+        window_lateness = _window(rtp_clock, rtp_clock.ticks - ticks_before)
         skipped = rtp_clock.skipped_ticks - skipped_before
     except TimeoutError:
         skipped = rtp_clock.skipped_ticks
@@ -162,6 +167,8 @@ async def one_run(calls: int, hold: float, sipps: int) -> Run:
     failed = sum(1 for r in results if (r.status, r.reason) != (CallStatus.ANSWERED, CallReason.NA))
     setup_span = (max(answered_at) - started) if answered_at else float("inf")
     lat = window_lateness or [float("nan")]
+    starts = [t[0] for t in window_ticks] or [float("nan")]
+    costs = [t[1] for t in window_ticks] or [float("nan")]
     return Run(
         calls=calls,
         setups_per_second=len(answered_at) / setup_span,
@@ -169,6 +176,9 @@ async def one_run(calls: int, hold: float, sipps: int) -> Run:
         lateness_p50=float(np.percentile(lat, 50)),
         lateness_p99=float(np.percentile(lat, 99)),
         lateness_max=float(max(lat)),
+        tick_start_p99=float(np.percentile(starts, 99)),
+        tick_cost_p50=float(np.percentile(costs, 50)),
+        tick_cost_p99=float(np.percentile(costs, 99)),
         skipped_ticks=skipped,
         failed=failed,
         packets_sent=rtp_clock.frames_sent,
@@ -177,16 +187,12 @@ async def one_run(calls: int, hold: float, sipps: int) -> Run:
     )
 
 
-def _window(clock: RtpClock, count: int, streams: int) -> list[float]:
+def _window(clock: RtpClock, count: int) -> list[float]:
     """The lateness of every packet of the clock's last `count` ticks, in ms: a tick's packets go out one
     after the other, so the k-th of n is taken as sent k/n of the tick's sending time after its start."""
     ticks = clock.tick_samples()[-count:] if count > 0 else []
-    if not ticks:
-        return []
-    late = np.array([t[0] for t in ticks])[:, None]
-    cost = np.array([t[1] for t in ticks])[:, None]
-    spread = np.arange(streams)[None, :] / streams
-    return list((late + cost * spread).ravel())
+    out: list[np.ndarray] = [late + cost * np.arange(n) / n for late, cost, n in ticks if n]
+    return list(np.concatenate(out)) if out else []
 
 
 def _cpu_seconds() -> float:
@@ -213,14 +219,15 @@ def main(argv: list[str]) -> int:
     print(f"\nVoice: {args.calls} answered calls with {args.hold:g} s of audio each, against sipp ({args.sipps} "
           f"processes, -rtp_echo), one process, uvloop; {args.repeats} runs\n")
     print(
-        "| run | setups/s | most concurrent | RTP lateness p50 / p99 / max ms | skipped ticks | failed "
-        "| packets sent | echoed back % | CPU % |"
+        "| run | setups/s | most concurrent | RTP lateness p50 / p99 / max ms | tick start p99 ms "
+        "| tick sending p50 / p99 ms | skipped ticks | failed | packets sent | echoed back % | CPU % |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for i, r in enumerate(runs, 1):
         print(
             f"| {i} | {r.setups_per_second:,.0f} | {r.most_concurrent} | {r.lateness_p50:.2f} / "
-            f"{r.lateness_p99:.2f} / {r.lateness_max:.1f} | {r.skipped_ticks} | {r.failed} | {r.packets_sent:,} "
+            f"{r.lateness_p99:.2f} / {r.lateness_max:.1f} | {r.tick_start_p99:.2f} | {r.tick_cost_p50:.2f} / "
+            f"{r.tick_cost_p99:.2f} | {r.skipped_ticks} | {r.failed} | {r.packets_sent:,} "
             f"| {100 * r.packets_echoed / max(1, r.packets_sent):.1f} | {r.cpu_percent:.0f} |"
         )
     print(

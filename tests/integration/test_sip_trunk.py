@@ -54,7 +54,7 @@ class Setup:
 
     async def trunk(self, peer: SippPeer, *, timers: Timers | None = None, **settings: Any) -> SipTrunk:
         async def open_media(**kwargs: Any) -> RtpStream:
-            stream = await RtpStream.open(**kwargs)
+            stream = await RtpStream.open(**kwargs, keep_received_seconds=600)
             self.streams.append(stream)
             return stream
 

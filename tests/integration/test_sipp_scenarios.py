@@ -211,7 +211,7 @@ async def test_answered_call_echoes_our_rtp_and_ends_on_our_bye(sipp: Any, uac: 
     peer = sipp("uas_answer", payload_type=PT_PCMA, ring_ms=0)
     call = await uac(peer)
     clock = RtpClock()
-    stream = await RtpStream.open(clock=clock, rng=random.Random(7), host="127.0.0.1")
+    stream = await RtpStream.open(clock=clock, rng=random.Random(7), host="127.0.0.1", keep_received_seconds=600)
     try:
         call.invite(media_port=stream.local_address[1])
         provisional, ok = await call.final()

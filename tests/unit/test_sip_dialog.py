@@ -167,7 +167,7 @@ class Harness:
 
     async def trunk(self, *, clock: Clock | None = None, **settings: Any) -> SipTrunk:
         async def open_media(**kwargs: Any) -> RtpStream:
-            stream = await RtpStream.open(**kwargs)
+            stream = await RtpStream.open(**kwargs, keep_received_seconds=600)
             self.streams.append(stream)
             return stream
 
