@@ -99,6 +99,7 @@ def build_trunks(config: Config, clock: Clock) -> list[Trunk]:
     for t in config.voice.trunks or [VoiceTrunkConfig(name="simulator")]:
         if t.kind == "sip":
             from switchboard.voice.sip.rtp import RtpClock
+            from switchboard.voice.sip.transaction import T1, T2, T4, TIMER_D, Timers
             from switchboard.voice.sip.trunk import NumberFormat, SipTrunk, SipTrunkSettings
 
             rtp_clock = rtp_clock or RtpClock()
@@ -120,7 +121,12 @@ def build_trunks(config: Config, clock: Clock) -> list[Trunk]:
                 cps=t.cps,
                 max_calls=t.max_calls,
             )
-            trunks.append(SipTrunk(name=t.name, settings=settings, clock=clock, rtp_clock=rtp_clock))
+            # T2, T4 and Timer D scale down with T1 when it is lowered (RFC 3261 Table 4).
+            scale = min(1.0, t.t1_ms / 1000 / T1)
+            timers = Timers(t1=t.t1_ms / 1000, t2=T2 * scale, t4=T4 * scale, d=TIMER_D * scale)
+            trunks.append(
+                SipTrunk(name=t.name, settings=settings, clock=clock, rtp_clock=rtp_clock, timers=timers)
+            )
         else:
             trunks.append(
                 SimulatedTrunk(name=t.name, clock=clock, ring_seconds=t.delay, max_calls=t.max_calls, cps=t.cps)

@@ -134,6 +134,9 @@ class VoiceTrunkConfig(_Section):
     """SIP: the G.711 laws offered, in order of preference."""
     asserted_identity: bool = False
     """SIP: also send P-Asserted-Identity with the caller ID (RFC 3325)."""
+    t1_ms: int = 500
+    """SIP: RFC 3261's T1, the round-trip estimate retransmissions start from; an INVITE with no response at
+    all is given up after 64 × T1 (32 s by default). Lower it only on a fast, known network."""
 
 
 class VoiceRouteConfig(_Section):
@@ -260,6 +263,8 @@ def _check(config: Config) -> None:
         first, last = [*t.rtp_ports, 0, 0][:2]
         if len(t.rtp_ports) != 2 or not 1024 <= first < last <= 65535:
             raise ConfigError(f"voice.trunks {t.name!r}: rtp_ports must be [first, last] within 1024..65535")
+        if not 10 <= t.t1_ms <= 5000:
+            raise ConfigError(f"voice.trunks {t.name!r}: t1_ms must be 10..5000")
         if not t.codecs or any(c.upper() not in ("PCMU", "PCMA") for c in t.codecs):
             raise ConfigError(f"voice.trunks {t.name!r}: codecs must list PCMU and/or PCMA")
     for vr in config.voice.routes:

@@ -140,6 +140,11 @@ class SipTrunk:
 
     simulated = False
 
+    @property
+    def rtp_clock(self) -> RtpClock:
+        """The clock pacing this trunk's audio (shared by every trunk of the process)."""
+        return self._rtp_clock
+
     def __init__(
         self,
         *,
