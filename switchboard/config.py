@@ -6,6 +6,7 @@ wrong with it; unknown keys are mistakes too, so a typo never silently falls bac
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -265,6 +266,10 @@ def _check(config: Config) -> None:
             raise ConfigError(f"voice.trunks {t.name!r}: rtp_ports must be [first, last] within 1024..65535")
         if not 10 <= t.t1_ms <= 5000:
             raise ConfigError(f"voice.trunks {t.name!r}: t1_ms must be 10..5000")
+        for key, value in (("bind_host", t.bind_host), ("public_host", t.public_host)):
+            # sockets bind an address, and SDP's c= line carries one: a name would fail every call
+            if t.kind == "sip" and value is not None and not _is_ip(value):
+                raise ConfigError(f"voice.trunks {t.name!r}: {key} must be an IP address, not {value!r}")
         if not t.codecs or any(c.upper() not in ("PCMU", "PCMA") for c in t.codecs):
             raise ConfigError(f"voice.trunks {t.name!r}: codecs must list PCMU and/or PCMA")
     for vr in config.voice.routes:
@@ -277,3 +282,11 @@ def _check(config: Config) -> None:
         raise ConfigError("callbacks.retry_schedule must list seconds, each more than 0 and at most a week")
     if config.worker.batch_size < 1 or config.worker.lease_seconds <= 0:
         raise ConfigError("worker.batch_size and worker.lease_seconds must be positive")
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True

@@ -86,6 +86,9 @@ def test_the_data_dir_moves_the_default_database() -> None:
         ("[server\n", {}, "not valid TOML"),
         ('[database]\nurl = "mysql://x"\n', {}, "database.url"),
         ('[[sms.routes]]\ncarrier = "nope"\n', {}, "not one of sms.carriers"),
+        # written into SDP's c= line: a name there failed every call of the trunk, not the start
+        ('[[voice.trunks]]\nname = "t"\nkind = "sip"\npublic_host = "gw.example.com"\n', {}, "public_host"),
+        ('[[voice.trunks]]\nname = "t"\nkind = "sip"\nbind_host = "localhost"\n', {}, "bind_host"),
         ("", {"SWITCHBOARD_SERVER_PROT": "1"}, "unknown environment variable SWITCHBOARD_SERVER_PROT"),
         ("", {"SWITCHBOARD_SERVER_PORT": "eighty"}, "server.port"),
     ],

@@ -183,9 +183,10 @@ async def test_audio_queued_while_playing_follows_without_a_new_talkspurt(open_s
     sender = await open_stream()
     receiver = await open_stream()
     sender.set_remote(*receiver.local_address)
-    first = sender.play(frames(5, seed=1), PT_PCMU)
+    shared = frames(5, seed=1)  # calls playing the same audio share its frames: queueing more must not grow them
+    first = sender.play(shared, PT_PCMU)
     second = sender.play(frames(5, seed=2), PT_PCMU)
-    assert first is second
+    assert first is second and shared == frames(5, seed=1)
     assert await asyncio.wait_for(second, 2.0) is True
     await until(lambda: receiver.packets_received == 10)
     packets = [r.packet for r in receiver.received]

@@ -8,6 +8,7 @@ import hashlib
 import random
 import re
 import socket
+import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -97,6 +98,15 @@ class FakeUas(asyncio.DatagramProtocol):
                 await self.changed.wait()
         return self.requests(method)[index]
 
+    async def expect_cseq(self, method: str, number: int, within: float = 3.0) -> Request:
+        """The first request of `method` with CSeq `number`: with T1 at 10 ms, what `expect(method, 1)` gets
+        may be a retransmission of the first one rather than the next request."""
+        async with asyncio.timeout(within):
+            while not (found := [r for r in self.requests(method) if r.cseq.number == number]):
+                self.changed.clear()
+                await self.changed.wait()
+        return found[0]
+
     async def expect_response(self, status: int, within: float = 3.0) -> Response:
         async with asyncio.timeout(within):
             while not self.responses(status):
@@ -132,12 +142,14 @@ class FakeUas(asyncio.DatagramProtocol):
         assert self.transport is not None
         self.transport.sendto(data, to)
 
-    def in_dialog(self, invite: Request, method: str, cseq: int, *, from_tag: str = "uas1", body: bytes = b"") -> bytes:
+    def in_dialog(
+        self, invite: Request, method: str, cseq: int, *, from_tag: str = "uas1", body: bytes = b"", branch: str = ""
+    ) -> bytes:
         """A request of ours in the call `invite` set up: From is its To (with our tag), To its From."""
         to = invite.headers.get("From")
         headers = Headers(
             [
-                ("Via", f"SIP/2.0/UDP 127.0.0.1:{self.port};branch={new_branch(RNG)}"),
+                ("Via", f"SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch or new_branch(RNG)}"),
                 ("From", f"<{invite.to_addr.uri}>;tag={from_tag}"),
                 ("To", to or ""),
                 ("Call-ID", invite.call_id),
@@ -165,7 +177,7 @@ class Harness:
     streams: list[RtpStream] = field(default_factory=list)
     sinks: list[Sink] = field(default_factory=list)
 
-    async def trunk(self, *, clock: Clock | None = None, **settings: Any) -> SipTrunk:
+    async def trunk(self, *, clock: Clock | None = None, resolve: Any = None, **settings: Any) -> SipTrunk:
         async def open_media(**kwargs: Any) -> RtpStream:
             stream = await RtpStream.open(**kwargs, keep_received_seconds=600)
             self.streams.append(stream)
@@ -180,6 +192,7 @@ class Harness:
             rng=random.Random(3),
             timers=FAST,
             open_media=open_media,
+            **({"resolve": resolve} if resolve is not None else {}),
         )
         await trunk.start()
         self.trunks.append(trunk)
@@ -308,6 +321,39 @@ async def test_a_lost_ack_is_sent_again_for_each_retransmitted_200(h: Harness) -
     assert (await result_of(task)).status is CallStatus.ANSWERED
 
 
+async def test_calls_playing_the_same_audio_share_one_encoded_copy(h: Harness) -> None:
+    # The dialer hands every call of a request the same PCM; encoded per call, 500 calls of a 10-minute
+    # campaign would hold 500 copies (~6 MB each) and spend ~30 ms of the event loop each on answering.
+    trunk = await h.trunk()
+    sink = await h.sink()
+    pcm = tone(60.0)  # 3,000 frames: ~0.6 MB once encoded and framed
+    calls = [await h.dial(trunk, audio=pcm) for _ in range(8)]
+    async with asyncio.timeout(3):
+        while len({r.call_id for r in h.uas.requests("INVITE")}) < 8:
+            h.uas.changed.clear()
+            await h.uas.changed.wait()
+    invites = list({r.call_id: r for r in reversed(h.uas.requests("INVITE"))}.values())
+    await asyncio.sleep(0.05)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for invite in invites:
+            h.uas.reply(invite, 200, "OK", body=answer_sdp(sink.port, (0, "PCMU")))
+        await h.uas.expect("ACK", 7)
+        await asyncio.sleep(0.1)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert all(stream.playing for stream in h.streams)
+    assert grown < 2_000_000, f"{grown / 1e6:.1f} MB for 8 calls of one audio"
+    for call, _ in calls:
+        call.request_stop(StopReason.CANCEL)
+    for index in range(8):
+        h.uas.reply(await h.uas.expect("BYE", index), 200, "OK")
+    for _, task in calls:
+        assert (await result_of(task)).stopped
+
+
 async def test_far_end_bye_is_answered_and_stops_the_audio(h: Harness) -> None:
     trunk = await h.trunk()
     sink = await h.sink()
@@ -384,6 +430,43 @@ async def test_answer_without_a_common_codec_is_acked_then_hung_up(h: Harness) -
     assert answered == [] and sink.packets == []
 
 
+@pytest.mark.parametrize("address", ["media.example.invalid", "::1"])
+async def test_answer_whose_media_address_is_a_name_or_another_family_is_hung_up(h: Harness, address: str) -> None:
+    # Sending RTP to a host name would resolve it on the event loop for every 20 ms packet (socket.sendto
+    # blocks on DNS), and an IPv6 address cannot be reached from an IPv4 media socket: either way nobody hears.
+    trunk = await h.trunk()
+    answered: list[int] = []
+    _, task = await h.dial(trunk, audio=tone(0.2), answered=answered)
+    invite = await h.uas.expect("INVITE")
+    family = "IP6" if ":" in address else "IP4"
+    body = answer_sdp(4000, (0, "PCMU")).replace(b"c=IN IP4 127.0.0.1", f"c=IN {family} {address}".encode())
+    h.uas.reply(invite, 200, "OK", body=body)
+    h.uas.reply(await h.uas.expect("BYE"), 200, "OK")
+    result = await result_of(task)
+    assert h.uas.methods() == ["INVITE", "ACK", "BYE"]
+    assert (result.status, result.reason) == (CallStatus.FAILED, CallReason.GENERAL_ERROR)
+    assert result.detail is not None and address in result.detail and answered == []
+    assert h.streams[0].packets_sent == 0 and h.streams[0].send_errors == 0
+
+
+async def test_reinvite_to_a_media_host_name_is_refused_and_the_audio_stays(h: Harness) -> None:
+    trunk = await h.trunk()
+    sink = await h.sink()
+    call, task = await h.dial(trunk, audio=tone(5.0))
+    invite = await h.uas.expect("INVITE")
+    await answer_call(h, invite, sink)
+    await h.uas.expect("ACK")
+    body = answer_sdp(4000, (0, "PCMU")).replace(b"c=IN IP4 127.0.0.1", b"c=IN IP4 media.example.invalid")
+    h.uas.send(h.uas.in_dialog(invite, "INVITE", 2, body=body), h.uas.source(invite))
+    assert (await h.uas.expect_response(488)).cseq.method == "INVITE"
+    before = len(sink.packets)
+    await asyncio.sleep(0.1)
+    assert len(sink.packets) > before and h.streams[0].send_errors == 0
+    call.request_stop(StopReason.CANCEL)
+    h.uas.reply(await h.uas.expect("BYE"), 200, "OK")
+    await result_of(task)
+
+
 async def test_200_without_sdp_uses_the_early_answer_of_the_183(h: Harness) -> None:
     trunk = await h.trunk()
     sink = await h.sink()
@@ -446,6 +529,31 @@ async def test_reinvite_moves_the_audio_and_is_answered_with_our_sdp_until_acked
     call.request_stop(StopReason.CANCEL)
     h.uas.reply(await h.uas.expect("BYE"), 200, "OK")
     await result_of(task)
+
+
+async def test_cancel_of_an_answered_reinvite_gets_200_and_an_unknown_one_481(h: Harness) -> None:
+    # §9.2: a CANCEL for a request already answered has no effect and is answered 200; one that matches no
+    # request of ours, 481. (405 would contradict the Allow we send, which names CANCEL.)
+    trunk = await h.trunk()
+    sink = await h.sink()
+    call, task = await h.dial(trunk, audio=tone(5.0))
+    invite = await h.uas.expect("INVITE")
+    await answer_call(h, invite, sink)
+    await h.uas.expect("ACK")
+    branch = new_branch(RNG)
+    reinvite = h.uas.in_dialog(invite, "INVITE", 2, body=answer_sdp(sink.port, (0, "PCMU")), branch=branch)
+    h.uas.send(reinvite, h.uas.source(invite))
+    await h.uas.expect_response(200)
+    h.uas.send(h.uas.in_dialog(invite, "CANCEL", 2, branch=branch), h.uas.source(invite))
+    h.uas.send(h.uas.in_dialog(invite, "CANCEL", 3), h.uas.source(invite))
+    await h.uas.expect_response(481)
+    cancels = [r.status for r in h.uas.responses() if r.cseq.method == "CANCEL"]
+    assert sorted(cancels) == [200, 481]
+    h.uas.send(h.uas.in_dialog(invite, "ACK", 2), h.uas.source(invite))
+    assert not task.done()
+    call.request_stop(StopReason.CANCEL)
+    h.uas.reply(await h.uas.expect("BYE"), 200, "OK")
+    assert (await result_of(task)).stopped
 
 
 # --- not answered ---
@@ -549,6 +657,8 @@ async def test_a_200_crossing_our_cancel_is_acked_and_hung_up(h: Harness) -> Non
     result = await result_of(task)
     assert (result.status, result.reason) == (CallStatus.NO_ANSWER, CallReason.TIMEOUT)
     assert sink.packets == []
+    # given up before it was answered: a NoAnswer record shows no AnswerTime (ARCHITECTURE.md §2)
+    assert result.answer_time is None and result.call_time is not None
 
 
 async def test_no_final_after_our_cancel_gives_up_after_64_t1(h: Harness) -> None:
@@ -586,13 +696,13 @@ async def test_challenge_is_answered_once_with_credentials_and_the_next_cseq(
     first = await h.uas.expect("INVITE")
     h.uas.reply(first, status, "Auth", headers=[(challenge, 'Digest realm="r", nonce="n1"')])
     await h.uas.expect("ACK")
-    second = await h.uas.expect("INVITE", 1)
+    second = await h.uas.expect_cseq("INVITE", first.cseq.number + 1)
     assert second.cseq.number == first.cseq.number + 1 and second.call_id == first.call_id
     assert second.from_addr.tag == first.from_addr.tag and second.vias[0].branch != first.vias[0].branch
     assert digest_ok(second, credentials) and second.headers.get("Authorization" if status == 407 else
                                                                   "Proxy-Authorization") is None  # fmt: skip
     await answer_call(h, second, sink)
-    ack = await h.uas.expect("ACK", 1)
+    ack = await h.uas.expect_cseq("ACK", second.cseq.number)
     assert ack.headers.get(credentials) == second.headers.get(credentials)  # §13.2.2.4
     h.uas.reply(await h.uas.expect("BYE"), 200, "OK")
     assert (await result_of(task)).status is CallStatus.ANSWERED
@@ -602,13 +712,60 @@ async def test_second_challenge_means_wrong_credentials(h: Harness) -> None:
     trunk = await h.trunk(username="alice", password="wrong")
     _, task = await h.dial(trunk)
     for index in range(2):
-        invite = await h.uas.expect("INVITE", index)
+        invite = await h.uas.expect_cseq("INVITE", index + 1)
         h.uas.reply(invite, 401, "Unauthorized", headers=[("WWW-Authenticate", 'Digest realm="r", nonce="n"')])
     result = await result_of(task)
     assert (result.status, result.reason) == (CallStatus.FAILED, CallReason.GENERAL_ERROR)
     assert result.detail == "SIP 401 Unauthorized (credentials refused)"
     await asyncio.sleep(0.05)
-    assert len(h.uas.requests("INVITE")) == 2
+    assert {r.cseq.number for r in h.uas.requests("INVITE")} == {1, 2}
+
+
+async def test_a_proxy_challenge_after_the_servers_is_answered_too_keeping_both_credentials(h: Harness) -> None:
+    # a carrier's proxy (407, its realm) in front of the server that challenged first (401, another realm):
+    # §22.3 calls credentials wrong only when the same realm challenges them again
+    trunk = await h.trunk(username="alice", password="secret")
+    sink = await h.sink()
+    _, task = await h.dial(trunk)
+    first = await h.uas.expect("INVITE")
+    h.uas.reply(first, 401, "Unauthorized", headers=[("WWW-Authenticate", 'Digest realm="server", nonce="n1"')])
+    second = await h.uas.expect_cseq("INVITE", first.cseq.number + 1)
+    h.uas.reply(second, 407, "Proxy Auth", headers=[("Proxy-Authenticate", 'Digest realm="proxy", nonce="n2"')])
+    third = await h.uas.expect_cseq("INVITE", first.cseq.number + 2)
+    assert third.cseq.number == first.cseq.number + 2
+    assert digest_ok(third, "Authorization") and digest_ok(third, "Proxy-Authorization")
+    await answer_call(h, third, sink)
+    h.uas.reply(await h.uas.expect("BYE"), 200, "OK")
+    assert (await result_of(task)).status is CallStatus.ANSWERED
+
+
+async def test_challenges_never_loop_even_when_each_names_a_new_realm(h: Harness) -> None:
+    trunk = await h.trunk(username="alice", password="secret")
+    _, task = await h.dial(trunk)
+    for index in range(10):
+        try:
+            invite = await h.uas.expect_cseq("INVITE", index + 1, within=0.5)
+        except TimeoutError:
+            break
+        h.uas.reply(invite, 401, "Unauthorized", headers=[("WWW-Authenticate", f'Digest realm="r{index}", nonce="n"')])
+    result = await result_of(task)
+    assert result.status is CallStatus.FAILED and {r.cseq.number for r in h.uas.requests("INVITE")} == {1, 2, 3, 4}
+
+
+async def test_a_challenge_asking_auth_int_gets_a_digest_over_the_sdp_body(h: Harness) -> None:
+    trunk = await h.trunk(username="alice", password="secret")
+    _, task = await h.dial(trunk)
+    first = await h.uas.expect("INVITE")
+    challenge = 'Digest realm="r", nonce="n1", qop="auth-int"'
+    h.uas.reply(first, 401, "Unauthorized", headers=[("WWW-Authenticate", challenge)])
+    second = await h.uas.expect_cseq("INVITE", first.cseq.number + 1)
+    params = dict(re.findall(r'(\w+)="?([^",]*)"?', second.headers.get("Authorization") or ""))
+    ha1 = hashlib.md5(b"alice:r:secret").hexdigest()
+    ha2 = hashlib.md5(f"INVITE:{params['uri']}:{hashlib.md5(second.body).hexdigest()}".encode()).hexdigest()
+    expected = f"{ha1}:n1:{params['nc']}:{params['cnonce']}:auth-int:{ha2}"
+    assert params["qop"] == "auth-int" and params["response"] == hashlib.md5(expected.encode()).hexdigest()
+    h.uas.reply(second, 486, "Busy Here")
+    await result_of(task)
 
 
 async def test_challenge_without_credentials_configured_is_final(h: Harness) -> None:
@@ -662,6 +819,40 @@ async def test_trunk_stop_ends_calls_under_way(h: Harness) -> None:
     assert h.uas.requests("BYE") and port_is_free(h.streams[0].local_address[1])
 
 
+async def test_a_call_whose_task_is_cancelled_still_ends_on_the_line_and_leaves_no_transaction(h: Harness) -> None:
+    # Whoever runs `dial` may cancel it (a shutdown that cannot wait): the far end must not keep ringing or
+    # talking to nobody, and no INVITE transaction may stay behind, retransmitting or waiting forever.
+    trunk = await h.trunk()
+    sink = await h.sink()
+    _, ringing = await h.dial(trunk)
+    invite = await h.uas.expect("INVITE")
+    h.uas.reply(invite, 180, "Ringing")
+    await asyncio.sleep(0.05)
+    ringing.cancel()
+    cancel = await h.uas.expect("CANCEL")
+    assert cancel.vias[0].branch == invite.vias[0].branch
+
+    _, talking = await h.dial(trunk, audio=tone(5.0))
+    first_call = invite.call_id
+    async with asyncio.timeout(3):
+        while not (new := [r for r in h.uas.requests("INVITE") if r.call_id != first_call]):
+            h.uas.changed.clear()
+            await h.uas.changed.wait()
+    invite = new[0]
+    await answer_call(h, invite, sink)
+    await h.uas.expect("ACK")
+    await asyncio.sleep(0.05)
+    talking.cancel()
+    bye = await h.uas.expect("BYE")
+    assert bye.call_id == invite.call_id and bye.to_addr.tag == "uas1"
+    for task in (ringing, talking):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert trunk.transport is not None
+    await asyncio.sleep(max(FAST.k, FAST.m) + 0.1)
+    assert trunk.transport.transactions == 0 and trunk.active_calls == 0
+
+
 async def test_a_silent_trunk_is_down_for_a_while_then_tried_again(h: Harness) -> None:
     clock = FakeClock()
     trunk = await h.trunk(clock=clock, down_after=1, down_for=30.0)
@@ -675,6 +866,100 @@ async def test_a_silent_trunk_is_down_for_a_while_then_tried_again(h: Harness) -
     h.uas.reply(await h.uas.expect("INVITE", 7), 486, "Busy Here")  # after the 7 sends of the first call
     assert (await result_of(task)).status is CallStatus.BUSY
     assert trunk.up
+
+
+class FakeDns:
+    """A resolver the test steers: the address a name has now, or an error; counts the look-ups."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.address: tuple[str, int] | None = address
+        self.lookups = 0
+
+    async def __call__(self, host: str, port: int, *, family: int) -> list[tuple[str, int]]:
+        self.lookups += 1
+        if self.address is None:
+            raise OSError(f"{host}: no address")
+        return [self.address]
+
+
+async def busy_call(h: Harness, trunk: SipTrunk, *peers: FakeUas) -> FakeUas:
+    """Place a call, answer it 486 from whichever of `peers` (sharing one `changed` event) its INVITE reached;
+    that peer."""
+    before = [len(peer.requests("INVITE")) for peer in peers]
+    _, task = await h.dial(trunk)
+    async with asyncio.timeout(3):
+        while not (reached := [p for p, n in zip(peers, before, strict=True) if len(p.requests("INVITE")) > n]):
+            peers[0].changed.clear()
+            await peers[0].changed.wait()
+    (peer,) = reached
+    peer.reply(peer.requests("INVITE")[-1], 486, "Busy Here")
+    assert (await result_of(task)).status is CallStatus.BUSY
+    return peer
+
+
+async def test_the_trunk_host_is_looked_up_again_and_calls_follow_its_new_address(h: Harness) -> None:
+    # A carrier moving its SBC (DNS failover) changes what its name resolves to; calls must follow.
+    loop = asyncio.get_running_loop()
+    moved_transport, moved = await loop.create_datagram_endpoint(
+        lambda: FakeUas(changed=h.uas.changed), local_addr=("127.0.0.1", 0)
+    )
+    try:
+        clock = FakeClock()
+        dns = FakeDns(("127.0.0.1", h.uas.port))
+        trunk = await h.trunk(clock=clock, resolve=dns, host="sbc.carrier.test", resolve_every=60.0)
+        assert await busy_call(h, trunk, h.uas, moved) is h.uas
+        assert await busy_call(h, trunk, h.uas, moved) is h.uas and dns.lookups == 1  # not before a minute
+
+        dns.address = None  # the name stops resolving for a while: the last address known is kept
+        clock.advance(61)
+        for _ in range(2):
+            assert await busy_call(h, trunk, h.uas, moved) is h.uas
+        assert trunk.up and dns.lookups == 2
+
+        dns.address = ("127.0.0.1", moved.port)
+        clock.advance(61)
+        await busy_call(h, trunk, h.uas, moved)  # the look-up runs beside this call, not before it
+        assert await busy_call(h, trunk, h.uas, moved) is moved
+        assert dns.lookups == 3
+    finally:
+        moved_transport.close()
+
+
+async def test_a_host_name_that_cannot_be_a_name_fails_the_call_and_does_not_raise(h: Harness) -> None:
+    trunk = await h.trunk(host="sbc..carrier.test")  # the IDNA codec refuses an empty label: UnicodeError
+    assert not trunk.up
+    _, task = await h.dial(trunk)
+    result = await result_of(task)
+    assert (result.status, result.reason, result.call_time) == (CallStatus.FAILED, CallReason.GENERAL_ERROR, None)
+    assert result.detail is not None and "unreachable" in result.detail
+
+
+async def test_a_trunk_name_that_never_resolves_fails_the_call_after_the_resolve_timeout(h: Harness) -> None:
+    never = asyncio.Event()
+
+    async def hanging(host: str, port: int, *, family: int) -> list[tuple[str, int]]:
+        await never.wait()
+        return []
+
+    started = asyncio.get_running_loop().time()
+    trunk = await h.trunk(host="sbc.carrier.test", resolve=hanging, resolve_timeout=0.1)
+    assert not trunk.up and asyncio.get_running_loop().time() - started < 1
+    _, task = await h.dial(trunk)
+    result = await result_of(task, within=1.0)
+    assert result.status is CallStatus.FAILED and result.detail is not None and "unreachable" in result.detail
+
+
+async def test_a_contact_host_that_cannot_be_a_name_sends_ack_and_bye_to_the_trunk(h: Harness) -> None:
+    trunk = await h.trunk()
+    sink = await h.sink()
+    _, task = await h.dial(trunk, audio=tone(0.1))
+    invite = await h.uas.expect("INVITE")
+    h.uas.reply(invite, 200, "OK", body=answer_sdp(sink.port, (0, "PCMU")), contact="sip:uas@bad..name:5060")
+    ack = await h.uas.expect("ACK")
+    h.uas.reply(await h.uas.expect("BYE"), 200, "OK")
+    result = await result_of(task)
+    assert ack.uri == "sip:uas@bad..name:5060"
+    assert (result.status, result.reason) == (CallStatus.ANSWERED, CallReason.NA)
 
 
 async def test_a_sip_port_already_taken_fails_start(h: Harness) -> None:
@@ -694,6 +979,8 @@ async def test_a_sip_port_already_taken_fails_start(h: Harness) -> None:
         {"codecs": ()},
         {"max_calls": 0},
         {"password": "a\r\nInjected: yes"},
+        {"public_host": "gw.example.com"},  # SDP's c= needs an address: every call would fail
+        {"resolve_every": 0},
     ],
 )
 def test_settings_that_cannot_work_are_refused(settings: dict[str, Any]) -> None:

@@ -449,6 +449,33 @@ async def test_a_retransmitted_request_gets_the_same_answer_without_reaching_the
     assert isinstance(third, Response) and third.status == 200
 
 
+async def test_requests_of_a_peer_without_rfc3261_branches_are_not_taken_for_retransmissions(
+    peer: Peer, sip: SipTransport
+) -> None:
+    # RFC 2543 peers (and some SBCs) send a branch without the magic cookie, or the same `branch=0` in every
+    # request: such a request is matched by Call-ID, From tag and CSeq as well (§17.2.3), or the BYE of one
+    # call would get the 200 remembered for another's and never reach its dialog.
+    seen: list[str] = []
+
+    class Handler:
+        def handle_request(self, request: Request, source: tuple[str, int]) -> None:
+            seen.append(request.call_id)
+            sip.respond(request, response_to(request, 200, "OK"), source)
+
+    for call_id in ("call-a@peer", "call-b@peer"):
+        sip.add_dialog(call_id, "ours", Handler())
+    byes = []
+    for call_id in ("call-a@peer", "call-b@peer"):
+        bye = from_peer(peer, "BYE", to_tag="ours", branch="0")
+        bye.headers.set("Call-ID", call_id)
+        byes.append(bye.encode())
+    for data in (byes[0], byes[1], byes[1]):  # the last one a retransmission
+        peer.send(data, sip.bound)
+    replies = [await peer.next() for _ in range(3)]
+    assert [r.call_id for r in replies] == ["call-a@peer", "call-b@peer", "call-b@peer"]
+    assert seen == ["call-a@peer", "call-b@peer"]
+
+
 async def test_a_response_matching_no_transaction_is_counted_stray(peer: Peer, sip: SipTransport) -> None:
     peer.send(answer(request("INVITE"), 200, "OK").encode(), sip.bound)
     for _ in range(50):

@@ -27,6 +27,7 @@ from typing import Protocol
 
 __all__ = ["ALGORITHMS", "AuthError", "Challenge", "authorization", "choose_challenge", "new_cnonce", "parse_challenge"]
 
+
 class _Digest(Protocol):
     def hexdigest(self) -> str: ...
 

@@ -11,8 +11,10 @@ remote target, CSeq) and the far end's in-dialog requests, which can arrive in a
 The call, step by step:
 - INVITE (CSeq 1) with our offer: PCMU, PCMA, telephone-event (RFC 4733), our RTP address and port.
 - 401 / 407: the transaction ACKs it (§17.1.1.3); we send the INVITE again with Authorization or
-  Proxy-Authorization, the next CSeq, the same Call-ID and From tag (§22.2). Once, or twice if the second
-  challenge says the nonce was only stale (RFC 2617 §3.2.1); then the challenge is the final answer.
+  Proxy-Authorization, the next CSeq, the same Call-ID and From tag (§22.2), keeping the credentials given
+  to other realms (a proxy's 407 after the server's 401, §22.3). A realm that challenges again means wrong
+  credentials, unless it says the nonce was only stale (RFC 2617 §3.2.1); then, or after MAX_AUTH_RETRIES
+  INVITEs with credentials, the challenge is the final answer. qop=auth-int digests the SDP body.
 - 1xx: ringing. A 183 (or 180) with SDP is early media: negotiated, kept in case the 2xx has no SDP,
   never played.
 - Ring timeout or stop while ringing: CANCEL (§9.1), but only once a provisional response came: before,
@@ -30,12 +32,15 @@ The call, step by step:
 - The far end's re-INVITE (§14.2) is answered 200 with our original SDP (unchanged, so the same o= version,
   RFC 3264 §8) after moving our RTP to the address it offers; the 2xx is retransmitted until its ACK
   (§13.3.1.4). One we cannot use gets 488 and the call goes on as it was. OPTIONS and INFO get 200; other
-  methods 405; a request of another dialog or before ours is confirmed 481; an out-of-order CSeq 500
-  (§12.2.2).
+  methods 405; a CANCEL of a re-INVITE (already answered) 200, of anything else 481 (§9.2); a request of
+  another dialog or before ours is confirmed 481; an out-of-order CSeq 500 (§12.2.2).
+- The task running `run` cancelled: a CANCEL (ringing) or BYE (answered) goes out, nothing is awaited, and
+  the INVITE transaction is ended rather than left retransmitting or waiting.
 
 Times are the injected clock's milliseconds: `invited_at` when the first INVITE went out, `answered_at`
-when the 2xx arrived, `ended_at` when the hang-up completed (the BYE's response, or when it was sent if none
-came; the far end's BYE when it hung up; the final response when the call was not answered).
+when the 2xx arrived (none for a 2xx that crossed our CANCEL: the call was given up first), `ended_at` when
+the hang-up completed (the BYE's response, or when it was sent if none came; the far end's BYE when it hung
+up; the final response when the call was not answered).
 
 Errors. Nothing is raised for what happens on the line: every ending is a `CallOutcome`. A programming
 error or a value the wire cannot carry (a caller with CR/LF) raises `SipParseError` from building the
@@ -49,7 +54,7 @@ import enum
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +62,7 @@ import numpy as np
 from switchboard.domain.clock import Clock
 from switchboard.voice import audio
 from switchboard.voice.sip import sdp
-from switchboard.voice.sip.auth import AuthError, authorization, choose_challenge, new_cnonce
+from switchboard.voice.sip.auth import AuthError, Challenge, authorization, choose_challenge, new_cnonce
 from switchboard.voice.sip.message import (
     MAX_FORWARDS,
     CSeq,
@@ -77,17 +82,18 @@ from switchboard.voice.sip.message import (
     response_to,
 )
 from switchboard.voice.sip.rtp import RtpStream
-from switchboard.voice.sip.transaction import ClientTransaction, InviteClientTransaction
+from switchboard.voice.sip.transaction import ClientTransaction, InviteClientTransaction, State
 from switchboard.voice.sip.transport import ALLOW, Address, SipTransport
 
-__all__ = ["CallOutcome", "DialogSettings", "Ending", "OutgoingCall"]
+__all__ = ["CallOutcome", "DialogSettings", "Ending", "FrameSource", "OutgoingCall", "encode_frames"]
 
 log = logging.getLogger("switchboard.voice.sip.dialog")
 
 DEFAULT_PORT = 5060
 """The port of a sip: URI without one (RFC 3261 §19.1.2)."""
-MAX_AUTH_RETRIES = 2
-"""INVITEs sent again with credentials: one, and one more only when the second challenge is `stale`."""
+MAX_AUTH_RETRIES = 3
+"""INVITEs sent again with credentials at most: one per realm that challenges (a proxy's and the server's) or
+stale nonce, so that no far end can keep us in a loop of challenges."""
 
 
 class Ending(enum.Enum):
@@ -144,6 +150,8 @@ class DialogSettings:
     telephone_event_pt: int | None = 101
     asserted_identity: bool = False
     """Also send the caller as P-Asserted-Identity (RFC 3325), which some trunks want for caller ID."""
+    resolve_timeout: float = 5.0
+    """Seconds a look-up of a host name in Contact or Record-Route may take; then the trunk's address is used."""
 
 
 class _Signal(enum.Enum):
@@ -172,10 +180,18 @@ class _Bye:
 
 _Event = _Signal | _Answer | _Expired | _Bye
 AnsweredHook = Callable[[int], None]
+FrameSource = Callable[[bytes, audio.Codec], Sequence[bytes]]
+"""The 20 ms frames of 8 kHz PCM in a G.711 law: `encode_frames`, or a trunk's cache shared by its calls."""
 
 
 def _nothing(_: int) -> None:
     return None
+
+
+def encode_frames(pcm: bytes, codec: audio.Codec) -> list[bytes]:
+    """8 kHz 16-bit little-endian PCM as 20 ms frames of `codec`."""
+    samples = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2).astype(np.int16)
+    return audio.frames(codec.encode(samples), codec=codec) if len(samples) else []
 
 
 class OutgoingCall:
@@ -197,6 +213,7 @@ class OutgoingCall:
         clock: Clock,
         rng: RandomSource,
         on_answered: AnsweredHook = _nothing,
+        frames: FrameSource = encode_frames,
     ) -> None:
         self._transport = transport
         self._settings = settings
@@ -207,6 +224,7 @@ class OutgoingCall:
         self._clock = clock
         self._rng = rng
         self._on_answered = on_answered
+        self._frames = frames
         self._loop = asyncio.get_running_loop()
         self._inbox: asyncio.Queue[_Event] = asyncio.Queue()
         self._handles: list[asyncio.TimerHandle] = []
@@ -226,7 +244,8 @@ class OutgoingCall:
             telephone_event_pt=settings.telephone_event_pt,
         )
         self._invite_tx: InviteClientTransaction | None = None
-        self._credentials: tuple[str, str] | None = None
+        self._credentials: dict[str, tuple[str, str]] = {}
+        """realm → (header, value): what the INVITE, its ACK and the BYE carry (§22.3)."""
         self._auth_tries = 0
         self._early: sdp.Negotiated | None = None
         self._responded = False
@@ -236,10 +255,13 @@ class OutgoingCall:
         self._route: list[NameAddr] = []
         self._target = self.request_uri
         self._ack: bytes | None = None
+        self._bye_sent = False
         self._ack_to: Address = settings.destination
         self._remote_cseq: int | None = None
         self._negotiated: sdp.Negotiated | None = None
         self._pending_2xx: tuple[int, asyncio.TimerHandle | None] | None = None
+        self._reinvite_branch: str | None = None
+        """The branch of the far end's last re-INVITE, which a CANCEL of it shares (§9.1)."""
 
         self.invited_at: int | None = None
         self.answered_at: int | None = None
@@ -252,6 +274,9 @@ class OutgoingCall:
         watcher = self._loop.create_task(self._watch_stop(), name=f"sip-stop-{self.call_id}")
         try:
             return await self._ringing()
+        except asyncio.CancelledError:
+            self._abandon()
+            raise
         finally:
             watcher.cancel()
             for handle in self._handles:
@@ -259,6 +284,27 @@ class OutgoingCall:
             self._stop_2xx_retransmission()
             self._media.stop()
             self._transport.remove_dialog(self.call_id, self.local_tag)
+
+    def _abandon(self) -> None:
+        """The task running the call is cancelled: end the call on the line without waiting for anything,
+        a CANCEL while it rings (§9.1), a BYE once it is up (§15), and leave no INVITE transaction behind
+        (in Proceeding it has no timer of its own: it would wait for a final response forever)."""
+        tx = self._invite_tx
+        if tx is None:
+            return
+        request: Request | None = None
+        destination = self._settings.destination
+        if tx.state is State.PROCEEDING:
+            request = cancel_for(tx.request)
+        elif self._ack is not None and not self._bye_sent:
+            self._cseq += 1
+            request, _ = self._in_dialog("BYE", self._cseq)
+            destination = self._ack_to
+        if tx.state in (State.CALLING, State.PROCEEDING):
+            tx.terminate()
+        if request is not None:
+            self._bye_sent = request.method == "BYE"
+            self._transport.request(request, destination, on_response=_ignore_response, on_timeout=_ignore_timeout)
 
     def abort(self) -> None:
         """End the call at once (the trunk is stopping): one CANCEL or BYE is sent, no answer awaited."""
@@ -336,8 +382,8 @@ class OutgoingCall:
         return f"not answered within {self._ring_timeout:g} s (CANCEL{final})"
 
     async def _unwanted_answer(self, ok: Response, giving_up: Ending) -> CallOutcome:
-        """A 2xx that crossed our CANCEL: the call exists now, so it is ACKed and hung up (§9.1, §15)."""
-        self.answered_at = self._clock.now_ms()
+        """A 2xx that crossed our CANCEL: the call exists now, so it is ACKed and hung up (§9.1, §15). It is
+        not counted as answered (no `answered_at`): we gave it up first, and nobody heard anything."""
         await self._confirm(ok)
         ended = await self._hang_up()
         detail = self._ring_detail() + " crossed by a 2xx: ACKed and hung up"
@@ -397,8 +443,8 @@ class OutgoingCall:
         )
         if self._settings.asserted_identity:
             headers.add("P-Asserted-Identity", f"<{self._from.uri}>")
-        if self._credentials is not None:
-            headers.add(*self._credentials)
+        for header, value in self._credentials.values():
+            headers.add(header, value)
         headers.add("User-Agent", self._settings.user_agent)
         headers.add("Allow", ALLOW)
         headers.add("Content-Type", "application/sdp")
@@ -408,40 +454,37 @@ class OutgoingCall:
         )
 
     def _retry_with_credentials(self, challenge: Response) -> bool:
-        """Send the INVITE again with credentials for `challenge`, if we have any and may (§22.2)."""
+        """Send the INVITE again with credentials for `challenge`, if we have any and may (§22.2, §22.3)."""
         s = self._settings
         if not s.username or self._auth_tries >= MAX_AUTH_RETRIES:
             return False
-        if self._auth_tries == 1 and not self._stale(challenge):
-            return False  # a second challenge that is not about a stale nonce: the credentials are wrong
         try:
-            self._credentials = self._answer_challenge(challenge, "INVITE", self.request_uri)
+            chosen = self._challenge(challenge)
+            credentials = self._answer(chosen, challenge.status, "INVITE", self.request_uri, self._offer)
         except AuthError as exc:
             log.warning("call %s: cannot answer the %d challenge: %s", self.call_id, challenge.status, exc)
             return False
+        if chosen.realm in self._credentials and not chosen.stale:
+            return False  # the realm we answered challenges again, and not for a stale nonce: wrong credentials
+        self._credentials[chosen.realm] = credentials
         self._auth_tries += 1
         self._invite_tx = self._send_invite()
         return True
 
     @staticmethod
-    def _stale(challenge: Response) -> bool:
-        name = "WWW-Authenticate" if challenge.status == 401 else "Proxy-Authenticate"
-        try:
-            return choose_challenge(challenge.headers.get_all(name)).stale
-        except AuthError:
-            return False
+    def _challenge(response: Response) -> Challenge:
+        """The challenge of a 401 (WWW-Authenticate) or 407 (Proxy-Authenticate) we would answer."""
+        asked = "Proxy-Authenticate" if response.status == 407 else "WWW-Authenticate"
+        return choose_challenge(response.headers.get_all(asked))
 
-    def _answer_challenge(self, challenge: Response, method: str, uri: str) -> tuple[str, str]:
-        """The (header, value) answering a 401 (Authorization) or 407 (Proxy-Authorization); AuthError when
-        no challenge in it can be answered."""
+    def _answer(self, chosen: Challenge, status: int, method: str, uri: str, body: bytes) -> tuple[str, str]:
+        """The (header, value) answering `chosen` of a 401 (Authorization) or 407 (Proxy-Authorization)."""
         s = self._settings
-        asked, header = ("WWW-Authenticate", "Authorization")
-        if challenge.status == 407:
-            asked, header = ("Proxy-Authenticate", "Proxy-Authorization")
-        chosen = choose_challenge(challenge.headers.get_all(asked))
+        header = "Proxy-Authorization" if status == 407 else "Authorization"
         value = authorization(
-            chosen, method=method, uri=uri, username=s.username, password=s.password, cnonce=new_cnonce(self._rng), nc=1
-        )
+            chosen, method=method, uri=uri, username=s.username, password=s.password, cnonce=new_cnonce(self._rng),
+            nc=1, body=body,
+        )  # fmt: skip
         return header, value
 
     def _cancel(self) -> bool:
@@ -470,8 +513,8 @@ class OutgoingCall:
                 log.debug("call %s: Contact ignored: %s", self.call_id, exc)
         assert self._invite_tx is not None
         ack, hop = self._in_dialog("ACK", self._invite_tx.request.cseq.number)
-        if self._credentials is not None:
-            ack.headers.add(*self._credentials)  # §13.2.2.4: the ACK carries the INVITE's credentials
+        for header, value in self._credentials.values():
+            ack.headers.add(header, value)  # §13.2.2.4: the ACK carries the INVITE's credentials
         self._ack_to = await self._resolve(hop)
         self._ack = ack.encode()
         self._transport.send_bytes(self._ack, self._ack_to)
@@ -514,10 +557,16 @@ class OutgoingCall:
             pass
         if self._settings.domain in (parsed.host, f"{parsed.host}:{port}"):
             return self._settings.destination
+        family = socket.AF_INET6 if ipaddress.ip_address(self._settings.destination[0]).version == 6 else socket.AF_INET
         try:
-            infos = await self._loop.getaddrinfo(parsed.host, port, type=socket.SOCK_DGRAM)
-        except OSError as exc:
-            log.warning("call %s: cannot resolve %s (%s); using the trunk's address", self.call_id, parsed.host, exc)
+            async with asyncio.timeout(self._settings.resolve_timeout):
+                infos = await self._loop.getaddrinfo(parsed.host, port, family=family, type=socket.SOCK_DGRAM)
+        except (OSError, UnicodeError, TimeoutError) as exc:
+            # UnicodeError: a name the IDNA codec refuses (an empty or 64+ character label), from a broken or
+            # hostile far end; TimeoutError: a resolver that does not answer, while the far end waits for an ACK
+            log.warning("call %s: cannot resolve %s (%r); using the trunk's address", self.call_id, parsed.host, exc)
+            return self._settings.destination
+        if not infos:
             return self._settings.destination
         return (str(infos[0][4][0]), int(infos[0][4][1]))
 
@@ -528,6 +577,7 @@ class OutgoingCall:
         destination = await self._resolve(hop)
         sent_at = self._clock.now_ms()
         tx = self._transport.request(request, destination, on_response=self._on_response, on_timeout=self._on_timeout)
+        self._bye_sent = True
         challenged = False
         while wait:
             event = await self._inbox.get()
@@ -538,7 +588,7 @@ class OutgoingCall:
                 if response.status in (401, 407) and not challenged and self._settings.username:
                     challenged = True
                     try:
-                        credentials = self._answer_challenge(response, "BYE", request.uri)
+                        credentials = self._answer(self._challenge(response), response.status, "BYE", request.uri, b"")
                     except AuthError:
                         return self._clock.now_ms()
                     self._cseq += 1
@@ -606,6 +656,13 @@ class OutgoingCall:
         if method == "ACK":
             self._acked(request)
             return
+        if method == "CANCEL":
+            # §9.2: the only requests of the far end we could hold are its re-INVITEs, each answered at once;
+            # a CANCEL of one has no effect and gets 200, one matching none of them 481. It has the CSeq of
+            # the request it cancels, so it is not a new request in the dialog's CSeq order either.
+            known = self._reinvite_branch is not None and request.vias[0].branch == self._reinvite_branch
+            self._respond(request, source, 200 if known else 481, "OK" if known else "Call/Transaction Does Not Exist")
+            return
         number = request.cseq.number
         if self._remote_cseq is not None and number < self._remote_cseq:
             self._respond(request, source, 500, "Server Internal Error")  # out of order (§12.2.2)
@@ -638,10 +695,11 @@ class OutgoingCall:
 
     def _reinvite(self, request: Request, source: Address) -> None:
         """A re-INVITE (§14.2): take its offer if we can use it, answer with our unchanged session."""
+        self._reinvite_branch = request.vias[0].branch
         if request.body:
             codecs = (_sdp_codec(self._negotiated),) if self._negotiated is not None else self._settings.codecs
             try:
-                offered = sdp.negotiate(sdp.parse(request.body), offered=codecs)
+                offered = self._reachable(sdp.negotiate(sdp.parse(request.body), offered=codecs))
             except sdp.SdpError as exc:
                 log.info("call %s: re-INVITE refused: %s", self.call_id, exc)
                 self._respond(request, source, 488, "Not Acceptable Here")
@@ -683,7 +741,7 @@ class OutgoingCall:
             self._stop_2xx_retransmission()
         if ack.body and self._negotiated is not None:
             try:  # the answer to the offer of our 2xx, when the re-INVITE had none
-                answer = sdp.negotiate(sdp.parse(ack.body), offered=(_sdp_codec(self._negotiated),))
+                answer = self._reachable(sdp.negotiate(sdp.parse(ack.body), offered=(_sdp_codec(self._negotiated),)))
             except sdp.SdpError:
                 return
             if answer.we_send:
@@ -702,17 +760,31 @@ class OutgoingCall:
     def _negotiate(self, ok: Response) -> sdp.Negotiated:
         content_type = (ok.headers.get("Content-Type") or "application/sdp").split(";")[0].strip().lower()
         if ok.body and content_type == "application/sdp":
-            return sdp.negotiate(sdp.parse(ok.body), offered=self._settings.codecs)
+            return self._reachable(sdp.negotiate(sdp.parse(ok.body), offered=self._settings.codecs))
         if self._early is not None:
-            return self._early  # the 2xx repeats no SDP: the answer was the early one's (§13.2.1)
+            return self._reachable(self._early)  # the 2xx repeats no SDP: the answer was the early one's (§13.2.1)
         raise sdp.SdpError("the 2xx has no SDP answer")
+
+    def _reachable(self, negotiated: sdp.Negotiated) -> sdp.Negotiated:
+        """`negotiated`, if our media socket can send to its address: an IP address of the socket's family.
+        A host name (RFC 4566 §5.7 allows one in c=) is refused: `socket.sendto` would resolve it, blocking
+        the event loop, for every 20 ms packet of the call."""
+        if not negotiated.we_send:
+            return negotiated
+        try:
+            version = ipaddress.ip_address(negotiated.address).version
+        except ValueError:
+            raise sdp.SdpError(f"the media address {negotiated.address!r} is not an IP address") from None
+        ours = ipaddress.ip_address(self._media.local_address[0]).version
+        if version != ours:
+            raise sdp.SdpError(f"the media address {negotiated.address} is not IPv{ours}, as our RTP socket is")
+        return negotiated
 
     def _play(self, negotiated: sdp.Negotiated) -> None:
         codec = audio.Codec[negotiated.codec_name]
         if negotiated.we_send:
             self._media.set_remote(negotiated.address, negotiated.port)
-        pcm = np.frombuffer(self._audio, dtype="<i2", count=len(self._audio) // 2).astype(np.int16)
-        frames = audio.frames(codec.encode(pcm), codec=codec) if len(pcm) else []
+        frames = self._frames(self._audio, codec)
         if not frames:
             self._inbox.put_nowait(_Signal.PLAYED)  # nothing to say: hang up at once
             return

@@ -209,7 +209,8 @@ class RtpStream:
         self._sequence = rng.getrandbits(16)
         self._timestamp = rng.getrandbits(32)
         self._header = bytearray(_HEADER.pack(VERSION << 6, 0, 0, 0, self.ssrc))
-        self._frames: list[bytes] = []
+        self._frames: Sequence[bytes] = []
+        """What `play` queued: never changed in place, as calls playing the same audio share one sequence."""
         self._next = 0
         self._payload_type = -1
         self._talkspurt = True  # the next packet starts a talkspurt: marker bit, timestamp for the gap
@@ -286,15 +287,16 @@ class RtpStream:
             raise RtpError(f"payload type {payload_type} queued behind audio of payload type {self._payload_type}")
         if not frames:
             return self._finished
-        if not self.playing:
-            self._frames = []
+        if self.playing:
+            self._frames = [*self._frames, *frames]  # a new list: the one playing may be another call's too
+        else:
+            self._frames = frames  # not copied: 10 minutes of audio are 30,000 frames
             self._next = 0
             self._talkspurt = True
             self._header[1] = payload_type
             self._payload_type = payload_type
             if self._finished.done():
                 self._finished = self._loop.create_future()
-        self._frames.extend(frames)
         self._clock.register(self)
         return self._finished
 

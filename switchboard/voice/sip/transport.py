@@ -35,6 +35,7 @@ import socket
 from typing import Any, Protocol
 
 from switchboard.voice.sip.message import (
+    MAGIC_COOKIE,
     Request,
     Response,
     SipParseError,
@@ -247,7 +248,7 @@ class SipTransport:
         self._sendto(data, destination)
         if request.method == "ACK" or len(self._answered) >= MAX_REMEMBERED_ANSWERS:
             return
-        key = transaction_key(request)
+        key = _server_key(request)
         self._answered[key] = (data, destination)
         self._scheduler.call_later(64 * self.timers.t1, lambda: self._answered.pop(key, None))
 
@@ -293,7 +294,7 @@ class SipTransport:
 
     def _request(self, request: Request, source: Address) -> None:
         if request.method != "ACK":
-            remembered = self._answered.get(transaction_key(request))
+            remembered = self._answered.get(_server_key(request))
             if remembered is not None:
                 self._sendto(*remembered)  # a retransmission: the same answer again (§17.2.2)
                 return
@@ -333,6 +334,17 @@ class SipTransport:
         self._transactions.clear()
         self._dialogs.clear()
         self._transport.close()
+
+
+def _server_key(request: Request) -> TransactionKey:
+    """What tells a retransmitted request from a new one (§17.2.3): the branch, when it has RFC 3261's magic
+    cookie; otherwise (RFC 2543 peers, and SBCs that send `branch=0` in every request) the branch is not
+    unique, and Call-ID, From tag and CSeq number are added to it."""
+    key = transaction_key(request)
+    if key.branch.startswith(MAGIC_COOKIE):
+        return key
+    unique = f"{key.branch};{request.call_id};{request.from_addr.tag or ''};{request.cseq.number}"
+    return key._replace(branch=unique)
 
 
 def _tag(request: Request) -> str:

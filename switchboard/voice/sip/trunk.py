@@ -26,6 +26,11 @@ Addresses: the SIP socket and the RTP sockets bind `bind_host` (0.0.0.0 by defau
 in Via, Contact and SDP is `public_host` when given (behind NAT), else `bind_host` when it is a specific
 address, else the local address of the route to the trunk (a connected UDP socket, nothing sent).
 
+The trunk's host name is resolved (A or AAAA, no SRV) when the socket opens, and again every `resolve_every`
+seconds, beside the calls rather than before one: getaddrinfo tells no TTL, and a carrier that moves its SBC
+(DNS failover) must not keep us on the old address until a restart. A look-up that fails or takes more than
+`resolve_timeout` keeps the last address known; with none known yet, the call fails and the trunk is down.
+
 Errors. `SipTrunkError` (a ValueError) is raised by the constructor for settings that cannot work, and by
 `start` when the SIP socket cannot be bound. `dial` never raises for what happens on the line, nor for a
 trunk that cannot be reached: those are results (Failed / General Error with a detail).
@@ -42,20 +47,31 @@ import random
 import re
 import socket
 import urllib.parse
-from collections.abc import Awaitable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from switchboard.domain.clock import Clock
 from switchboard.domain.statuses import CallReason, CallStatus, sip_outcome
+from switchboard.voice import audio
 from switchboard.voice.sip import sdp
-from switchboard.voice.sip.dialog import CallOutcome, DialogSettings, Ending, OutgoingCall
+from switchboard.voice.sip.dialog import CallOutcome, DialogSettings, Ending, OutgoingCall, encode_frames
 from switchboard.voice.sip.rtp import RtpClock, RtpError, RtpStream
 from switchboard.voice.sip.transaction import Timers
 from switchboard.voice.sip.transport import Address, SipTransport, TransportError, local_address_towards
 from switchboard.voice.trunk import AnsweredHook, CallResult, OutboundCall
 
-__all__ = ["MediaOpener", "NumberFormat", "SipTrunk", "SipTrunkError", "SipTrunkSettings", "format_number"]
+__all__ = [
+    "HostResolver",
+    "MediaOpener",
+    "NumberFormat",
+    "SharedFrames",
+    "SipTrunk",
+    "SipTrunkError",
+    "SipTrunkSettings",
+    "format_number",
+    "resolve_host",
+]
 
 log = logging.getLogger("switchboard.voice.sip")
 
@@ -125,6 +141,10 @@ class SipTrunkSettings:
     """Calls in a row with no response at all before the trunk reports down."""
     down_for: float = 30.0
     """Seconds it then reports down."""
+    resolve_every: float = 60.0
+    """Seconds the trunk host's address is used before it is looked up again (a name, not an IP address)."""
+    resolve_timeout: float = 10.0
+    """Seconds a look-up of a host name may take (the resolver's own retries can last far longer)."""
 
 
 class MediaOpener(Protocol):
@@ -133,6 +153,64 @@ class MediaOpener(Protocol):
     def __call__(
         self, *, clock: RtpClock, rng: random.Random, host: str, port_range: tuple[int, int] | None
     ) -> Awaitable[RtpStream]: ...
+
+
+class HostResolver(Protocol):
+    """How a host name becomes addresses: `resolve_host` (the loop's getaddrinfo), or a test's fake. Raises
+    OSError when the name has no address."""
+
+    def __call__(self, host: str, port: int, *, family: int) -> Awaitable[Sequence[Address]]: ...
+
+
+async def resolve_host(host: str, port: int, *, family: int) -> list[Address]:
+    """The addresses of `host` for UDP, by the event loop's getaddrinfo (in a thread: it blocks)."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
+    except UnicodeError as exc:  # a name the IDNA codec refuses (an empty or 64+ character label)
+        raise OSError(f"{host!r} is not a valid host name: {exc}") from exc
+    return [(str(info[4][0]), int(info[4][1])) for info in infos]
+
+
+class SharedFrames:
+    """The encoded frames of the audio the trunk's calls play, one copy per audio and G.711 law.
+
+    The dialer hands every call of a request the same PCM object; encoding it per call would cost 500 calls
+    of a 10-minute campaign 500 copies of ~6 MB, and the event loop ~30 ms per answer. A call `hold`s its
+    audio from dialling to hang-up and `release`s it then; an entry lives while a call holds it. Entries are
+    found by the PCM object's id, which stays that object's while a holder keeps a reference to it.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, _Held] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def hold(self, pcm: bytes) -> None:
+        held = self._entries.setdefault(id(pcm), _Held(pcm))
+        held.holders += 1
+
+    def release(self, pcm: bytes) -> None:
+        held = self._entries.get(id(pcm))
+        if held is not None and held.pcm is pcm:
+            held.holders -= 1
+            if held.holders <= 0:
+                del self._entries[id(pcm)]
+
+    def frames(self, pcm: bytes, codec: audio.Codec) -> Sequence[bytes]:
+        held = self._entries.get(id(pcm))
+        if held is None or held.pcm is not pcm:
+            return encode_frames(pcm, codec)  # held by no call: nothing to share it with
+        if codec not in held.encoded:
+            held.encoded[codec] = encode_frames(pcm, codec)
+        return held.encoded[codec]
+
+
+@dataclass(slots=True)
+class _Held:
+    pcm: bytes
+    holders: int = 0
+    encoded: dict[audio.Codec, list[bytes]] = field(default_factory=dict)
 
 
 class SipTrunk:
@@ -155,6 +233,7 @@ class SipTrunk:
         rng: random.Random | None = None,
         timers: Timers | None = None,
         open_media: MediaOpener = RtpStream.open,
+        resolve: HostResolver = resolve_host,
     ) -> None:
         _check(settings)
         self.name = name
@@ -166,6 +245,9 @@ class SipTrunk:
         self._rng = rng or random.SystemRandom()
         self._timers = timers or Timers()
         self._open_media = open_media
+        self._resolver = resolve
+        self._resolved_at = 0.0
+        self._refreshing: asyncio.Task[None] | None = None
         self._codecs = tuple(_CODECS[name.upper()] for name in settings.codecs)
         self._transport: SipTransport | None = None
         self._destination: Address | None = None
@@ -174,6 +256,7 @@ class SipTrunk:
         self._silent_calls = 0
         self._down_until = 0.0
         self._calls: set[OutgoingCall] = set()
+        self._frames = SharedFrames()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -207,6 +290,11 @@ class SipTrunk:
             dialog.abort()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), STOP_GRACE)
+        refreshing, self._refreshing = self._refreshing, None
+        if refreshing is not None:
+            refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refreshing
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -216,6 +304,7 @@ class SipTrunk:
         """The open transport and the trunk's address, opening and resolving them the first time."""
         async with self._opening:
             if self._transport is not None and self._destination is not None:
+                self._refresh_if_due()
                 return self._transport, self._destination
             s = self.settings
             try:
@@ -243,15 +332,42 @@ class SipTrunk:
     async def _resolve(self) -> Address:
         s = self.settings
         family = socket.AF_INET6 if ipaddress.ip_address(s.bind_host).version == 6 else socket.AF_INET
-        try:
-            ipaddress.ip_address(s.host)
+        if _is_ip(s.host):
             return (s.host, s.port)
-        except ValueError:
-            pass
-        infos = await asyncio.get_running_loop().getaddrinfo(s.host, s.port, family=family, type=socket.SOCK_DGRAM)
-        if not infos:
+        self._resolved_at = self._clock.monotonic()
+        try:
+            async with asyncio.timeout(s.resolve_timeout):
+                addresses = await self._resolver(s.host, s.port, family=family)
+        except TimeoutError:
+            raise OSError(f"looking up {s.host} took more than {s.resolve_timeout:g} s") from None
+        except UnicodeError as exc:
+            raise OSError(f"{s.host!r} is not a valid host name: {exc}") from exc
+        if not addresses:
             raise OSError(f"{s.host} has no address")
-        return (str(infos[0][4][0]), int(infos[0][4][1]))
+        return addresses[0]
+
+    def _refresh_if_due(self) -> None:
+        """Look the trunk's host name up again once `resolve_every` has passed, in a task of its own: the
+        calls go on to the address known meanwhile."""
+        s = self.settings
+        due = self._resolved_at + s.resolve_every
+        if _is_ip(s.host) or self._refreshing is not None or self._clock.monotonic() < due:
+            return
+        self._refreshing = asyncio.get_running_loop().create_task(self._refresh(), name=f"sip-resolve-{self.name}")
+
+    async def _refresh(self) -> None:
+        try:
+            destination = await self._resolve()
+        except OSError as exc:
+            log.warning("trunk %s: looking up %s again failed (%s); still using %s", self.name, self.settings.host,
+                        exc, self._destination)  # fmt: skip
+            return
+        finally:
+            self._refreshing = None
+        if destination != self._destination:
+            log.info("trunk %s: %s is now %s:%d (was %s)", self.name, self.settings.host, *destination,
+                     self._destination)  # fmt: skip
+            self._destination = destination
 
     async def dial(self, call: OutboundCall, *, on_answered: AnsweredHook) -> CallResult:
         if call.stop.is_set():
@@ -281,7 +397,9 @@ class SipTrunk:
                 clock=self._clock,
                 rng=self._rng,
                 on_answered=on_answered,
+                frames=self._frames.frames,
             )
+            self._frames.hold(call.audio)
             self._calls.add(dialog)
             self._idle.clear()
             outcome = await dialog.run()
@@ -291,6 +409,7 @@ class SipTrunk:
         finally:
             media.close()
             if dialog is not None:
+                self._frames.release(call.audio)
                 self._calls.discard(dialog)
             if not self._calls:
                 self._idle.set()
@@ -311,6 +430,9 @@ class SipTrunk:
             user_agent=s.user_agent,
             codecs=self._codecs,
             asserted_identity=s.asserted_identity,
+            # the far end resends its 2xx for 64·T1 waiting for our ACK (§13.3.1.4): a Contact's name must
+            # resolve well within that, or the ACK goes to the trunk's address
+            resolve_timeout=min(s.resolve_timeout, 64 * self._timers.t1 / 4),
         )
 
     def _note_health(self, outcome: CallOutcome) -> None:
@@ -360,6 +482,14 @@ def _user(number: str) -> str:
     return urllib.parse.quote(number, safe=_USER_SAFE)
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _unspecified(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_unspecified
@@ -374,6 +504,9 @@ def _check(s: SipTrunkSettings) -> None:
         ipaddress.ip_address(s.bind_host)
     except ValueError:
         raise SipTrunkError(f"bind_host must be an IP address, not {s.bind_host!r}") from None
+    if s.public_host is not None and not _is_ip(s.public_host):
+        # it is written in SDP's c= line too, which our offer fills with an address (RFC 4566 §5.7)
+        raise SipTrunkError(f"public_host must be an IP address, not {s.public_host!r}")
     low, high = s.rtp_ports
     if not 0 < low <= high < 65536 or low + (low & 1) > high:
         raise SipTrunkError(f"rtp_ports {low}..{high} holds no even port")
@@ -382,6 +515,8 @@ def _check(s: SipTrunkSettings) -> None:
         raise SipTrunkError(f"codecs must be PCMU and/or PCMA, not {list(s.codecs)}")
     if s.max_calls < 1 or s.cps <= 0 or s.down_after < 1 or s.down_for < 0:
         raise SipTrunkError("max_calls, cps and down_after must be positive, down_for not negative")
+    if s.resolve_every <= 0 or s.resolve_timeout <= 0:
+        raise SipTrunkError("resolve_every and resolve_timeout must be positive")
     for text in (s.username, s.password, s.dial_prefix, s.user_agent, s.from_domain or ""):
         if any(c in text for c in "\r\n\0"):
             raise SipTrunkError("trunk settings must not hold CR, LF or NUL")
