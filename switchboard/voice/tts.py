@@ -457,7 +457,7 @@ class TtsCache:
         try:
             locale = normalize_locale(locale)
         except UnsupportedLocale:
-            pass  # the key stays well defined; such a locale never renders anyway
+            pass  # keyed as given: a locale that does not normalize is never rendered, so never cached
         fields = [engine.name, engine.version, text, locale, voice]
         return hashlib.sha256(json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
 

@@ -26,6 +26,7 @@ for misuse: starting a transaction twice.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import enum
 from collections.abc import Callable
@@ -141,7 +142,7 @@ def _ignore(_: ClientTransaction) -> None:
     return None
 
 
-class ClientTransaction:
+class ClientTransaction(abc.ABC):
     """What both client transactions share: the request, its key, the hooks and the timers."""
 
     def __init__(
@@ -176,8 +177,9 @@ class ClientTransaction:
     def terminated(self) -> bool:
         return self.state is State.TERMINATED
 
+    @abc.abstractmethod
     def receive(self, response: Response) -> None:
-        raise NotImplementedError
+        """A response matched to this transaction (INVITE and non-INVITE handle it differently)."""
 
     def terminate(self) -> None:
         """End it now (the trunk is stopping): timers cancelled, nothing more reported."""
