@@ -404,6 +404,7 @@ class Result:
     latency_ms: list[float] = field(default_factory=list)
     target_rate: float = 0.0
     capped: bool = False
+    machine_ms: float = float("nan")
 
     @property
     def api_rate(self) -> float:
@@ -426,6 +427,20 @@ class Result:
     def gateway(self) -> list[str]:
         """The processes that are the gateway: not the SMSC, the client or the server's shared ones."""
         return [k for k in self.cpu_seconds if k not in ("node SMSC", "client", "PG background")]
+
+
+def machine_ms() -> float:
+    """Milliseconds a fixed pure-Python loop takes now, best of 3: how fast the shared machine is at the
+    moment (about 13 ms on this machine when it is quiet), so that runs taken at different times can be told
+    apart."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        x = 0
+        for i in range(300_000):
+            x += i * i % 7
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -607,6 +622,7 @@ def measure(stack: Stack, result: Result, bodies: list[bytes], options: Options)
             if who != "node SMSC":
                 out = options.profile.with_name(f"{options.profile.name}-{who.replace(' ', '')}.txt")
                 profilers.append(Profiler(pid, out, options.profile_options))
+    result.machine_ms = machine_ms()
     before = {who: {pid: cpu_seconds(pid) for pid in pids} for who, pids in stack.pids().items()}
     client0 = time.process_time()
     wall0 = time.monotonic()
@@ -638,7 +654,7 @@ def measure(stack: Stack, result: Result, bodies: list[bytes], options: Options)
 
 HEADER = (
     "case", "database", "messages", "requests", "API accepts msg/s", "delivered", "first request → last Delivered s",
-    "end-to-end msg/s", "accept→Sent p50 ms", "p99 ms", "errors", "gateway CPU s per 1,000",
+    "end-to-end msg/s", "accept→Sent p50 ms", "p99 ms", "errors", "gateway CPU s per 1,000", "machine ms",
 )  # fmt: skip
 
 
@@ -656,6 +672,7 @@ def row(r: Result) -> tuple[str, ...]:
         f"{percentile(r.latency_ms, 99):.0f}",
         f"{r.errors:,}",
         f"{sum(r.cpu_per_1000(who) for who in r.gateway):.3f}",
+        f"{r.machine_ms:.0f}",
     )
 
 
@@ -707,6 +724,7 @@ def report(results: list[Result]) -> None:
                     spread([percentile(r.latency_ms, 50) for r in runs], ".0f"),
                     spread([percentile(r.latency_ms, 99) for r in runs], ".0f"),
                     spread([sum(r.cpu_per_1000(k) for k in r.gateway) for r in runs], ".3f"),
+                    spread([r.machine_ms for r in runs], ".0f"),
                     "; ".join(
                         f"{k} {spread([r.cpu_per_1000(k) for r in runs if k in r.cpu_seconds], '.3f')}" for k in who
                     ),
@@ -714,7 +732,7 @@ def report(results: list[Result]) -> None:
             )
         table(
             ("case", "runs", "end-to-end msg/s", "API accepts msg/s", "accept→Sent p50 ms", "p99 ms",
-             "gateway CPU s per 1,000", "CPU s per 1,000 by process"),
+             "gateway CPU s per 1,000", "machine ms", "CPU s per 1,000 by process"),
             rows,
         )  # fmt: skip
     print(
@@ -724,8 +742,9 @@ def report(results: list[Result]) -> None:
         "user+system CPU seconds over the case per 1,000 delivered messages; the gateway's is its own "
         "processes' and, in cluster mode, the PostgreSQL backends serving them (PG for ...) and the bench's "
         "stand-in for autovacuum (PG ANALYZE); PG background is the server's shared processes. CPU % over the "
-        "case's wall time (100 = one core); the client is this "
-        "process.\nStatuses at the end: " + "; ".join(f"{r.name}: {r.statuses}" for r in results)
+        "case's wall time (100 = one core); the client is this process. machine ms: a fixed pure-Python loop "
+        "timed just before the case (best of 3), the machine's speed then: lower is faster."
+        "\nStatuses at the end: " + "; ".join(f"{r.name}: {r.statuses}" for r in results)
     )
 
 

@@ -24,6 +24,7 @@ from switchboard.accounts import Accounts
 from switchboard.api.account import AccountApi
 from switchboard.api.app import ApiSettings, ASGIApp, create_app
 from switchboard.api.ratelimit import RateLimiter
+from switchboard.api.server import CoalescingHttpProtocol
 from switchboard.api.sms import SmsApi
 from switchboard.api.voice import VoiceApi
 from switchboard.callbacks.dispatcher import Dispatcher, DispatcherSettings
@@ -331,7 +332,7 @@ async def run(
                 access_log=False,
                 log_config=None,
                 server_header=False,
-                http="httptools",
+                http=CoalescingHttpProtocol,  # httptools, a response in one write
                 backlog=4096,
                 timeout_keep_alive=30,
                 proxy_headers=False,  # nothing here uses the client's address; saves a middleware per request
