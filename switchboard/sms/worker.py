@@ -1,9 +1,15 @@
 """The SMS worker: claims due destinations from the store, submits them through their carriers and
-records what happened; writes carriers' receipts back in batches, and stores the messages carriers receive
-from handsets (inbound, mobile-originated) before the carrier acknowledges them.
+records what happened; writes carriers' receipts, and stores the messages carriers receive from handsets
+(inbound, mobile-originated), before the carrier acknowledges them.
 
 Delivery towards carriers is at-least-once: a claim whose worker dies is due again after its lease, so a
 message in flight at that moment may be submitted twice (docs/api.md says so).
+
+A receipt can come before its message's Sent is written (the SMSC answers the submit and sends the receipt
+at once). The store holds such a receipt (table held_receipts) in the transaction that found it unmatched,
+so it is as durable as any other once the carrier acknowledges it, and a sweep matches the held receipts
+again until they match or are HELD_RECEIPT_SECONDS old. Nothing waits in memory: a stop or a crash loses no
+receipt, and the next sweep of any worker on the same store applies what another left.
 """
 
 from __future__ import annotations
@@ -26,8 +32,13 @@ log = logging.getLogger("switchboard.sms.worker")
 
 EXPIRED_ERROR = "Expired (validity period ended before it could be sent)"
 NO_ROUTE_ERROR = "No route (no carrier is up for this destination)"
-UNMATCHED_RECEIPT_SECONDS = 120.0
-"""A receipt that matches nothing yet (its submit response is still being written) is retried this long."""
+HELD_RECEIPT_SECONDS = 600.0
+"""A held receipt (it matched nothing when it came) is matched again this long, then dropped with a warning.
+Longer than a claim's lease plus a retry: a destination whose Sent was never written (its worker died) is
+submitted again under a new reference by then, and the old reference's receipt can never match."""
+HELD_SWEEP_SECONDS = 30.0
+"""How often held receipts are looked at when none are known to be waiting (every poll_interval while some
+are): those held before a restart, or by another worker process that died."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +72,17 @@ class SmsWorker:
         self._clock = clock
         self._settings = settings
         self._wake = asyncio.Event()
-        self._receipts: list[tuple[float, Receipt]] = []
-        self._receipts_ready = asyncio.Event()
+        self._held = asyncio.Event()
+        """Set when receipts were just held (or at stop): the sweep looks again."""
+        self._stopping = asyncio.Event()
         self._claiming: asyncio.Task[None] | None = None
-        self._writing_receipts: asyncio.Task[None] | None = None
-        self._closing = False
+        self._sweeping: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(settings.concurrent_batches)
         self._batches: set[asyncio.Task[None]] = set()
         self.submitted = 0
         self.received = 0
+        self.held = 0
+        """Receipts that matched nothing when they came (held in the store)."""
 
     def wake(self) -> None:
         """Work was just stored: look now instead of at the next poll."""
@@ -81,10 +94,12 @@ class SmsWorker:
             await carrier.start(self.take_receipts, self.take_inbound)
             await carrier.resume(await self._store.in_flight(carrier.name, limit=1_000_000))
         self._claiming = asyncio.create_task(self._claim_loop(), name="sms-claim")
-        self._writing_receipts = asyncio.create_task(self._receipt_loop(), name="sms-receipts")
+        self._sweeping = asyncio.create_task(self._sweep_loop(), name="sms-held-receipts")
 
     async def stop(self) -> None:
-        """Stop claiming, let the batches in progress finish, then write every receipt that came in."""
+        """Stop claiming, let the batches in progress finish and stop the carriers, then match the held
+        receipts once more (the last batches' Sent may be what they waited for). Every receipt is in the store
+        already: what still matches nothing stays held for the next start."""
         if self._claiming is not None:
             self._claiming.cancel()
             await asyncio.gather(self._claiming, return_exceptions=True)
@@ -95,23 +110,22 @@ class SmsWorker:
             self._slots.release()
         for carrier in self._router.carriers.values():
             await carrier.stop()
-        if self._writing_receipts is not None:
-            # Not cancelled: a receipt write cut off half way would be written again.
-            self._closing = True
-            self._receipts_ready.set()
-            await asyncio.gather(self._writing_receipts, return_exceptions=True)
+        if self._sweeping is not None:
+            # Not cancelled: its last sweep is the one above, and it ends by itself after it.
+            self._stopping.set()
+            self._held.set()
+            await asyncio.gather(self._sweeping, return_exceptions=True)
 
     async def take_receipts(self, receipts: list[Receipt]) -> None:
         """The carriers' receipt sink: written before it returns, so that a carrier acknowledges a receipt
         only once it is stored (a failure raises, and an SMSC is asked to send it again). A receipt that
-        matches nothing yet (its submit response is still being written) is kept here and tried again for
-        UNMATCHED_RECEIPT_SECONDS."""
+        matches nothing yet (its submit response is still being written) is held by the store in the same
+        transaction, and the sweep matches it again (HELD_RECEIPT_SECONDS)."""
         unmatched = await self._store.apply_receipts(receipts, now=self._clock.now_ms())
         self._on_written()
         if unmatched:
-            now = self._clock.monotonic()
-            self._receipts.extend((now, r) for r in unmatched)
-            self._receipts_ready.set()
+            self.held += len(unmatched)
+            self._held.set()
 
     async def take_inbound(self, messages: list[InboundMessage]) -> None:
         """The carriers' inbound sink: stored at once, in the carrier's batch, so that the carrier acknowledges
@@ -202,44 +216,37 @@ class SmsWorker:
                 out.append(Outcome(d.id, d.attempt, None, r.error, retry_at=now + self._settings.retry_ms))
         return out
 
-    async def _receipt_loop(self) -> None:
+    async def _sweep_loop(self) -> None:
+        """Match held receipts again: at once (those held before a restart, or by a worker process that
+        died), then every poll_interval while some are known to be held, else every HELD_SWEEP_SECONDS."""
+        s = self._settings
         while True:
-            await self._receipts_ready.wait()
-            self._receipts_ready.clear()
+            last = self._stopping.is_set()
+            self._held.clear()  # before looking: receipts held while the sweep runs are not missed
             try:
-                await self._flush_receipts()
+                waiting = await self._sweep()
             except Exception:
-                if self._closing:
-                    log.exception("writing receipts failed at shutdown; %d are lost", len(self._receipts))
+                if last:
+                    log.exception("matching held receipts failed at shutdown; they stay held for the next start")
                     return
-                log.exception("writing receipts failed; trying again")
-                self._receipts_ready.set()
-                await asyncio.sleep(self._settings.poll_interval)
-                continue
-            if self._closing:
-                if self._receipts:
-                    log.warning("%d receipts matched no message by shutdown; dropped", len(self._receipts))
+                log.exception("matching held receipts failed; trying again")
+                waiting = True
+            if last:
                 return
-            if self._receipts:  # some matched nothing yet: look again a little later
-                await asyncio.sleep(self._settings.poll_interval)
-                self._receipts_ready.set()
-
-    async def _flush_receipts(self) -> None:
-        pending, self._receipts = self._receipts, []
-        if not pending:
-            return
-        try:
-            unmatched = await self._store.apply_receipts([r for _, r in pending], now=self._clock.now_ms())
-        except BaseException:
-            self._receipts = pending + self._receipts
-            raise
-        self._on_written()
-        if unmatched:
-            first_seen = {(r.carrier, r.carrier_ref): t for t, r in pending}
-            cutoff = self._clock.monotonic() - UNMATCHED_RECEIPT_SECONDS
-            for r in unmatched:
-                t = first_seen[(r.carrier, r.carrier_ref)]
-                if t >= cutoff:
-                    self._receipts.append((t, r))
+            with contextlib.suppress(TimeoutError):
+                if waiting:
+                    await asyncio.wait_for(self._stopping.wait(), s.poll_interval)
                 else:
-                    log.warning("receipt %s/%s matched no message; dropped", r.carrier, r.carrier_ref)
+                    await asyncio.wait_for(self._held.wait(), HELD_SWEEP_SECONDS)
+
+    async def _sweep(self) -> bool:
+        """One sweep; True when held receipts remain."""
+        now = self._clock.now_ms()
+        result = await self._store.retry_held_receipts(now=now, drop_before=now - int(HELD_RECEIPT_SECONDS * 1000))
+        if result.applied:
+            self._on_written()
+        for r in result.dropped:
+            log.warning(
+                "receipt %s/%s matched no message for %d s; dropped", r.carrier, r.carrier_ref, HELD_RECEIPT_SECONDS
+            )
+        return result.remaining > 0

@@ -25,6 +25,7 @@ from switchboard.store.records import (
     ClaimedCall,
     ClaimedCallback,
     ClaimedDestination,
+    HeldReceipts,
     HistoryEntry,
     InboundMessage,
     InFlight,
@@ -112,7 +113,15 @@ class Store(Protocol):
         """Apply what became of claimed destinations; outcomes of superseded claims are ignored."""
 
     async def apply_receipts(self, receipts: list[Receipt], *, now: int) -> list[Receipt]:
-        """Apply carriers' reports; returns those that matched no destination."""
+        """Apply carriers' reports; returns those that matched no destination (nor part), which are held
+        (table held_receipts, received at `now`) in the same transaction: stored when this returns, as the
+        applied ones are, so a carrier may acknowledge them all."""
+
+    async def retry_held_receipts(self, *, now: int, drop_before: int) -> HeldReceipts:
+        """Match the held receipts again, in one transaction and in the order they came (id order), as
+        `apply_receipts` does: those that match now are applied (at `now`) and deleted; those that still
+        match nothing and were received before `drop_before` are deleted and returned; the rest stay.
+        On PostgreSQL, held receipts another process is matching at the moment are passed over."""
 
     async def watch_for_work(self, wake: Callable[[], None]) -> None:
         """Call `wake` whenever another process stores work (PostgreSQL's LISTEN/NOTIFY); workers still

@@ -11,6 +11,10 @@ and is kept in the history with a "part i/n" note; a second receipt for a part a
 history. The destination changes, once, when every part is final: to `statuses.parts_status` of them
 (Delivered when all are; else Rejected, Undelivered or Expired, the worst), so its callback fires once.
 A single-part destination has no parts rows: receipts match its `carrier_ref` as before.
+
+A receipt that matches nothing (its submit response is not written yet) is held in held_receipts by the
+store, in the same transaction, and later goes through `plan_receipts` again (`settle_held` says which
+held rows are then done).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from switchboard.store.records import (
     CallbackResult,
     CallbackState,
     ClaimedCallback,
+    HeldReceipts,
     NewErrorLog,
     NewMessage,
     Outcome,
@@ -203,6 +208,43 @@ def plan_receipts(
         if _change(plan, row, r.status, r.error, None, None, now) and repeated:
             current[key] = _changed(row, str(r.status))  # what a second receipt for it in this batch meets
     return plan, unmatched
+
+
+class HeldRow(NamedTuple):
+    """A held_receipts row (store/schema.py): a receipt that matched nothing when it came."""
+
+    id: int
+    receipt: Receipt
+    received_at: int
+
+
+HELD_COLUMNS = "carrier, carrier_ref, status, error, received_at"
+"""The columns a held receipt is inserted with (its id is the database's: ids grow in arrival order)."""
+
+
+def held_rows(receipts: list[Receipt], now: int) -> list[tuple[str, str, str, str | None, int]]:
+    """The held_receipts rows (HELD_COLUMNS) of receipts that matched nothing at `now`."""
+    return [(r.carrier, r.carrier_ref, str(r.status), r.error, now) for r in receipts]
+
+
+def settle_held(held: list[HeldRow], unmatched: list[Receipt], drop_before: int) -> tuple[list[int], HeldReceipts]:
+    """After `held` (in id order) went through `plan_receipts` again and `unmatched` came back: the ids of
+    the rows to delete (those applied, and those that still match nothing and were received before
+    `drop_before`) and what to report. A receipt matches or not by its (carrier, carrier_ref) alone, so the
+    unmatched references say which rows were applied."""
+    waiting = {(r.carrier, r.carrier_ref) for r in unmatched}
+    done: list[int] = []
+    dropped: list[Receipt] = []
+    applied = 0
+    for h in held:
+        if (h.receipt.carrier, h.receipt.carrier_ref) not in waiting:
+            applied += 1
+        elif h.received_at < drop_before:
+            dropped.append(h.receipt)
+        else:
+            continue
+        done.append(h.id)
+    return done, HeldReceipts(applied, dropped, len(held) - len(done))
 
 
 def _part_receipt(plan: Plan, parts: Parts, destination_id: int, part: int, r: Receipt, now: int) -> None:

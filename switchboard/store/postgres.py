@@ -3,8 +3,9 @@
 Workers claim with `FOR UPDATE SKIP LOCKED`, so two processes never hold the same destination at once.
 `finish` and `apply_receipts` lock the rows they change (in id order, so two of them cannot deadlock),
 decide with `changes` (the same decision as the SQLite store) and write the plan with set-based statements
-over `unnest` arrays. Every statement runs through `_connection`, the one place asyncpg's errors become
-`StoreError`.
+over `unnest` arrays. `retry_held_receipts` takes the held receipts with `FOR UPDATE SKIP LOCKED` too, so
+two workers never apply the same one (and never wait for each other's: only the destinations are waited
+for). Every statement runs through `_connection`, the one place asyncpg's errors become `StoreError`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from switchboard.store.records import (
     ClaimedCallback,
     ClaimedDestination,
     DestinationView,
+    HeldReceipts,
     HistoryEntry,
     InboundMessage,
     InFlight,
@@ -72,6 +74,8 @@ class PostgresStore:
         self._connect_timeout = connect_timeout
         self._pool: Any = None
         self._listener: Any = None
+        self._wakers: list[Callable[[], None]] = []
+        self._relistening: asyncio.Task[None] | None = None
         self._node_holder: Any = None
         self._node: int | None = None
         self._announcing: asyncio.Task[None] | None = None
@@ -96,14 +100,57 @@ class PostgresStore:
             raise _translate(e) from e
 
     async def watch_for_work(self, wake: Callable[[], None]) -> None:
-        """LISTEN on a connection of its own for the NOTIFY that follows `accept`'s commit; every caller (the
-        SMS worker, the dialer) shares that connection."""
+        """LISTEN on a connection of its own for the NOTIFY that follows the commit of an `accept` or an
+        `accept_calls`; every caller (the SMS worker, the dialer) shares that connection. When it is lost
+        (the server restarted, the backend was terminated), it is opened again with a capped backoff
+        (RELISTEN_BACKOFF) and every caller is woken once then: work committed meanwhile was announced to
+        nobody. Until then the callers poll."""
+        self._wakers.append(wake)
+        if self._listener is None and self._relistening is None:
+            try:
+                self._listener = await self._listen()
+            except _DRIVER_ERRORS as e:
+                self._wakers.remove(wake)
+                raise _translate(e) from e
+
+    async def _listen(self) -> Any:
+        conn = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
         try:
-            if self._listener is None:
-                self._listener = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
-            await self._listener.add_listener(WORK_CHANNEL, lambda *_: wake())
-        except _DRIVER_ERRORS as e:
-            raise _translate(e) from e
+            await conn.add_listener(WORK_CHANNEL, self._wake_all)
+        except BaseException:
+            await conn.close()
+            raise
+        conn.add_termination_listener(self._listener_lost)
+        return conn
+
+    def _wake_all(self, *_: object) -> None:
+        for wake in self._wakers:
+            wake()
+
+    def _listener_lost(self, conn: Any) -> None:
+        if conn is not self._listener:  # closed by `close`, which let go of it first
+            return
+        log.warning("the LISTEN connection for new work was lost; workers poll until it is open again")
+        self._listener = None
+        self._relistening = asyncio.create_task(self._relisten(), name="postgres-relisten")
+
+    async def _relisten(self) -> None:
+        delay, cap = RELISTEN_BACKOFF
+        try:
+            while True:
+                try:
+                    listener = await self._listen()
+                except _DRIVER_ERRORS as e:
+                    log.warning("opening the LISTEN connection again failed (%s); next try in %.1f s", e, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(cap, delay * 2)
+                    continue
+                self._listener = listener
+                log.info("the LISTEN connection for new work is open again")
+                self._wake_all()
+                return
+        finally:
+            self._relistening = None
 
     def _announce_work(self) -> None:
         """NOTIFY the workers that work was committed, once for however many commits came meanwhile.
@@ -138,9 +185,13 @@ class PostgresStore:
         if self._node_holder is not None:
             holder, self._node_holder, self._node = self._node_holder, None, None
             await holder.close()
+        if self._relistening is not None:
+            self._relistening.cancel()
+            await asyncio.gather(self._relistening, return_exceptions=True)
         if self._listener is not None:
-            listener, self._listener = self._listener, None
+            listener, self._listener = self._listener, None  # let go first: its end is not a loss
             await listener.close()
+        self._wakers.clear()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -342,32 +393,27 @@ class PostgresStore:
     async def apply_receipts(self, receipts: list[Receipt], *, now: int) -> list[Receipt]:
         if not receipts:
             return []
-        keys = sorted({(r.carrier, r.carrier_ref) for r in receipts})
-        carriers, refs = [k[0] for k in keys], [k[1] for k in keys]
         async with self._connection(transaction=True) as conn:
-            # The destinations the receipts name, by their own reference or a part's, locked in one
-            # statement in id order (two transactions cannot deadlock); parts rows change only under
-            # their destination's lock, so they are read after it.
-            ids = [r[0] for r in await conn.fetch(_IDS_BY_REFERENCE, carriers, refs)]
-            rows = await conn.fetch(_LOCK_BY_ID, ids) if ids else []
-            wanted = set(keys)
-            current: dict[tuple[str, str], changes.Current] = {}
-            by_id: dict[int, changes.Current] = {}
-            for r in rows:  # in id order: where two share a reference (an id used again), the newest, as on SQLite
-                row = changes.Current(*r[2:])
-                by_id[row.id] = row
-                if (r[0], r[1]) in wanted:
-                    current[(r[0], r[1])] = row
-            parts = changes.NO_PARTS
-            if ids:
-                part_rows = await conn.fetch(_PARTS_OF, ids)
-                if part_rows:
-                    parts = changes.parts_from_rows(
-                        [tuple(p) for p in part_rows], {p[0]: by_id[p[0]] for p in part_rows if p[0] in by_id}
-                    )
-            plan, unmatched = changes.plan_receipts(current, receipts, now, parts)
-            await _apply_plan(conn, plan)
+            unmatched = await _match_receipts(conn, receipts, now)
+            if unmatched:  # held in this transaction: stored before the carrier acknowledges them
+                await conn.execute(_INSERT_HELD, *_columns(changes.held_rows(unmatched, now)))
         return unmatched
+
+    async def retry_held_receipts(self, *, now: int, drop_before: int) -> HeldReceipts:
+        async with self._connection(transaction=True) as conn:
+            # SKIP LOCKED: receipts another worker is matching right now are its own, never applied twice.
+            rows = await conn.fetch(
+                "SELECT id, carrier, carrier_ref, status, error, received_at FROM held_receipts "
+                "ORDER BY id FOR UPDATE SKIP LOCKED"
+            )
+            if not rows:
+                return HeldReceipts(0, [], 0)
+            held = [changes.HeldRow(r[0], Receipt(r[1], r[2], SmsStatus(r[3]), r[4]), r[5]) for r in rows]
+            unmatched = await _match_receipts(conn, [h.receipt for h in held], now)
+            done, result = changes.settle_held(held, unmatched, drop_before)
+            if done:
+                await conn.execute("DELETE FROM held_receipts WHERE id = ANY($1::bigint[])", done)
+        return result
 
     # the callback outbox
 
@@ -474,7 +520,10 @@ class PostgresStore:
 
     async def accept_calls(self, request: NewCallRequest, calls: list[NewCall]) -> int:
         async with self._connection(transaction=True) as conn:
-            return await postgres_calls.accept_calls(conn, request, calls, notify=WORK_CHANNEL)
+            request_id, queued = await postgres_calls.accept_calls(conn, request, calls)
+        if queued:
+            self._announce_work()  # after the commit, as for a message
+        return request_id
 
     async def get_call_request(self, account_id: int, request_id: int) -> CallRequestView | None:
         async with self._connection() as conn:
@@ -552,6 +601,8 @@ _FIND_KEY = (
 )
 
 WORK_CHANNEL = "switchboard_work"
+RELISTEN_BACKOFF = (0.5, 30.0)
+"""Seconds before opening a lost LISTEN connection again: the first wait, doubling up to the second."""
 _NOTIFY_WORK = f"BEGIN; SET LOCAL synchronous_commit TO off; NOTIFY {WORK_CHANNEL}; COMMIT"
 _NODE_LOCKS = 0x5357  # the advisory lock class of id nodes ("SW")
 
@@ -652,6 +703,44 @@ _UPDATE_PARTS = (
 _INSERT_HISTORY = (
     "INSERT INTO status_history (destination_id, status, at, detail) "
     "SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[])"
+)
+
+
+async def _match_receipts(conn: Any, receipts: list[Receipt], now: int) -> list[Receipt]:
+    """Apply the receipts that match a destination or a part; returns the others. In the caller's
+    transaction."""
+    keys = sorted({(r.carrier, r.carrier_ref) for r in receipts})
+    carriers, refs = [k[0] for k in keys], [k[1] for k in keys]
+    # The destinations the receipts name, by their own reference or a part's, locked in one statement in
+    # id order (two transactions cannot deadlock); parts rows change only under their destination's lock,
+    # so they are read after it.
+    ids = [r[0] for r in await conn.fetch(_IDS_BY_REFERENCE, carriers, refs)]
+    rows = await conn.fetch(_LOCK_BY_ID, ids) if ids else []
+    wanted = set(keys)
+    current: dict[tuple[str, str], changes.Current] = {}
+    by_id: dict[int, changes.Current] = {}
+    for r in rows:  # in id order: where two share a reference (an id used again), the newest, as on SQLite
+        row = changes.Current(*r[2:])
+        by_id[row.id] = row
+        if (r[0], r[1]) in wanted:
+            current[(r[0], r[1])] = row
+    parts = changes.NO_PARTS
+    if ids:
+        part_rows = await conn.fetch(_PARTS_OF, ids)
+        if part_rows:
+            parts = changes.parts_from_rows(
+                [tuple(p) for p in part_rows], {p[0]: by_id[p[0]] for p in part_rows if p[0] in by_id}
+            )
+    plan, unmatched = changes.plan_receipts(current, receipts, now, parts)
+    await _apply_plan(conn, plan)
+    return unmatched
+
+
+# WITH ORDINALITY: ids are given in the order the receipts came (see _INSERT_INBOUND).
+_INSERT_HELD = (
+    f"INSERT INTO held_receipts ({changes.HELD_COLUMNS}) SELECT {changes.HELD_COLUMNS} "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) "
+    f"WITH ORDINALITY AS h({changes.HELD_COLUMNS}, n) ORDER BY n"
 )
 
 

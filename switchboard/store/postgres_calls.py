@@ -5,8 +5,9 @@ writes), which is where driver errors become `StoreError`. Dialers claim calls w
 LOCKED`; every other write locks the calls it changes in id order (two transactions cannot deadlock) and
 then decides with `store.calls`, the same decision as the SQLite store.
 
-New calls are announced at commit with a NOTIFY on the channel the store passes (`notify`): the one
-`watch_for_work` listens on, so a dialer that watches for work wakes for them (and polls as a fallback).
+`accept_calls` says whether it queued a call to dial: the store announces it after the commit, as it does a
+message (`PostgresStore._announce_work`: a NOTIFY inside the transaction would serialize every commit), so
+a dialer that watches for work wakes for them (and polls as a fallback).
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ async def _insert_records(conn: Any, events: list[CallbackEvent]) -> None:
         await conn.execute(_INSERT_RECORDS, *_columns([e[:7] for e in events]))
 
 
-async def accept_calls(conn: Any, request: NewCallRequest, new: list[NewCall], *, notify: str) -> int:
-    """In a transaction; NOTIFY `notify` when a call was queued."""
+async def accept_calls(conn: Any, request: NewCallRequest, new: list[NewCall]) -> tuple[int, bool]:
+    """In a transaction: the request's id, and whether a call was queued to dial (none for a replay)."""
     inserted = await conn.fetchrow(_INSERT_REQUEST, *calls.request_row(request))
     if inserted is None:
         # The account used this idempotency key before (perhaps in a transaction that committed while this
@@ -74,14 +75,12 @@ async def accept_calls(conn: Any, request: NewCallRequest, new: list[NewCall], *
         )  # fmt: skip
         if existing is None:
             raise StoreError("idempotency key conflict without a call request")
-        return int(existing)
+        return int(existing), False
     rows, events = calls.new_calls(request, new)
     if rows:
         await conn.execute(_INSERT_CALLS, *_columns(rows))
     await _insert_records(conn, events)
-    if any(r.status == CallStatus.RECEIVED.value for r in rows):
-        await conn.execute(f"NOTIFY {notify}")  # delivered at commit to every listening process
-    return request.id
+    return request.id, any(r.status == CallStatus.RECEIVED.value for r in rows)
 
 
 async def select_call_request(conn: Any, account_id: int, where: str, value: object) -> CallRequestView | None:

@@ -154,6 +154,17 @@ class Receipt(NamedTuple):
     error: str | None = None
 
 
+class HeldReceipts(NamedTuple):
+    """What `Store.retry_held_receipts` did with the receipts held because they matched nothing when they came."""
+
+    applied: int
+    """Held receipts that matched now and were applied."""
+    dropped: list[Receipt]
+    """Held receipts that still matched nothing and were received before `drop_before`: deleted."""
+    remaining: int
+    """Held receipts left for a later try."""
+
+
 class InboundMessage(NamedTuple):
     """A mobile-originated message a carrier handed over (a handset writing to one of our numbers)."""
 

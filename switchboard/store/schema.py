@@ -227,6 +227,21 @@ inbound_messages = Table(
     Index("ix_inbound_messages_destination", "destination_addr", "id"),
 )
 
+# Receipts that matched no destination when they came: the submit response of their message is not written
+# yet. Stored in the transaction that found them unmatched, before the carrier acknowledges them, and matched
+# again by the worker's sweep (`Store.retry_held_receipts`), in id order (arrival order), until they match or
+# are too old (sms/worker.py, HELD_RECEIPT_SECONDS).
+held_receipts = Table(
+    "held_receipts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("carrier", Text, nullable=False),
+    Column("carrier_ref", Text, nullable=False),
+    Column("status", Text, nullable=False),  # the receipt's SmsStatus
+    Column("error", Text),
+    Column("received_at", BigInteger, nullable=False),
+)
+
 # Voice. A Call request and its calls, one per destination: `calls` is a work queue like `destinations` (ids
 # are the request's id + 1 + position; `due_at` is set while a dialer should look at the call: queued, or
 # under way with `due_at` as its lease, after which the call is taken as abandoned).

@@ -44,6 +44,7 @@ from switchboard.store.records import (
     ClaimedCallback,
     ClaimedDestination,
     DestinationView,
+    HeldReceipts,
     HistoryEntry,
     InboundMessage,
     InFlight,
@@ -482,6 +483,9 @@ class SqliteStore:
             return []
         return await self._write(_apply_receipts, receipts, now)
 
+    async def retry_held_receipts(self, *, now: int, drop_before: int) -> HeldReceipts:
+        return await self._write(_retry_held_receipts, now, drop_before)
+
     async def watch_for_work(self, wake: Callable[[], None]) -> None:
         return None  # one process: the service wakes its worker directly
 
@@ -818,6 +822,34 @@ def _finish(c: sqlite3.Connection, outcomes: list[Outcome], now: int) -> None:
 
 
 def _apply_receipts(c: sqlite3.Connection, receipts: list[Receipt], now: int) -> list[Receipt]:
+    """Apply the receipts; those that match nothing are held (held_receipts) in the same transaction."""
+    unmatched = _match_receipts(c, receipts, now)
+    if unmatched:
+        _insert_rows(c, "held_receipts", changes.HELD_COLUMNS, 5, changes.held_rows(unmatched, now))
+    return unmatched
+
+
+_decode_held = msgspec.json.Decoder(list[tuple[int, str, str, SmsStatus, str | None, int]]).decode
+
+
+def _retry_held_receipts(c: sqlite3.Connection, now: int, drop_before: int) -> HeldReceipts:
+    rows = c.execute(
+        "SELECT json_group_array(json_array(id, carrier, carrier_ref, status, error, received_at)) "
+        "FROM (SELECT * FROM held_receipts ORDER BY id)"
+    ).fetchone()[0]
+    held = [changes.HeldRow(i, Receipt(carrier, ref, status, error), at)
+            for i, carrier, ref, status, error, at in _decode_held(rows)]  # fmt: skip
+    if not held:
+        return HeldReceipts(0, [], 0)
+    unmatched = _match_receipts(c, [h.receipt for h in held], now)
+    done, result = changes.settle_held(held, unmatched, drop_before)
+    if done:
+        c.execute("DELETE FROM held_receipts WHERE id IN (SELECT value FROM json_each(?))", (_encode(done),))
+    return result
+
+
+def _match_receipts(c: sqlite3.Connection, receipts: list[Receipt], now: int) -> list[Receipt]:
+    """Apply the receipts that match a destination or a part; returns the others."""
     refs = _encode(receipts)  # [[carrier, carrier_ref, status, error], ...]: the queries read $[0] and $[1]
     rows = c.execute(
         f"SELECT json_group_array(json_array(carrier, carrier_ref, json(current))) FROM ("

@@ -58,6 +58,7 @@ TABLES = (
     "campaigns",
     "destination_parts",
     "inbound_messages",
+    "held_receipts",
 )
 START_MS = 1_750_000_000_000
 INVALID_NUMBER = "International Number Invalid"

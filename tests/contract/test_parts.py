@@ -11,7 +11,7 @@ import asyncpg
 
 from switchboard.domain.statuses import SmsStatus, parts_status
 from switchboard.store.base import Store
-from switchboard.store.records import Outcome, Receipt
+from switchboard.store.records import HeldReceipts, Outcome, Receipt
 from tests.contract.conftest import Backend, Factory, FakeClock
 
 LEASE = 30_000
@@ -201,3 +201,28 @@ async def test_an_id_used_again_reaches_the_new_destination_not_the_finished_par
     assert await store.apply_receipts([Receipt("sim", "7", S.UNDELIVERED)], now=clock.advance(10)) == []
     assert (await status_of(store, account.id, new_message))[0] is S.UNDELIVERED
     assert (await status_of(store, account_id, old_message))[0] is S.DELIVERED
+
+
+async def test_a_part_receipt_before_its_sent_is_held_and_completes_the_destination_later(
+    store: Store, make: Factory, clock: FakeClock, backend: Backend
+) -> None:
+    account = await make.account()
+    message_id = await make.send(account, callback="url", callback_url="https://a.example/hook")
+    [claimed] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
+    early = Receipt("sim", "q2", S.DELIVERED)  # the second part's, before the submit responses are written
+    assert await store.apply_receipts([early], now=clock.advance(5)) == [early]
+    outcome = Outcome(claimed.id, claimed.attempt, S.SENT, carrier="sim", carrier_ref="q1", part_refs=("q1", "q2"))
+    await store.finish([outcome], now=clock.advance(5))
+    assert await store.apply_receipts([Receipt("sim", "q1", S.DELIVERED)], now=clock.advance(5)) == []
+    assert await status_of(store, account.id, message_id) == (S.SENT, None)
+    applied_at = clock.advance(5)
+    assert await store.retry_held_receipts(now=applied_at, drop_before=applied_at - 600_000) == HeldReceipts(1, [], 0)
+    assert await status_of(store, account.id, message_id) == (S.DELIVERED, None)
+    parts = [r[3:] for r in await part_rows(backend, claimed.id)]
+    assert parts == [("Delivered", applied_at - 5), ("Delivered", applied_at)]
+    assert [(h.status, h.detail) for h in await store.history(claimed.id)][-2:] == [
+        ("Delivered", "part 2/2"),
+        ("Delivered", None),
+    ]
+    assert await backend.count("callbacks") == 2  # Sent, then Delivered once
+    assert await backend.count("held_receipts") == 0

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+import asyncpg
+import msgspec
 import pytest
 
 from switchboard.domain.statuses import SmsStatus
 from switchboard.store.base import DuplicateName, Store, StoreError
 from switchboard.store.postgres import PostgresStore
-from switchboard.store.records import HistoryEntry, InFlight, Outcome, Receipt
+from switchboard.store.records import HeldReceipts, HistoryEntry, InFlight, Outcome, Receipt
 from switchboard.store.sqlite import SqliteStore
 from tests.contract.conftest import INVALID_NUMBER, Backend, Factory, FakeClock
 
@@ -363,18 +365,22 @@ async def test_two_changes_of_one_destination_in_one_batch_both_apply(
 async def test_empty_batches_do_nothing(store: Store, clock: FakeClock) -> None:
     await store.finish([], now=clock())
     assert await store.apply_receipts([], now=clock()) == []
+    assert await store.retry_held_receipts(now=clock(), drop_before=clock()) == HeldReceipts(0, [], 0)
 
 
 # receipts
 
 
-async def test_delivery_receipt_moves_sent_to_delivered(store: Store, make: Factory, clock: FakeClock) -> None:
+async def test_delivery_receipt_moves_sent_to_delivered(
+    store: Store, make: Factory, clock: FakeClock, backend: Backend
+) -> None:
     sent = await make.sent(await make.account(), carrier="sim")
     now = clock.advance(2_000)
     unknown = Receipt("sim", "no-such-ref", SmsStatus.DELIVERED)
     other_carrier = Receipt("other", sent.ref, SmsStatus.DELIVERED)
     receipts = [unknown, Receipt("sim", sent.ref, SmsStatus.DELIVERED), other_carrier]
     assert await store.apply_receipts(receipts, now=now) == [unknown, other_carrier]
+    assert await backend.count("held_receipts") == 2  # the unmatched ones, held
     dest = await make.destination(sent)
     assert (dest.status, dest.delivered_at, dest.sequence, dest.updated_at) == (
         SmsStatus.DELIVERED,
@@ -428,6 +434,140 @@ async def test_two_receipts_in_one_batch_apply_in_order(store: Store, make: Fact
     ]  # fmt: skip
 
 
+# receipts that come before their message's Sent is written: held in the store, matched again later
+
+HELD_MS = 600_000
+
+
+async def claimed_destination(store: Store, make: Factory, clock: FakeClock, **kw: object) -> tuple[int, int, int, int]:
+    """(account id, message id, destination id, attempt) of a one-destination message claimed by a worker
+    whose carrier has not answered yet."""
+    account = await make.account()
+    message_id = await make.send(account, **kw)
+    [claimed] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
+    return account.id, message_id, claimed.id, claimed.attempt
+
+
+async def retry(store: Store, now: int) -> HeldReceipts:
+    return await store.retry_held_receipts(now=now, drop_before=now - HELD_MS)
+
+
+async def test_a_receipt_before_its_sent_is_held_and_applied_once_sent_is_written(
+    store: Store, make: Factory, clock: FakeClock, backend: Backend
+) -> None:
+    account_id, message_id, dest_id, attempt = await claimed_destination(
+        store, make, clock, callback="url", callback_url="https://hooks.example/sms"
+    )
+    early = Receipt("sim", "early", SmsStatus.DELIVERED)
+    assert await store.apply_receipts([early], now=clock.advance(5)) == [early]
+    assert await backend.count("held_receipts") == 1
+    assert await retry(store, clock.advance(100)) == HeldReceipts(0, [], 1)  # its Sent is not written yet
+    sent_at = clock.advance(100)
+    await store.finish([Outcome(dest_id, attempt, SmsStatus.SENT, carrier="sim", carrier_ref="early")], now=sent_at)
+    applied_at = clock.advance(100)
+    assert await retry(store, applied_at) == HeldReceipts(1, [], 0)
+    assert await backend.count("held_receipts") == 0
+    view = await store.get_message(account_id, message_id)
+    assert view is not None
+    [dest] = view.destinations
+    assert (dest.status, dest.delivered_at, dest.sequence) == (SmsStatus.DELIVERED, applied_at, 2)
+    assert await store.history(dest_id) == [
+        HistoryEntry("Sent", sent_at, None),
+        HistoryEntry("Delivered", applied_at, None),
+    ]
+    callbacks = await store.list_callbacks(account_id, state=None, limit=10)
+    assert [msgspec.json.decode(c.body)["Status"] for c in callbacks] == ["Delivered", "Sent"]
+    assert [c.sequence for c in callbacks] == [2, 1]
+    assert await store.in_flight("sim", limit=10) == []
+    assert await retry(store, clock.advance(100)) == HeldReceipts(0, [], 0)  # applied once only
+
+
+async def test_held_receipts_that_still_match_nothing_are_dropped_once_older_than_drop_before(
+    store: Store, make: Factory, clock: FakeClock, backend: Backend
+) -> None:
+    first = Receipt("sim", "gone-1", SmsStatus.DELIVERED)
+    first_at = clock()
+    await store.apply_receipts([first], now=first_at)
+    second = Receipt("sim", "gone-2", SmsStatus.UNDELIVERED, "absent")
+    second_at = clock.advance(1_000)
+    await store.apply_receipts([second], now=second_at)
+    # Old too, but its Sent came meanwhile: applied, not dropped.
+    _, _, dest_id, attempt = await claimed_destination(store, make, clock)
+    late = Receipt("sim", "late", SmsStatus.DELIVERED)
+    await store.apply_receipts([late], now=first_at)
+    await store.finish([Outcome(dest_id, attempt, SmsStatus.SENT, carrier="sim", carrier_ref="late")], now=clock())
+    assert await store.retry_held_receipts(now=clock(), drop_before=second_at) == HeldReceipts(1, [first], 1)
+    assert await backend.count("held_receipts") == 1
+    assert await store.retry_held_receipts(now=clock(), drop_before=second_at + 1) == HeldReceipts(0, [second], 0)
+    assert await backend.count("held_receipts") == 0
+
+
+async def test_held_receipts_of_one_reference_are_applied_in_the_order_they_came(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
+    _, _, a, a_attempt = await claimed_destination(store, make, clock)
+    _, _, b, b_attempt = await claimed_destination(store, make, clock)
+    # "a": two receipts in one batch; "b": in two batches. The first of each is the one that counts.
+    await store.apply_receipts(
+        [Receipt("sim", "a", SmsStatus.UNDELIVERED, "absent"), Receipt("sim", "a", SmsStatus.DELIVERED)], now=clock()
+    )
+    await store.apply_receipts([Receipt("sim", "b", SmsStatus.EXPIRED, "too late")], now=clock.advance(1))
+    await store.apply_receipts([Receipt("sim", "b", SmsStatus.DELIVERED)], now=clock.advance(1))
+    await store.finish(
+        [Outcome(a, a_attempt, SmsStatus.SENT, carrier="sim", carrier_ref="a"),
+         Outcome(b, b_attempt, SmsStatus.SENT, carrier="sim", carrier_ref="b")],
+        now=clock.advance(1),
+    )  # fmt: skip
+    assert await retry(store, clock.advance(1)) == HeldReceipts(4, [], 0)
+    assert [(h.status, h.detail) for h in await store.history(a)] == [
+        ("Sent", None), ("Undelivered", "absent"), ("Delivered", "ignored: already Undelivered"),
+    ]  # fmt: skip
+    assert [(h.status, h.detail) for h in await store.history(b)] == [
+        ("Sent", None), ("Expired", "too late"), ("Delivered", "ignored: already Expired"),
+    ]  # fmt: skip
+
+
+async def test_held_receipts_survive_closing_and_opening_the_store(
+    store: Store, make: Factory, clock: FakeClock, backend: Backend
+) -> None:
+    account_id, message_id, dest_id, attempt = await claimed_destination(store, make, clock)
+    early = Receipt("sim", "early", SmsStatus.DELIVERED)
+    assert await store.apply_receipts([early], now=clock()) == [early]
+    await store.close()  # a crash after the carrier acknowledged the receipt loses nothing either: it is committed
+    reopened = SqliteStore.from_url(backend.url) if backend.dialect == "sqlite" else PostgresStore.from_url(backend.url)
+    await reopened.open()
+    try:
+        outcome = Outcome(dest_id, attempt, SmsStatus.SENT, carrier="sim", carrier_ref="early")
+        await reopened.finish([outcome], now=clock.advance(10))
+        assert await retry(reopened, clock.advance(10)) == HeldReceipts(1, [], 0)
+        view = await reopened.get_message(account_id, message_id)
+        assert view is not None and view.destinations[0].status is SmsStatus.DELIVERED
+    finally:
+        await reopened.close()
+
+
+async def test_a_held_receipt_another_worker_is_matching_is_passed_over(
+    store: Store, make: Factory, clock: FakeClock, backend: Backend
+) -> None:
+    if backend.dialect != "postgresql":
+        pytest.skip("one process: the embedded store's writer runs one sweep at a time")
+    _, _, dest_id, attempt = await claimed_destination(store, make, clock)
+    await store.apply_receipts([Receipt("sim", "r", SmsStatus.DELIVERED)], now=clock())
+    await store.finish([Outcome(dest_id, attempt, SmsStatus.SENT, carrier="sim", carrier_ref="r")], now=clock())
+    other = await asyncpg.connect(backend.url)  # another worker, in the middle of its sweep
+    try:
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute("SELECT id FROM held_receipts FOR UPDATE")
+        async with asyncio.timeout(5):  # passed over, not waited for
+            assert await retry(store, clock()) == HeldReceipts(0, [], 0)
+        await transaction.rollback()
+    finally:
+        await other.close()
+    assert await retry(store, clock()) == HeldReceipts(1, [], 0)
+    assert [h.status for h in await store.history(dest_id)] == ["Sent", "Delivered"]
+
+
 async def test_in_flight_lists_the_carriers_sent_destinations(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     a = await make.sent(account, carrier="sim")
@@ -474,3 +614,25 @@ async def test_postgres_store_raises_store_error_when_the_server_is_unreachable(
             await lazy.ping()
     finally:
         await lazy.close()
+
+
+async def test_a_lost_listen_connection_is_opened_again_and_wakes_its_watchers(store: Store, backend: Backend) -> None:
+    if backend.dialect != "postgresql":
+        pytest.skip("one process: the embedded store has no LISTEN connection")
+    woken = asyncio.Event()
+    await store.watch_for_work(woken.set)
+    admin = await asyncpg.connect(backend.url)
+    try:
+        # What a server restart does to it: the backend that LISTENs goes away.
+        terminated = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'"
+        )
+        assert terminated == 1
+        # Opened again, and the watchers woken once (what was committed meanwhile was announced to nobody).
+        await asyncio.wait_for(woken.wait(), timeout=10)
+        woken.clear()
+        await admin.execute("NOTIFY switchboard_work")  # what an accept in another process sends
+        await asyncio.wait_for(woken.wait(), timeout=5)
+    finally:
+        await admin.close()

@@ -14,9 +14,9 @@ from switchboard.domain.routing import Route, Router
 from switchboard.domain.statuses import SmsStatus
 from switchboard.sms.carrier import Carrier, InboundSink, OutboundSms, ReceiptSink, SubmitResult
 from switchboard.sms.simulator import SimulatedCarrier
-from switchboard.sms.worker import EXPIRED_ERROR, SmsWorker, WorkerSettings
+from switchboard.sms.worker import EXPIRED_ERROR, HELD_RECEIPT_SECONDS, SmsWorker, WorkerSettings
 from switchboard.store import migrate
-from switchboard.store.records import Account, InFlight, NewDestination, NewMessage
+from switchboard.store.records import Account, HeldReceipts, InFlight, NewDestination, NewMessage, Outcome, Receipt
 from switchboard.store.sqlite import SqliteStore
 
 
@@ -215,7 +215,6 @@ async def test_a_receipt_is_stored_before_the_sink_returns_and_a_failed_write_ra
     """A carrier acknowledges a receipt to its SMSC when the sink returns: by then it must be committed, and
     when it could not be, the sink must raise (the SMSC is then asked to send it again)."""
     from switchboard.store.base import StoreError
-    from switchboard.store.records import Outcome, Receipt
 
     clock = FakeClock()
     mid = await put(store, clock, ["+16175551212"])
@@ -277,3 +276,54 @@ async def test_a_claim_is_written_chunk_by_chunk_so_receipts_can_match_before_th
     finally:
         carrier.gate.set()
         await worker.stop()
+
+
+async def test_a_receipt_held_by_a_stopped_worker_is_applied_by_the_next_once_its_sent_is_written(
+    store: SqliteStore,
+) -> None:
+    """The receipt came before its message's Sent was written, and the carrier acknowledged it: it is in the
+    store, not in the worker's memory, so neither a stop nor a crash loses it."""
+    clock = FakeClock()
+    mid = await put(store, clock, ["+16175551212"])
+    [claimed] = await store.claim(now=clock.now_ms(), limit=1, lease_ms=10_000)  # submitted; Sent not written
+    first = make_worker(store, clock, [DownCarrier("c")])
+    await first.start()
+    await first.take_receipts([Receipt("c", "r1", SmsStatus.DELIVERED)])
+    assert first.held == 1
+    await settle(first, clock, 0.2)  # swept a few times: still nothing to match
+    await first.stop()
+    assert await statuses(store, mid) == ["Received"]
+    second = make_worker(store, clock, [DownCarrier("c")])
+    await second.start()
+    try:
+        await settle(second, clock, 0.2)
+        assert await statuses(store, mid) == ["Received"]
+        sent_at = clock.now_ms()
+        outcome = Outcome(claimed.id, claimed.attempt, SmsStatus.SENT, carrier="c", carrier_ref="r1")
+        await store.finish([outcome], now=sent_at)
+        await until(store, mid, lambda s: s == ["Delivered"])
+    finally:
+        await second.stop()
+    assert [h.status for h in await store.history(claimed.id)] == ["Sent", "Delivered"]
+    assert await store.retry_held_receipts(now=clock.now_ms(), drop_before=0) == HeldReceipts(0, [], 0)
+
+
+async def test_a_held_receipt_that_never_matches_is_dropped_with_a_warning(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    worker = make_worker(store, clock, [DownCarrier("c")])
+    await worker.start()
+    try:
+        await worker.take_receipts([Receipt("c", "nobody", SmsStatus.DELIVERED)])
+        await settle(worker, clock, 0.2)
+        assert "dropped" not in caplog.text
+        clock.advance(HELD_RECEIPT_SECONDS)
+        async with asyncio.timeout(2):
+            while "receipt c/nobody matched no message" not in caplog.text:  # noqa: ASYNC110 (a log has no event)
+                await asyncio.sleep(0.02)
+    finally:
+        await worker.stop()
+    [warning] = [r for r in caplog.records if "c/nobody" in r.getMessage()]
+    assert warning.levelname == "WARNING"
+    assert await store.retry_held_receipts(now=clock.now_ms(), drop_before=0) == HeldReceipts(0, [], 0)

@@ -45,8 +45,9 @@ SmsStatus (DELIVRD → Delivered, EXPIRED → Expired, REJECTD → Rejected, UND
 Undelivered); intermediate states (ENROUTE, ACCEPTD) are acknowledged and ignored. Receipts that arrive
 together are handed to the sink in one small batch, and each is answered ESME_ROK once the sink has taken
 it (ESME_RX_T_APPN if the sink failed, so the SMSC sends it again later). A receipt may come before the
-submit_sm_resp of its message has been written to the store: the worker's sink retries unmatched receipts
-for a while (UNMATCHED_RECEIPT_SECONDS), which covers that. An unparseable receipt is logged and answered
+submit_sm_resp of its message has been written to the store: the store holds such a receipt, in the
+transaction that found it unmatched, and the worker matches it again once the Sent is written
+(HELD_RECEIPT_SECONDS). An unparseable receipt is logged and answered
 ESME_ROK (the SMSC sending it again would not make it readable).
 
 Ids. The id in a receipt's receipted_message_id TLV is written as in the submit_sm_resp (§5.3.2.12), so it
