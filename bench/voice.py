@@ -38,7 +38,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +47,9 @@ from switchboard.domain.statuses import CallReason, CallStatus
 from switchboard.voice.sip.rtp import RtpClock, RtpStream
 from switchboard.voice.sip.trunk import SipTrunk, SipTrunkSettings
 from switchboard.voice.trunk import CallResult, OutboundCall
+
+if TYPE_CHECKING:
+    from tests.integration.sipp import SippPeer
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the sipp harness lives with the tests
@@ -75,6 +78,19 @@ class Run:
     cpu_percent: float
 
 
+def start_sipps(calls: int, hold: float, sipps: int) -> tuple[list[int], list[SippPeer]]:
+    """`sipps` sipp UAS processes (answer at once, wait for our BYE) sharing `calls` calls of `hold` seconds:
+    how many calls each takes, and the started peers."""
+    from tests.integration.sipp import SippPeer
+
+    per = [calls // sipps + (1 if i < calls % sipps else 0) for i in range(sipps)]
+    peers = [
+        SippPeer("uas_answer", calls=n, timeout_s=hold + 120, bye_timeout_ms=int((hold + 60) * 1000)).start()
+        for n in per
+    ]
+    return per, peers
+
+
 def speech_like(seconds: float) -> bytes:
     """A 16-bit 8 kHz signal with speech's rough shape: a few harmonics gliding, syllable-rate envelope."""
     t = np.arange(int(seconds * 8000)) / 8000
@@ -86,13 +102,7 @@ def speech_like(seconds: float) -> bytes:
 
 
 async def one_run(calls: int, hold: float, sipps: int) -> Run:
-    from tests.integration.sipp import SippPeer
-
-    per = [calls // sipps + (1 if i < calls % sipps else 0) for i in range(sipps)]
-    peers = [
-        SippPeer("uas_answer", calls=n, timeout_s=hold + 120, bye_timeout_ms=int((hold + 60) * 1000)).start()
-        for n in per
-    ]
+    _, peers = start_sipps(calls, hold, sipps)
     clock = SystemClock()
     rtp_clock = RtpClock()
     streams: list[RtpStream] = []
@@ -174,19 +184,11 @@ async def one_run(calls: int, hold: float, sipps: int) -> Run:
         p.stop()
     failed = sum(1 for r in results if (r.status, r.reason) != (CallStatus.ANSWERED, CallReason.NA))
     setup_span = (max(answered_at) - started) if answered_at else float("inf")
-    lat = window_lateness or [float("nan")]
-    starts = [t[0] for t in window_ticks] or [float("nan")]
-    costs = [t[1] for t in window_ticks] or [float("nan")]
     return Run(
         calls=calls,
         setups_per_second=len(answered_at) / setup_span,
         most_concurrent=most,
-        lateness_p50=float(np.percentile(lat, 50)),
-        lateness_p99=float(np.percentile(lat, 99)),
-        lateness_max=float(max(lat)),
-        tick_start_p99=float(np.percentile(starts, 99)),
-        tick_cost_p50=float(np.percentile(costs, 50)),
-        tick_cost_p99=float(np.percentile(costs, 99)),
+        **_lateness(window_lateness, window_ticks),
         skipped_ticks=skipped,
         failed=failed,
         packets_sent=rtp_clock.frames_sent,
@@ -202,13 +204,8 @@ async def gateway_run(calls: int, hold: float, sipps: int, workdir: Path) -> Run
     from switchboard.domain.sms_request import CALLBACK_NO
     from switchboard.domain.voice_request import CallRequest
     from switchboard.voice.audio import write_wav
-    from tests.integration.sipp import SippPeer
 
-    per = [calls // sipps + (1 if i < calls % sipps else 0) for i in range(sipps)]
-    peers = [
-        SippPeer("uas_answer", calls=n, timeout_s=hold + 120, bye_timeout_ms=int((hold + 60) * 1000)).start()
-        for n in per
-    ]
+    per, peers = start_sipps(calls, hold, sipps)
     toml = f'[server]\ndata_dir = "{workdir}"\n[worker]\npoll_interval = 0.2\n'
     for i, p in enumerate(peers):
         toml += (
@@ -274,20 +271,12 @@ async def gateway_run(calls: int, hold: float, sipps: int, workdir: Path) -> Run
         await gateway.stop()
         for p in peers:
             p.stop()
-    lat = lateness or [float("nan")]
-    starts = [t[0] for t in window_ticks] or [float("nan")]
-    costs = [t[1] for t in window_ticks] or [float("nan")]
     setups = calls / ((last_answer - first_accept) / 1000) if last_answer else 0.0
     return Run(
         calls=calls,
         setups_per_second=setups,
         most_concurrent=most,
-        lateness_p50=float(np.percentile(lat, 50)),
-        lateness_p99=float(np.percentile(lat, 99)),
-        lateness_max=float(max(lat)),
-        tick_start_p99=float(np.percentile(starts, 99)),
-        tick_cost_p50=float(np.percentile(costs, 50)),
-        tick_cost_p99=float(np.percentile(costs, 99)),
+        **_lateness(lateness, window_ticks),
         skipped_ticks=rtp_clock.skipped_ticks,
         failed=failed,
         packets_sent=rtp_clock.frames_sent,
@@ -302,6 +291,22 @@ def _window(clock: RtpClock, count: int) -> list[float]:
     ticks = clock.tick_samples()[-count:] if count > 0 else []
     out: list[np.ndarray] = [late + cost * np.arange(n) / n for late, cost, n in ticks if n]
     return list(np.concatenate(out)) if out else []
+
+
+def _lateness(lateness: list[float], ticks: list[tuple[float, float, int]]) -> dict[str, float]:
+    """The `Run` fields of the window's packet lateness and ticks (`_window`, `RtpClock.tick_samples`): NaN
+    when the window never came."""
+    lat = lateness or [float("nan")]
+    starts = [t[0] for t in ticks] or [float("nan")]
+    costs = [t[1] for t in ticks] or [float("nan")]
+    return {
+        "lateness_p50": float(np.percentile(lat, 50)),
+        "lateness_p99": float(np.percentile(lat, 99)),
+        "lateness_max": float(max(lat)),
+        "tick_start_p99": float(np.percentile(starts, 99)),
+        "tick_cost_p50": float(np.percentile(costs, 50)),
+        "tick_cost_p99": float(np.percentile(costs, 99)),
+    }
 
 
 def _cpu_seconds() -> float:

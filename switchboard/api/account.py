@@ -7,9 +7,8 @@ account's answers the same) or 503 (the database is unavailable). docs/api.md ha
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -17,21 +16,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from switchboard.accounts import KEEP, AccountError, Accounts, RotationInProgress
-from switchboard.api.auth import authenticate
+from switchboard.api.auth import Endpoint, Handler, Refused, authenticated
 from switchboard.api.http import BodyTooLarge, ClientGone, json_bytes, read_body
+from switchboard.api.params import id_number
 from switchboard.callbacks import signing
 from switchboard.domain.clock import Clock, format_time
 from switchboard.domain.lenient_json import MAX_BODY_BYTES, InvalidJson, parse_body
-from switchboard.store.base import Store, StoreError
+from switchboard.store.base import Store
 from switchboard.store.records import Account, CallbackState, CallbackView
-
-log = logging.getLogger("switchboard.api")
 
 MAX_LIST = 500
 DEFAULT_LIST = 50
 _URL_FIELDS = {"smscallbackurl": "sms", "voicecallbackurl": "voice"}
-
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def error(status: int, text: str) -> Response:
@@ -42,34 +38,20 @@ def ok(document: dict[str, Any]) -> Response:
     return Response(json_bytes(document), media_type="application/json")
 
 
-class _Refused(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-
 @dataclass(frozen=True, slots=True)
 class AccountApi:
     accounts: Accounts
     store: Store
     clock: Clock
 
-    def endpoint(self, handler: Callable[[Request, Account], Awaitable[Response]]) -> Endpoint:
-        """`handler` behind authentication and the one translation of store failures."""
-
-        async def run(request: Request) -> Response:
-            params = {k.lower(): v for k, v in request.query_params.items()}
-            try:
-                account = await authenticate(self.accounts, request.scope, params)
-                if account is None:
-                    return error(401, "Authentication failed")
-                return await handler(request, account)
-            except _Refused as refused:
-                return refused.response
-            except StoreError:
-                log.exception("%s %s failed", request.method, request.url.path)
-                return error(503, "Service temporarily unavailable")
-
-        return run
+    def endpoint(self, handler: Handler) -> Endpoint:
+        """`handler` behind authentication (401) and the one translation of store failures (503)."""
+        return authenticated(
+            self.accounts,
+            handler,
+            unauthenticated=partial(error, 401, "Authentication failed"),
+            unavailable=partial(error, 503, "Service temporarily unavailable"),
+        )
 
     # /api/Account
 
@@ -177,7 +159,7 @@ class AccountApi:
     async def _callback(self, request: Request, account: Account) -> CallbackView:
         view = await self.store.get_callback(account.id, _path_id(request))
         if view is None:
-            raise _Refused(error(404, "Callback not found"))
+            raise Refused(error(404, "Callback not found"))
         return view
 
     def callback_document(self, v: CallbackView) -> dict[str, Any]:
@@ -199,15 +181,16 @@ class AccountApi:
 
 
 def _path_id(request: Request) -> int:
-    raw = str(request.path_params.get("callback_id", ""))
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or int(raw) >= 2**63:
-        raise _Refused(error(404, "Callback not found"))
-    return int(raw)
+    number = id_number(str(request.path_params.get("callback_id", "")))
+    if number is None:
+        raise Refused(error(404, "Callback not found"))
+    return number
 
 
 def _number(raw: str | None, name: str, *, default: int | None, high: int) -> Any:
     if raw is None or raw == "":
         return default
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not 1 <= int(raw) <= high:
-        raise _Refused(error(400, f"{name} must be a whole number from 1 to {high}"))
-    return int(raw)
+    number = id_number(raw)
+    if number is None or not 1 <= number <= high:
+        raise Refused(error(400, f"{name} must be a whole number from 1 to {high}"))
+    return number

@@ -20,21 +20,20 @@ deleted or foreign campaign in the path is 404 (5002), and a multipart form is 4
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from switchboard.accounts import Accounts
-from switchboard.api.auth import authenticate
+from switchboard.api.auth import Endpoint, Handler, Refused, authenticated
 from switchboard.api.http import BodyTooLarge, ClientGone, json_bytes, read_body
 from switchboard.domain.clock import format_time
 from switchboard.domain.errors import VoiceError
 from switchboard.domain.lenient_json import MAX_BODY_BYTES, InvalidJson, parse_body
 from switchboard.domain.voice_request import MAX_MESSAGE_CHARS, campaign_guid
-from switchboard.store.base import StoreError
 from switchboard.store.records import Account, Campaign
 from switchboard.voice import audio, tts
 from switchboard.voice.service import VoiceService
@@ -50,8 +49,6 @@ AUDIO_TYPES = frozenset({"audio/wav", "audio/x-wav", "audio/wave", "application/
 """Content types read as a WAV upload; anything else but a multipart form is read as JSON (curl -d sends
 application/x-www-form-urlencoded)."""
 
-Endpoint = Callable[[Request], Awaitable[Response]]
-
 
 def campaign_error(
     error: VoiceError, *, detail: str | None = None, status: int | None = None, campaign_id: str | None = None
@@ -65,33 +62,19 @@ def campaign_error(
     return Response(json_bytes(document), status_code=status or error.http_status, media_type="application/json")
 
 
-class _Refused(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-
 @dataclass(frozen=True, slots=True)
 class CampaignApi:
     accounts: Accounts
     voice: VoiceService
 
-    def endpoint(self, handler: Callable[[Request, Account], Awaitable[Response]]) -> Endpoint:
-        """`handler` behind authentication and the one translation of store failures."""
-
-        async def run(request: Request) -> Response:
-            params = {k.lower(): v for k, v in request.query_params.items()}
-            try:
-                account = await authenticate(self.accounts, request.scope, params)
-                if account is None:
-                    return campaign_error(VoiceError.AUTHENTICATION_FAILED)
-                return await handler(request, account)
-            except _Refused as refused:
-                return refused.response
-            except StoreError:
-                log.exception("%s %s failed", request.method, request.url.path)
-                return campaign_error(VoiceError.UNAVAILABLE)
-
-        return run
+    def endpoint(self, handler: Handler) -> Endpoint:
+        """`handler` behind authentication (5006) and the one translation of store failures (5015)."""
+        return authenticated(
+            self.accounts,
+            handler,
+            unauthenticated=partial(campaign_error, VoiceError.AUTHENTICATION_FAILED),
+            unavailable=partial(campaign_error, VoiceError.UNAVAILABLE),
+        )
 
     async def create_campaign(self, request: Request, account: Account) -> Response:
         params = {k.lower(): v for k, v in request.query_params.items()}
@@ -158,13 +141,13 @@ class CampaignApi:
         campaign_id = _path_id(request)
         campaign = await self.voice.get_campaign(account, campaign_id)
         if campaign is None:
-            raise _Refused(_not_found(campaign_id))
+            raise Refused(_not_found(campaign_id))
         return _document(campaign)
 
     async def delete_campaign(self, request: Request, account: Account) -> Response:
         campaign_id = _path_id(request)
         if not await self.voice.delete_campaign(account, campaign_id):
-            raise _Refused(_not_found(campaign_id))
+            raise Refused(_not_found(campaign_id))
         log.info("campaign %s deleted by account %s", campaign_id, account.name)
         return Response(status_code=204)
 
@@ -196,7 +179,7 @@ def _path_id(request: Request) -> str:
     raw = str(request.path_params.get("campaign_id", ""))
     guid = campaign_guid(raw)
     if guid is None:
-        raise _Refused(_not_found(raw[:64]))
+        raise Refused(_not_found(raw[:64]))
     return guid
 
 
@@ -206,5 +189,5 @@ def _name(value: object) -> str:
         return DEFAULT_NAME
     if not isinstance(value, str) or len(value.strip()) > MAX_NAME_CHARS or not value.strip().isprintable():
         detail = f"Parameter Name is invalid (1-{MAX_NAME_CHARS} printable characters)"
-        raise _Refused(campaign_error(VoiceError.NEITHER_GIVEN, detail=detail))
+        raise Refused(campaign_error(VoiceError.NEITHER_GIVEN, detail=detail))
     return value.strip()

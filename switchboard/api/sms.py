@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from switchboard.accounts import Accounts
-from switchboard.api.auth import authenticate
+from switchboard.api.auth import account_or_error
 from switchboard.api.http import (
     BodyTooLarge,
     ClientGone,
@@ -23,6 +23,7 @@ from switchboard.api.http import (
     read_body,
     respond,
 )
+from switchboard.api.params import add_body_params, id_number
 from switchboard.api.ratelimit import RateLimiter
 from switchboard.callbacks import egress
 from switchboard.domain.clock import Clock, format_time
@@ -32,7 +33,7 @@ from switchboard.domain.sms_request import validate_send
 from switchboard.domain.statuses import SmsStatus, least_advanced
 from switchboard.sms.service import SmsService
 from switchboard.store.base import StoreError
-from switchboard.store.records import Account, MessageView
+from switchboard.store.records import MessageView
 
 log = logging.getLogger("switchboard.api")
 
@@ -52,23 +53,11 @@ class SmsApi:
     simulated_carriers: frozenset[str]
     allow_private_callbacks: bool = False
 
-    async def _account(self, scope: Scope, params: dict[str, str], send: Send) -> Account | None:
-        """The request's account; None when it is not known, after answering the error (128 or 140)."""
-        try:
-            account = await authenticate(self.accounts, scope, params)
-        except StoreError:
-            log.exception("authentication lookup failed")
-            await sms_error(send, SmsError.UNAVAILABLE)
-            return None
-        if account is None:
-            await sms_error(send, SmsError.AUTHENTICATION_FAILED)
-        return account
-
     async def send(self, scope: Scope, receive: Receive, send: Send) -> None:
         params = query(scope) if scope["query_string"] else {}
-        account = await self._account(scope, params, send)
-        if account is None:
-            return None
+        account = await account_or_error(self.accounts, scope, params, SmsError)
+        if isinstance(account, SmsError):
+            return await sms_error(send, account)
         try:
             body = await read_body(scope, receive, MAX_BODY_BYTES)
         except BodyTooLarge:
@@ -104,25 +93,16 @@ class SmsApi:
 
     async def get_status(self, scope: Scope, receive: Receive, send: Send) -> None:
         params = query(scope)
-        account = await self._account(scope, params, send)
-        if account is None:
-            return None
+        account = await account_or_error(self.accounts, scope, params, SmsError)
+        if isinstance(account, SmsError):
+            return await sms_error(send, account)
+        await add_body_params(scope, receive, params)  # POST may carry the ID in a JSON body instead
         ident = params.get("id")
         reference = params.get("referenceid")
-        if ident is None and reference is None and scope["method"] == "POST":
-            # POST may carry the ID in a JSON body instead of the query string.
-            try:
-                doc = parse_body(await read_body(scope, receive, MAX_BODY_BYTES))
-            except (BodyTooLarge, InvalidJson, ClientGone):
-                doc = None
-            if isinstance(doc, dict):
-                lowered = {str(k).lower(): v for k, v in doc.items()}
-                ident = _text(lowered.get("id"))
-                reference = _text(lowered.get("referenceid"))
         try:
             view = None
             if ident:
-                number = _id_number(ident)
+                number = id_number(ident)
                 if number is not None:
                     view = await self.sms.status(account, number)
             elif reference and "\x00" not in reference:  # PostgreSQL refuses NUL in text; none is stored
@@ -162,19 +142,3 @@ class SmsApi:
             "DateTime": format_time(max(d.updated_at for d in dests) if dests else view.created_at),
             "Destinations": entries,
         }
-
-
-def _id_number(ident: str) -> int | None:
-    """An ID is a decimal 63-bit integer; anything else (including '²', which str.isdigit accepts) is not."""
-    if not (ident.isascii() and ident.isdigit() and len(ident) <= 19):
-        return None
-    number = int(ident)
-    return number if number < 2**63 else None
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | str):
-        return str(value).strip()
-    return None

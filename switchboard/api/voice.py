@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchboard.accounts import Accounts
-from switchboard.api.auth import authenticate
+from switchboard.api.auth import account_or_error
 from switchboard.api.http import (
     BodyTooLarge,
     ClientGone,
@@ -28,6 +28,7 @@ from switchboard.api.http import (
     read_body,
     respond,
 )
+from switchboard.api.params import add_body_params, id_number
 from switchboard.api.ratelimit import RateLimiter
 from switchboard.callbacks import egress
 from switchboard.domain import numbers
@@ -80,18 +81,9 @@ class VoiceApi:
         )
         await voice_error(send, str(ident), error, extra)
 
-    async def _account(self, scope: Scope, params: dict[str, str]) -> Account | VoiceError:
-        """The request's account, or the error to answer (5006, or 5015 when the store cannot say)."""
-        try:
-            account = await authenticate(self.accounts, scope, params)
-        except StoreError:
-            log.exception("authentication lookup failed")
-            return VoiceError.UNAVAILABLE
-        return VoiceError.AUTHENTICATION_FAILED if account is None else account
-
     async def call(self, scope: Scope, receive: Receive, send: Send) -> None:
         params = query(scope) if scope["query_string"] else {}
-        account = await self._account(scope, params)
+        account = await account_or_error(self.accounts, scope, params, VoiceError)
         if isinstance(account, VoiceError):
             return await self._refuse(send, account, None)
         try:
@@ -142,22 +134,11 @@ class VoiceApi:
         from the query string, or from the JSON body of a POST that has none there; None after answering an
         error."""
         params = query(scope)
-        account = await self._account(scope, params)
+        account = await account_or_error(self.accounts, scope, params, VoiceError)
         if isinstance(account, VoiceError):
             await voice_error(send, params.get("id", ""), account)
             return None
-        if "id" not in params and "referenceid" not in params and scope["method"] == "POST":
-            # POST may carry the parameters in a JSON body instead of the query string.
-            try:
-                doc = parse_body(await read_body(scope, receive, MAX_BODY_BYTES))
-            except (BodyTooLarge, InvalidJson, ClientGone):
-                doc = None
-            if isinstance(doc, dict):
-                lowered = {str(k).lower(): v for k, v in doc.items()}
-                for name in ("id", "referenceid", "mobileno"):
-                    value = _text(lowered.get(name))
-                    if value is not None and name not in params:
-                        params[name] = value
+        await add_body_params(scope, receive, params)  # POST may carry them in a JSON body instead
         return account, params
 
     async def get_status(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -170,7 +151,7 @@ class VoiceApi:
         try:
             view = None
             if ident:
-                number = _id_number(ident)
+                number = id_number(ident)
                 if number is not None:
                     view = await self.voice.status(account, number)
             elif reference and "\x00" not in reference:  # PostgreSQL refuses NUL in text; none is stored
@@ -188,7 +169,7 @@ class VoiceApi:
             return None
         account, params = found
         ident = params.get("id", "").strip()
-        number = _id_number(ident)
+        number = id_number(ident)
         mobile_no = (params.get("mobileno") or "").strip() or None
         if mobile_no is not None:
             # The store matches the number as written or its E.164 form: "0016175551212" finds a call to
@@ -237,19 +218,3 @@ class VoiceApi:
             "DateTime": format_time(max((c.updated_at for c in calls), default=view.created_at)),
             "Calls": entries,
         }
-
-
-def _id_number(ident: str) -> int | None:
-    """An ID is a decimal 63-bit integer; anything else (including '²', which str.isdigit accepts) is not."""
-    if not (ident.isascii() and ident.isdigit() and len(ident) <= 19):
-        return None
-    number = int(ident)
-    return number if number < 2**63 else None
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | str):
-        return str(value).strip()
-    return None

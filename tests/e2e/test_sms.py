@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -199,3 +200,28 @@ def test_the_cli_sends_and_waits_for_the_status(server: ServerProcess, account: 
     assert sent["Status"] == "Received"
     status = json.loads(cli("status", sent["ID"], "--wait", "10", env=env))
     assert [d["Status"] for d in status["Destinations"]] == ["Delivered", "Rejected"]
+
+
+def test_get_status_by_post_reads_the_id_or_reference_from_a_json_body(
+    server: ServerProcess, account: dict[str, Any]
+) -> None:
+    body = (
+        '{"Destination": [{"MobileNo": "+16175551212"}], "Message": "hi", "Sender": "OM", "ReferenceID": "post-ref-1"}'
+    )
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        ident = client.post("/api/SMS/Send", content=body, headers=bearer(account)).json()["ID"]
+        by_id = client.post("/api/SMS/GetStatus", content=json.dumps({"id": int(ident)}), headers=bearer(account))
+        by_reference = client.post(
+            "/api/SMS/GetStatus", content='{"ReferenceID": "post-ref-1"}', headers=bearer(account)
+        )
+        # The query string wins over the body; an ID out of range is not found, not an error of the server.
+        query_wins = client.post(
+            "/api/SMS/GetStatus", params={"ID": ident}, content='{"ID": "1"}', headers=bearer(account)
+        )
+        too_large = client.post("/api/SMS/GetStatus", content=json.dumps({"ID": str(2**63)}), headers=bearer(account))
+        unauthenticated = client.post("/api/SMS/GetStatus", content=json.dumps({"ID": ident}))
+    assert by_id.status_code == 200 and by_id.json()["ID"] == ident
+    assert by_reference.status_code == 200 and by_reference.json()["ID"] == ident
+    assert query_wins.status_code == 200 and query_wins.json()["ID"] == ident
+    assert too_large.json()["Error ID"] == "131"
+    assert unauthenticated.json()["Error ID"] == "128"

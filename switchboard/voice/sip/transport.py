@@ -32,7 +32,7 @@ import contextlib
 import ipaddress
 import logging
 import socket
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from switchboard.voice.sip.message import (
     MAGIC_COOKIE,
@@ -68,6 +68,8 @@ __all__ = [
 log = logging.getLogger("switchboard.voice.sip.transport")
 
 Address = tuple[str, int]
+_Transaction = TypeVar("_Transaction", InviteClientTransaction, NonInviteClientTransaction)
+"""What `SipTransport._start` starts: an INVITE or a non-INVITE client transaction."""
 RECEIVE_BUFFER = 4 << 20
 """SO_RCVBUF asked for: a burst of 500 calls' responses and requests without drops. The kernel caps it at
 net.core.rmem_max; asking for more is harmless."""
@@ -202,24 +204,23 @@ class SipTransport:
         self, request: Request, destination: Address, *, on_response: ResponseHook, on_timeout: TimeoutHook
     ) -> InviteClientTransaction:
         """Start the INVITE client transaction of `request`, sent to `destination`."""
-        tx = InviteClientTransaction(
-            request=request,
-            send=lambda data: self._sendto(data, destination),
-            scheduler=self._scheduler,
-            timers=self.timers,
-            on_response=on_response,
-            on_timeout=on_timeout,
-            on_terminated=self._forget,
-        )
-        self._transactions[tx.key] = tx
-        tx.start()
-        return tx
+        return self._start(InviteClientTransaction, request, destination, on_response, on_timeout)
 
     def request(
         self, request: Request, destination: Address, *, on_response: ResponseHook, on_timeout: TimeoutHook
     ) -> NonInviteClientTransaction:
         """Start the non-INVITE client transaction (CANCEL, BYE, ...) of `request`, sent to `destination`."""
-        tx = NonInviteClientTransaction(
+        return self._start(NonInviteClientTransaction, request, destination, on_response, on_timeout)
+
+    def _start(
+        self,
+        kind: type[_Transaction],
+        request: Request,
+        destination: Address,
+        on_response: ResponseHook,
+        on_timeout: TimeoutHook,
+    ) -> _Transaction:
+        tx = kind(
             request=request,
             send=lambda data: self._sendto(data, destination),
             scheduler=self._scheduler,
