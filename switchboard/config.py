@@ -177,7 +177,11 @@ _ENV_SECTIONS: dict[str, type[_Section]] = {
     "callbacks": CallbacksConfig,
     "limits": LimitsConfig,
     "worker": WorkerConfig,
+    "sms": SmsConfig,
+    "voice": VoiceConfig,
 }
+_TABLE_LISTS = frozenset({("sms", "carriers"), ("sms", "routes"), ("voice", "trunks"), ("voice", "routes")})
+"""Lists of tables: set in the config file only."""
 
 
 def _env_keys() -> dict[str, tuple[str, str]]:
@@ -186,6 +190,7 @@ def _env_keys() -> dict[str, tuple[str, str]]:
         f"{ENV_PREFIX}{section}_{key}".upper(): (section, key)
         for section, cls in _ENV_SECTIONS.items()
         for key in cls.__struct_fields__
+        if (section, key) not in _TABLE_LISTS
     }
 
 
@@ -210,11 +215,11 @@ def load(
             raise ConfigError(f"config file {path} cannot be read: {e.strerror}") from None
 
     known = _env_keys()
-    section_prefixes = tuple(f"{ENV_PREFIX}{section}_".upper() for section in (*_ENV_SECTIONS, "sms", "voice"))
+    section_prefixes = tuple(f"{ENV_PREFIX}{section}_".upper() for section in _ENV_SECTIONS)
     for name, value in (os.environ if env is None else env).items():
         if not name.startswith(section_prefixes):
             continue  # SWITCHBOARD_URL, SWITCHBOARD_API_KEY and the like belong to the CLI client
-        if name.startswith((f"{ENV_PREFIX}SMS_", f"{ENV_PREFIX}VOICE_")):
+        if name not in known and name.startswith((f"{ENV_PREFIX}SMS_", f"{ENV_PREFIX}VOICE_")):
             raise ConfigError(f"{name}: carriers, trunks and routes are set in the config file, not the environment")
         if name not in known:
             raise ConfigError(f"unknown environment variable {name} (known: {', '.join(sorted(known))})")

@@ -69,6 +69,7 @@ def test_config_file_then_environment_then_flags(tmp_path: Path) -> None:
     c = config.load(f, env={"SWITCHBOARD_SERVER_PORT": "9001"}, overrides={"server.host": "127.0.0.2"})
     assert (c.server.port, c.server.host, c.database_url) == (9001, "127.0.0.2", "postgresql://u@h/db")
     assert config.load(f, env={"SWITCHBOARD_CALLBACKS_ALLOW_PRIVATE_NETWORKS": "true"}).callbacks.allow_private_networks
+    assert config.load(f, env={"SWITCHBOARD_VOICE_TTS_CACHE_MB": "50"}).voice.tts_cache_mb == 50
 
 
 def test_the_data_dir_moves_the_default_database() -> None:
@@ -91,6 +92,9 @@ def test_the_data_dir_moves_the_default_database() -> None:
         ('[[voice.trunks]]\nname = "t"\nkind = "sip"\nbind_host = "localhost"\n', {}, "bind_host"),
         ("", {"SWITCHBOARD_SERVER_PROT": "1"}, "unknown environment variable SWITCHBOARD_SERVER_PROT"),
         ("", {"SWITCHBOARD_SERVER_PORT": "eighty"}, "server.port"),
+        ("", {"SWITCHBOARD_VOICE_TTS_CACHE_MB": "lots"}, "voice.tts_cache_mb"),
+        ("", {"SWITCHBOARD_SMS_CARRIERS": "x"}, "carriers, trunks and routes are set in the config file"),
+        ("", {"SWITCHBOARD_VOICE_TRUNKS": "x"}, "carriers, trunks and routes are set in the config file"),
     ],
 )
 def test_a_bad_config_says_which_key_and_why(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
