@@ -19,8 +19,9 @@ deleted or foreign campaign in the path is 404 (5002), and a multipart form is 4
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -42,6 +43,10 @@ log = logging.getLogger("switchboard.api")
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 """Largest WAV upload: 10 minutes of 16-bit mono at 16 kHz is 19.2 MB (audio.read_wav plays at most 10)."""
+UPLOADS_AT_ONCE = 4
+"""WAV uploads read (and converted) at the same time in one process; the others wait for a slot with their
+bodies unread (the server stops reading a connection whose body is not taken), so uploads sent together
+hold at most this many bodies of up to 20 MiB in memory."""
 MAX_NAME_CHARS = 100
 """Longest campaign Name."""
 DEFAULT_NAME = "campaign"
@@ -66,6 +71,7 @@ def campaign_error(
 class CampaignApi:
     accounts: Accounts
     voice: VoiceService
+    uploads: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(UPLOADS_AT_ONCE))
 
     def endpoint(self, handler: Handler) -> Endpoint:
         """`handler` behind authentication (5006) and the one translation of store failures (5015)."""
@@ -120,16 +126,17 @@ class CampaignApi:
         return _document(campaign, status=201)
 
     async def _upload(self, request: Request, account: Account, *, name: str) -> Response:
-        try:
-            data = await read_body(request.scope, request.receive, MAX_UPLOAD_BYTES)
-        except BodyTooLarge:
-            return campaign_error(VoiceError.BODY_TOO_LARGE, detail="Request body too large (at most 20 MiB)")
-        except ClientGone:
-            return campaign_error(VoiceError.AUDIO_INVALID, detail="Invalid audio: the upload was cut off")
-        try:
-            campaign = await self.voice.create_campaign_from_wav(account, name=name, data=data)
-        except audio.AudioError as e:
-            return campaign_error(VoiceError.AUDIO_INVALID, detail=f"{VoiceError.AUDIO_INVALID.text}: {e}")
+        async with self.uploads:
+            try:
+                data = await read_body(request.scope, request.receive, MAX_UPLOAD_BYTES)
+            except BodyTooLarge:
+                return campaign_error(VoiceError.BODY_TOO_LARGE, detail="Request body too large (at most 20 MiB)")
+            except ClientGone:
+                return campaign_error(VoiceError.AUDIO_INVALID, detail="Invalid audio: the upload was cut off")
+            try:
+                campaign = await self.voice.create_campaign_from_wav(account, name=name, data=data)
+            except audio.AudioError as e:
+                return campaign_error(VoiceError.AUDIO_INVALID, detail=f"{VoiceError.AUDIO_INVALID.text}: {e}")
         log.info("campaign %s created from a WAV upload by account %s", campaign.id, account.name)
         return _document(campaign, status=201)
 

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from switchboard.accounts import Accounts
+from switchboard.api import campaigns
 from switchboard.api.account import AccountApi
 from switchboard.api.app import ApiSettings, ASGIApp, create_app
 from switchboard.api.http import Message
@@ -716,3 +717,44 @@ async def test_wav_uploads_are_converted_one_at_a_time(env: Env, monkeypatch: py
     answers = await asyncio.gather(*uploads)
     assert [r.status_code for r in answers] == [201] * 4
     assert most == 1
+
+
+async def test_uploads_sent_together_are_read_a_few_at_a_time(env: Env) -> None:
+    # Each upload's body is up to 20 MiB: the ones over UPLOADS_AT_ONCE wait with their bodies unread.
+    release = asyncio.Event()
+    reading = 0
+    body = wav_bytes(seconds=0.1)
+    app = env.app()
+
+    async def upload() -> int:
+        sent: list[Message] = []
+        first = True
+
+        async def receive() -> Message:
+            nonlocal reading, first
+            if first:
+                first = False
+                reading += 1
+                await release.wait()
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/api/Campaigns",
+            "query_string": b"",
+            "headers": [(b"authorization", f"Bearer {env.key}".encode()), (b"content-type", b"audio/wav")],
+        }
+        await app(scope, receive, send)
+        return int(sent[0]["status"])
+
+    tasks = [asyncio.create_task(upload()) for _ in range(campaigns.UPLOADS_AT_ONCE + 3)]
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+    assert reading == campaigns.UPLOADS_AT_ONCE
+    release.set()
+    assert await asyncio.gather(*tasks) == [201] * (campaigns.UPLOADS_AT_ONCE + 3)
+    assert reading == campaigns.UPLOADS_AT_ONCE + 3
