@@ -47,6 +47,11 @@ UPLOADS_AT_ONCE = 4
 """WAV uploads read (and converted) at the same time in one process; the others wait for a slot with their
 bodies unread (the server stops reading a connection whose body is not taken), so uploads sent together
 hold at most this many bodies of up to 20 MiB in memory."""
+UPLOAD_SLOT_SECONDS = 30.0
+"""How long an upload waits for one of those slots before it is answered 503 (5015) with Retry-After."""
+UPLOAD_READ_SECONDS = 120.0
+"""How long an upload's body may take to arrive once it has a slot (20 MiB at 1.4 Mbit/s) before it is
+answered 408 (5014): a client that stops sending must not hold a slot for ever."""
 MAX_NAME_CHARS = 100
 """Longest campaign Name."""
 DEFAULT_NAME = "campaign"
@@ -126,9 +131,21 @@ class CampaignApi:
         return _document(campaign, status=201)
 
     async def _upload(self, request: Request, account: Account, *, name: str) -> Response:
-        async with self.uploads:
+        try:
+            async with asyncio.timeout(UPLOAD_SLOT_SECONDS):
+                await self.uploads.acquire()
+        except TimeoutError:
+            detail = f"{VoiceError.UNAVAILABLE.text} (too many uploads at once; try again)"
+            busy = campaign_error(VoiceError.UNAVAILABLE, detail=detail)
+            busy.headers["Retry-After"] = "5"
+            return busy
+        try:
             try:
-                data = await read_body(request.scope, request.receive, MAX_UPLOAD_BYTES)
+                async with asyncio.timeout(UPLOAD_READ_SECONDS):
+                    data = await read_body(request.scope, request.receive, MAX_UPLOAD_BYTES)
+            except TimeoutError:
+                detail = f"Invalid audio: the upload did not arrive within {UPLOAD_READ_SECONDS:g} s"
+                return campaign_error(VoiceError.AUDIO_INVALID, detail=detail, status=408)
             except BodyTooLarge:
                 return campaign_error(VoiceError.BODY_TOO_LARGE, detail="Request body too large (at most 20 MiB)")
             except ClientGone:
@@ -137,6 +154,8 @@ class CampaignApi:
                 campaign = await self.voice.create_campaign_from_wav(account, name=name, data=data)
             except audio.AudioError as e:
                 return campaign_error(VoiceError.AUDIO_INVALID, detail=f"{VoiceError.AUDIO_INVALID.text}: {e}")
+        finally:
+            self.uploads.release()
         log.info("campaign %s created from a WAV upload by account %s", campaign.id, account.name)
         return _document(campaign, status=201)
 

@@ -33,9 +33,10 @@ log = logging.getLogger("switchboard.sms.worker")
 EXPIRED_ERROR = "Expired (validity period ended before it could be sent)"
 NO_ROUTE_ERROR = "No route (no carrier is up for this destination)"
 HELD_RECEIPT_SECONDS = 600.0
-"""A held receipt (it matched nothing when it came) is matched again this long, then dropped with a warning.
-Longer than a claim's lease plus a retry: a destination whose Sent was never written (its worker died) is
-submitted again under a new reference by then, and the old reference's receipt can never match."""
+"""A held receipt (it matched nothing when it came) is matched again this long, then dropped with a warning;
+longer when a claim's lease plus a retry is (`SmsWorker.hold_ms`): a destination whose Sent was never
+written (its worker died) is submitted again under a new reference by then, and the old reference's
+receipt can never match."""
 HELD_SWEEP_SECONDS = 30.0
 """How often held receipts are looked at when none are known to be waiting (every poll_interval while some
 are): those held before a restart, or by another worker process that died."""
@@ -83,6 +84,13 @@ class SmsWorker:
         self.received = 0
         self.held = 0
         """Receipts that matched nothing when they came (held in the store)."""
+
+    @property
+    def hold_ms(self) -> int:
+        """How long a held receipt is matched again: HELD_RECEIPT_SECONDS, or a minute past a lease and a retry
+        when those are longer."""
+        s = self._settings
+        return max(int(HELD_RECEIPT_SECONDS * 1000), s.lease_ms + s.retry_ms + 60_000)
 
     def wake(self) -> None:
         """Work was just stored: look now instead of at the next poll."""
@@ -242,11 +250,11 @@ class SmsWorker:
     async def _sweep(self) -> bool:
         """One sweep; True when held receipts remain."""
         now = self._clock.now_ms()
-        result = await self._store.retry_held_receipts(now=now, drop_before=now - int(HELD_RECEIPT_SECONDS * 1000))
+        result = await self._store.retry_held_receipts(now=now, drop_before=now - self.hold_ms)
         if result.applied:
             self._on_written()
         for r in result.dropped:
             log.warning(
-                "receipt %s/%s matched no message for %d s; dropped", r.carrier, r.carrier_ref, HELD_RECEIPT_SECONDS
+                "receipt %s/%s matched no message for %d s; dropped", r.carrier, r.carrier_ref, self.hold_ms // 1000
             )
         return result.remaining > 0

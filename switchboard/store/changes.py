@@ -220,6 +220,15 @@ class HeldRow(NamedTuple):
 
 HELD_COLUMNS = "carrier, carrier_ref, status, error, received_at"
 """The columns a held receipt is inserted with (its id is the database's: ids grow in arrival order)."""
+HELD_DUE = (
+    "h.received_at < {drop_before} OR EXISTS (SELECT 1 FROM destinations d WHERE d.carrier = h.carrier "
+    "AND d.carrier_ref = h.carrier_ref AND d.carrier_ref IS NOT NULL) OR EXISTS (SELECT 1 FROM destination_parts "
+    "p WHERE p.carrier = h.carrier AND p.carrier_ref = h.carrier_ref)"
+)
+"""The held receipts (alias h) a sweep takes: those whose reference is now written (they can match) and
+those old enough to drop. The rest stay unread: a carrier whose receipts never match (an SMPP account shared
+with another system) holds rate × HELD_RECEIPT_SECONDS rows, and reading them all every second cost 0.12 s
+of the writer at 30,000 (measured). `{drop_before}` is the dialect's placeholder."""
 
 
 def held_rows(receipts: list[Receipt], now: int) -> list[tuple[str, str, str, str | None, int]]:
@@ -227,11 +236,13 @@ def held_rows(receipts: list[Receipt], now: int) -> list[tuple[str, str, str, st
     return [(r.carrier, r.carrier_ref, str(r.status), r.error, now) for r in receipts]
 
 
-def settle_held(held: list[HeldRow], unmatched: list[Receipt], drop_before: int) -> tuple[list[int], HeldReceipts]:
+def settle_held(
+    held: list[HeldRow], unmatched: list[Receipt], drop_before: int, remaining: int
+) -> tuple[list[int], HeldReceipts]:
     """After `held` (in id order) went through `plan_receipts` again and `unmatched` came back: the ids of
     the rows to delete (those applied, and those that still match nothing and were received before
-    `drop_before`) and what to report. A receipt matches or not by its (carrier, carrier_ref) alone, so the
-    unmatched references say which rows were applied."""
+    `drop_before`) and what to report; `remaining`, the rows held in all before. A receipt matches or not by
+    its (carrier, carrier_ref) alone, so the unmatched references say which rows were applied."""
     waiting = {(r.carrier, r.carrier_ref) for r in unmatched}
     done: list[int] = []
     dropped: list[Receipt] = []
@@ -244,7 +255,7 @@ def settle_held(held: list[HeldRow], unmatched: list[Receipt], drop_before: int)
         else:
             continue
         done.append(h.id)
-    return done, HeldReceipts(applied, dropped, len(held) - len(done))
+    return done, HeldReceipts(applied, dropped, remaining - len(done))
 
 
 def _part_receipt(plan: Plan, parts: Parts, destination_id: int, part: int, r: Receipt, now: int) -> None:

@@ -402,15 +402,19 @@ class PostgresStore:
     async def retry_held_receipts(self, *, now: int, drop_before: int) -> HeldReceipts:
         async with self._connection(transaction=True) as conn:
             # SKIP LOCKED: receipts another worker is matching right now are its own, never applied twice.
+            total = int(await conn.fetchval("SELECT count(*) FROM held_receipts"))
+            if not total:
+                return HeldReceipts(0, [], 0)
             rows = await conn.fetch(
-                "SELECT id, carrier, carrier_ref, status, error, received_at FROM held_receipts "
-                "ORDER BY id FOR UPDATE SKIP LOCKED"
+                "SELECT id, carrier, carrier_ref, status, error, received_at FROM held_receipts h "
+                f"WHERE {_HELD_DUE} ORDER BY id FOR UPDATE OF h SKIP LOCKED",
+                drop_before,
             )
             if not rows:
-                return HeldReceipts(0, [], 0)
+                return HeldReceipts(0, [], total)
             held = [changes.HeldRow(r[0], Receipt(r[1], r[2], SmsStatus(r[3]), r[4]), r[5]) for r in rows]
             unmatched = await _match_receipts(conn, [h.receipt for h in held], now)
-            done, result = changes.settle_held(held, unmatched, drop_before)
+            done, result = changes.settle_held(held, unmatched, drop_before, total)
             if done:
                 await conn.execute("DELETE FROM held_receipts WHERE id = ANY($1::bigint[])", done)
         return result
@@ -600,6 +604,7 @@ _FIND_KEY = (
     "FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.digest=$1 AND k.revoked_at IS NULL"
 )
 
+_HELD_DUE = changes.HELD_DUE.format(drop_before="$1")
 WORK_CHANNEL = "switchboard_work"
 RELISTEN_BACKOFF = (0.5, 30.0)
 """Seconds before opening a lost LISTEN connection again: the first wait, doubling up to the second."""

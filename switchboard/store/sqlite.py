@@ -832,17 +832,24 @@ def _apply_receipts(c: sqlite3.Connection, receipts: list[Receipt], now: int) ->
 _decode_held = msgspec.json.Decoder(list[tuple[int, str, str, SmsStatus, str | None, int]]).decode
 
 
+_HELD_DUE = changes.HELD_DUE.format(drop_before="?")
+
+
 def _retry_held_receipts(c: sqlite3.Connection, now: int, drop_before: int) -> HeldReceipts:
+    total = c.execute("SELECT count(*) FROM held_receipts").fetchone()[0]
+    if not total:
+        return HeldReceipts(0, [], 0)
     rows = c.execute(
         "SELECT json_group_array(json_array(id, carrier, carrier_ref, status, error, received_at)) "
-        "FROM (SELECT * FROM held_receipts ORDER BY id)"
+        f"FROM (SELECT * FROM held_receipts h WHERE {_HELD_DUE} ORDER BY id)",
+        (drop_before,),
     ).fetchone()[0]
     held = [changes.HeldRow(i, Receipt(carrier, ref, status, error), at)
             for i, carrier, ref, status, error, at in _decode_held(rows)]  # fmt: skip
     if not held:
-        return HeldReceipts(0, [], 0)
+        return HeldReceipts(0, [], total)
     unmatched = _match_receipts(c, [h.receipt for h in held], now)
-    done, result = changes.settle_held(held, unmatched, drop_before)
+    done, result = changes.settle_held(held, unmatched, drop_before, total)
     if done:
         c.execute("DELETE FROM held_receipts WHERE id IN (SELECT value FROM json_each(?))", (_encode(done),))
     return result

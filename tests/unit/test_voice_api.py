@@ -758,3 +758,68 @@ async def test_uploads_sent_together_are_read_a_few_at_a_time(env: Env) -> None:
     release.set()
     assert await asyncio.gather(*tasks) == [201] * (campaigns.UPLOADS_AT_ONCE + 3)
     assert reading == campaigns.UPLOADS_AT_ONCE + 3
+
+
+def raw_upload(app: ASGIApp, key: str, receive: Any) -> Any:
+    """One WAV upload through the raw ASGI app with `receive` as its body; returns (status, document)."""
+
+    async def go() -> tuple[int, dict[str, Any]]:
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/api/Campaigns",
+            "query_string": b"",
+            "headers": [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"audio/wav")],
+        }
+        await app(scope, receive, send)
+        headers = dict(sent[0]["headers"])
+        return int(sent[0]["status"]), httpx.Response(200, content=sent[1]["body"]).json() | (
+            {"retry-after": headers[b"retry-after"].decode()} if b"retry-after" in headers else {}
+        )
+
+    return go()
+
+
+async def test_a_stalled_upload_gives_its_slot_back_and_a_queue_too_long_is_503(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Clients that send their headers and then stop must not hold the upload slots for ever.
+    monkeypatch.setattr(campaigns, "UPLOAD_READ_SECONDS", 0.3)
+    monkeypatch.setattr(campaigns, "UPLOAD_SLOT_SECONDS", 5.0)
+    app = env.app()
+    never = asyncio.Event()
+    body = wav_bytes(seconds=0.1)
+
+    async def stalled() -> Message:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    async def prompt() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    stalls = [asyncio.create_task(raw_upload(app, env.key, stalled)) for _ in range(campaigns.UPLOADS_AT_ONCE)]
+    await asyncio.sleep(0.05)
+    status, doc = await raw_upload(app, env.key, prompt)  # waits for a slot, then gets one
+    assert status == 201 and doc["Source"] == "wav"
+    for status, doc in await asyncio.gather(*stalls):
+        assert status == 408
+        assert doc == {"ErrorID": "5014", "Message": "Received with error - Invalid audio: the upload did not "
+                       "arrive within 0.3 s"}  # fmt: skip
+
+    monkeypatch.setattr(campaigns, "UPLOAD_READ_SECONDS", 5.0)
+    monkeypatch.setattr(campaigns, "UPLOAD_SLOT_SECONDS", 0.2)
+    stalls = [asyncio.create_task(raw_upload(app, env.key, stalled)) for _ in range(campaigns.UPLOADS_AT_ONCE)]
+    await asyncio.sleep(0.05)
+    status, doc = await raw_upload(app, env.key, prompt)
+    never.set()
+    for t in stalls:
+        t.cancel()
+    await asyncio.gather(*stalls, return_exceptions=True)
+    assert status == 503
+    assert doc == {"ErrorID": "5015", "Message": "Received with error - Service temporarily unavailable (too many "
+                   "uploads at once; try again)", "retry-after": "5"}  # fmt: skip

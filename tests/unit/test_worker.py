@@ -327,3 +327,14 @@ async def test_a_held_receipt_that_never_matches_is_dropped_with_a_warning(
     [warning] = [r for r in caplog.records if "c/nobody" in r.getMessage()]
     assert warning.levelname == "WARNING"
     assert await store.retry_held_receipts(now=clock.now_ms(), drop_before=0) == HeldReceipts(0, [], 0)
+
+
+def test_held_receipts_outlast_a_long_lease_and_its_retry(store: SqliteStore) -> None:
+    # A receipt can only match after its destination was claimed again and sent under a new reference.
+    router = Router(carriers=[DownCarrier("c")], routes=[], country_of=lambda n: "US")
+    short = SmsWorker(store=store, router=router, clock=FakeClock(), settings=WorkerSettings())
+    long = SmsWorker(
+        store=store, router=router, clock=FakeClock(), settings=WorkerSettings(lease_ms=1_800_000, retry_ms=300_000)
+    )
+    assert short.hold_ms == HELD_RECEIPT_SECONDS * 1000
+    assert long.hold_ms == 1_800_000 + 300_000 + 60_000
