@@ -169,3 +169,43 @@ password = "secret"
             "smsc1", "4915100000077", "12345", "Hello from a handset", 0, None
         )  # fmt: skip
         assert abs(received_at - time.time() * 1000) < 60_000
+
+
+def test_nothing_is_lost_through_a_dropped_link_early_receipts_and_throttling(tmp_path: Path) -> None:
+    # The issue's hard cases at once, through the gateway: the SMSC resets the connection with a window of
+    # submits unanswered, sends every receipt before its submit_sm_resp, and throttles every 7th submit.
+    with SmscPeer(
+        receipt_delay_ms=5, drop_after=15, drop_mode="rst", receipt_before_resp=True, throttle_every=7
+    ) as smsc:
+        config = f"""
+[worker]
+poll_interval = 0.2
+retry_seconds = 0.5
+lease_seconds = 5
+
+[[sms.carriers]]
+name = "smsc1"
+kind = "smpp"
+host = "{smsc.host}"
+port = {smsc.port}
+system_id = "switchboard"
+password = "secret"
+binds = 2
+window = 10
+"""
+        server = ServerProcess(tmp_path / "server", config=config)
+        server.write_config()
+        account: dict[str, Any] = server.create_account("acme")
+        server.start()
+        try:
+            headers = {"Authorization": f"Bearer {account['api_key']}"}
+            numbers = [f"+49151000001{i:02d}" for i in range(60) if i % 10 not in range(1, 7)]
+            with httpx.Client(base_url=server.url, headers=headers, timeout=10) as client:
+                ident = client.post("/api/SMS/Send", json={"Destination": numbers, "Message": "m", "Sender": "OM"})
+                statuses = wait_final(client, ident.json()["ID"], 60)
+        finally:
+            server.stop()
+        assert statuses == ["Delivered"] * len(numbers)
+        assert smsc.wait_count("drop", 1)
+        throttled = [e for e in smsc.events if e["event"] == "submit_sm" and e["status_name"] == "ESME_RTHROTTLED"]
+        assert throttled
