@@ -79,6 +79,8 @@ class PostgresStore:
         self._node_holder: Any = None
         self._node: int | None = None
         self._announcing: asyncio.Task[None] | None = None
+        self._accepts: list[tuple[NewMessage, list[NewDestination], asyncio.Future[int]]] = []
+        self._accepting: set[asyncio.Task[None]] = set()
         self._announce_again = False
 
     @classmethod
@@ -180,6 +182,8 @@ class PostgresStore:
             self._announcing = None
 
     async def close(self) -> None:
+        if self._accepting:
+            await asyncio.gather(*self._accepting, return_exceptions=True)
         if self._announcing is not None:
             await asyncio.gather(self._announcing, return_exceptions=True)
         if self._node_holder is not None:
@@ -301,6 +305,87 @@ class PostgresStore:
     # messages
 
     async def accept(self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]) -> int:
+        if errors:  # invalid numbers have more to write: a transaction of its own
+            return await self._accept_one(message, destinations, errors)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._accepts.append((message, destinations, future))
+        if len(self._accepting) < ACCEPT_WRITERS:
+            task = asyncio.create_task(self._write_accepts(), name="postgres-accept")
+            self._accepting.add(task)
+            task.add_done_callback(self._accepting.discard)
+        return await future
+
+    async def _write_accepts(self) -> None:
+        """Write what is queued, ACCEPT_GROUP at a time, until nothing is: every accept that arrived while
+        the statements before were on their way goes in one statement and one commit (as the SQLite writer
+        commits whatever arrived meanwhile). If a group fails, its accepts are written one by one, so one
+        that the server refuses fails alone."""
+        while self._accepts:
+            group, self._accepts = self._accepts[:ACCEPT_GROUP], self._accepts[ACCEPT_GROUP:]
+            try:
+                ids = await self._accept_group(group)
+            except Exception:
+                for m, destinations, future in group:
+                    try:
+                        result = await self._accept_one(m, destinations, [])
+                    except Exception as e:
+                        if not future.done():
+                            future.set_exception(e)
+                    else:
+                        if not future.done():
+                            future.set_result(result)
+                continue
+            for (_, _, future), ident in zip(group, ids, strict=True):
+                if not future.done():  # its request may be gone (cancelled); what it sent is stored
+                    future.set_result(ident)
+
+    async def _accept_group(
+        self, group: list[tuple[NewMessage, list[NewDestination], asyncio.Future[int]]]
+    ) -> list[int]:
+        """One statement for the group's messages and destinations; each message's id, or for one whose
+        idempotency key the account used before, that earlier message's."""
+        messages = [g[0] for g in group]
+        rows: list[tuple[Any, ...]] = []
+        for m, destinations, _ in group:
+            rows.extend(
+                (m.id + 1 + i, m.id, i, d.mobile_no, d.e164, m.status, m.due_at, m.created_at)
+                for i, d in enumerate(destinations)
+            )
+        async with self._connection() as conn:
+            inserted = {
+                r[0]
+                for r in await conn.fetch(
+                    _INSERT_MESSAGES,
+                    *_columns([
+                        (m.id, m.account_id, m.reference_id, m.sender, m.body, m.encoding, m.segments, m.callback,
+                         m.callback_url, m.destination_count, m.created_at, m.schedule_at, m.expires_at,
+                         m.idempotency_key)
+                        for m in messages
+                    ]),
+                    *(_columns(rows) if rows else [[]] * 8),
+                )
+            }  # fmt: skip
+            ids = []
+            for m in messages:
+                if m.id in inserted:
+                    ids.append(m.id)
+                    continue
+                # The account used this idempotency key before (perhaps earlier in this group, or in a
+                # transaction that committed while this insert waited on the index): that message's id.
+                existing = await conn.fetchval(
+                    "SELECT id FROM messages WHERE account_id=$1 AND idempotency_key=$2", m.account_id,
+                    m.idempotency_key,
+                )  # fmt: skip
+                if existing is None:
+                    raise StoreError("idempotency key conflict without a message")
+                ids.append(int(existing))
+        if any(m.id in inserted and m.schedule_at is None for m in messages):
+            self._announce_work()  # to every worker process listening (watch_for_work)
+        return ids
+
+    async def _accept_one(
+        self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]
+    ) -> int:
         m = message
         numbers, e164s = _columns(destinations) if destinations else ([], [])
         # The message and its destinations in one statement: one round trip, and no BEGIN and COMMIT of
@@ -630,6 +715,29 @@ WITH m AS (
 )
 SELECT id FROM m
 """
+
+# Many messages at once (PostgresStore._accept_group): a message whose idempotency key its account used
+# before is not inserted, and neither are its destinations.
+_INSERT_MESSAGES = """
+WITH m AS (
+    INSERT INTO messages (id, account_id, reference_id, sender, body, encoding, segments, callback,
+        callback_url, destination_count, created_at, schedule_at, expires_at, idempotency_key)
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::int[], $8::text[], $9::text[], $10::int[], $11::bigint[], $12::bigint[], $13::bigint[], $14::text[])
+    ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id
+), d AS (
+    INSERT INTO destinations (id, message_id, position, mobile_no, e164, status, due_at, updated_at)
+    SELECT n.* FROM unnest($15::bigint[], $16::bigint[], $17::int[], $18::text[], $19::text[], $20::text[],
+        $21::bigint[], $22::bigint[]) AS n(id, message_id, position, mobile_no, e164, status, due_at, updated_at)
+    WHERE n.message_id IN (SELECT id FROM m)
+)
+SELECT id FROM m
+"""
+ACCEPT_WRITERS = 2
+"""Group statements of accepts on their way at once per process: while one commits, the next group forms."""
+ACCEPT_GROUP = 200
+"""Accepts in one statement at most."""
 
 _FAIL_DESTINATIONS = (
     "UPDATE destinations d SET status = $1, error = f.text, error_log_id = f.log_id, due_at = NULL, sequence = 1 "

@@ -188,6 +188,29 @@ async def test_concurrent_requests_with_one_idempotency_key_store_one_message(
     assert (await backend.count("messages"), await backend.count("destinations")) == (1, 1)
 
 
+async def test_concurrent_accepts_are_each_stored_and_one_the_server_refuses_fails_alone(
+    store: Store, make: Factory, backend: Backend
+) -> None:
+    # PostgreSQL writes accepts that arrive together in one statement: its failure must not be theirs.
+    account = await make.account()
+    requests = [make.message(account, [f"+1617555{i:04d}", f"+1617556{i:04d}"]) for i in range(40)]
+    bad = make.message(account, ["+16175550999"])
+    bad = (replace(bad[0], body="a\x00b"), bad[1], bad[2])  # PostgreSQL's text cannot hold NUL
+    results = await asyncio.gather(*(store.accept(*r) for r in [*requests[:20], bad, *requests[20:]]),
+                                   return_exceptions=True)  # fmt: skip
+    good = results[:20] + results[21:]
+    assert good == [r[0].id for r in requests]
+    if backend.dialect == "postgresql":
+        assert isinstance(results[20], StoreError)
+    for (message, destinations, _), ident in zip(requests, good, strict=True):
+        assert isinstance(ident, int)
+        view = await store.get_message(account.id, ident)
+        assert view is not None and view.body == message.body
+        assert [d.mobile_no for d in view.destinations] == [d.mobile_no for d in destinations]
+        assert {d.status for d in view.destinations} == {SmsStatus.RECEIVED}
+    assert await backend.count("destinations") == 80 + (backend.dialect == "sqlite")
+
+
 # the work queue
 
 
