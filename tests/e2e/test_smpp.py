@@ -14,13 +14,14 @@ from switchboard.testing import ServerProcess, wait_final
 from tests.integration.smsc import SmscPeer
 
 
-def test_sends_go_over_smpp_and_receipts_set_their_status(tmp_path: Path) -> None:
-    with SmscPeer(receipt_delay_ms=20, hex_ids=True) as smsc:
-        config = f"""
+def gateway(tmp_path: Path, smsc: SmscPeer, *, worker: str = "", carrier: str = "") -> ServerProcess:
+    """`switchboard serve` (not started) with one SMPP carrier bound to `smsc`: `worker` is more of the
+    [worker] section, `carrier` more keys of the carrier."""
+    config = f"""
 [worker]
 poll_interval = 0.2
 retry_seconds = 0.5
-
+{worker}
 [[sms.carriers]]
 name = "smsc1"
 kind = "smpp"
@@ -28,14 +29,18 @@ host = "{smsc.host}"
 port = {smsc.port}
 system_id = "switchboard"
 password = "secret"
-binds = 2
-window = 10
-rate = 500
-id_form = "hex"
-receipt_id_form = "decimal"
+{carrier}
 """
-        server = ServerProcess(tmp_path / "server", config=config)
-        server.write_config()
+    server = ServerProcess(tmp_path / "server", config=config)
+    server.write_config()
+    return server
+
+
+def test_sends_go_over_smpp_and_receipts_set_their_status(tmp_path: Path) -> None:
+    with SmscPeer(receipt_delay_ms=20, hex_ids=True) as smsc:
+        server = gateway(
+            tmp_path, smsc, carrier='binds = 2\nwindow = 10\nrate = 500\nid_form = "hex"\nreceipt_id_form = "decimal"'
+        )
         account: dict[str, Any] = server.create_account("acme")
         server.start()
         try:
@@ -69,21 +74,7 @@ def test_a_long_message_is_delivered_only_when_every_part_is(tmp_path: Path) -> 
     """Three parts over SMPP, one receipt each from the SMSC: the destination is Delivered (or, when the
     parts are undeliverable, Undelivered) once, after its three part receipts, which the history shows."""
     with SmscPeer(receipt_delay_ms=300) as smsc:
-        config = f"""
-[worker]
-poll_interval = 0.2
-retry_seconds = 0.5
-
-[[sms.carriers]]
-name = "smsc1"
-kind = "smpp"
-host = "{smsc.host}"
-port = {smsc.port}
-system_id = "switchboard"
-password = "secret"
-"""
-        server = ServerProcess(tmp_path / "server", config=config)
-        server.write_config()
+        server = gateway(tmp_path, smsc)
         account: dict[str, Any] = server.create_account("acme")
         server.start()
         text = "Long message. " * 22  # 308 characters: 3 parts of at most 153 septets
@@ -177,24 +168,7 @@ def test_nothing_is_lost_through_a_dropped_link_early_receipts_and_throttling(tm
     with SmscPeer(
         receipt_delay_ms=5, drop_after=15, drop_mode="rst", receipt_before_resp=True, throttle_every=7
     ) as smsc:
-        config = f"""
-[worker]
-poll_interval = 0.2
-retry_seconds = 0.5
-lease_seconds = 5
-
-[[sms.carriers]]
-name = "smsc1"
-kind = "smpp"
-host = "{smsc.host}"
-port = {smsc.port}
-system_id = "switchboard"
-password = "secret"
-binds = 2
-window = 10
-"""
-        server = ServerProcess(tmp_path / "server", config=config)
-        server.write_config()
+        server = gateway(tmp_path, smsc, worker="lease_seconds = 5", carrier="binds = 2\nwindow = 10")
         account: dict[str, Any] = server.create_account("acme")
         server.start()
         try:
