@@ -23,6 +23,7 @@ tab become spaces (a NUL would end the C string); never read as SSML or phonemes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -454,10 +455,9 @@ class TtsCache:
     @staticmethod
     def key(engine: TtsEngine, text: str, locale: str, voice: str | None) -> str:
         """sha256 of the engine's name and version, the text, the canonical locale and the voice."""
-        try:
+        # A locale that does not normalize is keyed as given: it is never rendered, so never cached.
+        with contextlib.suppress(UnsupportedLocale):
             locale = normalize_locale(locale)
-        except UnsupportedLocale:
-            pass  # keyed as given: a locale that does not normalize is never rendered, so never cached
         fields = [engine.name, engine.version, text, locale, voice]
         return hashlib.sha256(json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
 
