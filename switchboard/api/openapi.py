@@ -178,6 +178,14 @@ def _voice_errors(*codes: int) -> dict[str, Any]:
     }
 
 
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "schema": {"type": "string"},
+    "description": "Extension: a repeated key answers the first request's ID and stores nothing.",
+}
+
+
 def _voice_paths() -> dict[str, Any]:
     call_op = {
         "summary": "Call one or more destinations and play text to speech or a campaign",
@@ -185,14 +193,7 @@ def _voice_paths() -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CallRequest"}}},
         },
-        "parameters": [
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "schema": {"type": "string"},
-                "description": "Extension: a repeated key answers the first request's ID and stores nothing.",
-            },
-        ],
+        "parameters": [_IDEMPOTENCY_KEY],
         "responses": {
             "200": {
                 "description": "Stored durably; the calls are queued",
@@ -322,14 +323,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SendRequest"}}},
         },
-        "parameters": [
-            {
-                "name": "Idempotency-Key",
-                "in": "header",
-                "schema": {"type": "string"},
-                "description": "Extension: a repeated key answers the first request's ID and stores nothing.",
-            },
-        ],
+        "parameters": [_IDEMPOTENCY_KEY],
         "responses": {
             "200": {
                 "description": "Stored durably",
