@@ -2,17 +2,20 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+# Everything installed comes from requirements.lock (exact versions with hashes); `make lock` refreshes it.
+LOCK := requirements.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
 # The test SMSC (node, npm package smpp) the SMPP tests run against; without npm they skip.
 SMSC := tests/smsc
 SMSC_STAMP := $(SMSC)/node_modules/.installed-$(shell cksum $(SMSC)/package-lock.json | cut -d' ' -f1)
 
-.PHONY: run test bench lint clean sipp
+.PHONY: run test bench lint lock clean sipp
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -41,6 +44,11 @@ bench: $(STAMP) $(SMSC_STAMP) sipp
 lint: $(STAMP)
 	$(BIN)/ruff check switchboard tests bench
 	$(BIN)/mypy switchboard
+
+# Resolve pyproject.toml's dependencies (runtime, test, tools) again and write them with hashes for every platform.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra test --group pyproject.toml:tools --universal \
+		--python-version 3.11 --generate-hashes --quiet -o $(LOCK)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
