@@ -49,6 +49,10 @@ class DuplicateName(StoreError):
     """An account with that name exists already."""
 
 
+class IntegrityViolation(StoreError):
+    """The database refused a write for a constraint (a key used twice, a row that references nothing)."""
+
+
 Replay = Literal["replayed", "pending", "missing"]
 """What `replay_callback` did: replayed it; nothing, it is pending already; nothing, the account has no such
 callback."""

@@ -218,24 +218,6 @@ class HeldRow(NamedTuple):
     received_at: int
 
 
-HELD_COLUMNS = "carrier, carrier_ref, status, error, received_at"
-"""The columns a held receipt is inserted with (its id is the database's: ids grow in arrival order)."""
-HELD_DUE = (
-    "h.received_at < {drop_before} OR EXISTS (SELECT 1 FROM destinations d WHERE d.carrier = h.carrier "
-    "AND d.carrier_ref = h.carrier_ref AND d.carrier_ref IS NOT NULL) OR EXISTS (SELECT 1 FROM destination_parts "
-    "p WHERE p.carrier = h.carrier AND p.carrier_ref = h.carrier_ref)"
-)
-"""The held receipts (alias h) a sweep takes: those whose reference is now written (they can match) and
-those old enough to drop. The rest stay unread: a carrier whose receipts never match (an SMPP account shared
-with another system) holds rate × HELD_RECEIPT_SECONDS rows, and reading them all every second cost 0.12 s
-of the writer at 30,000 (measured). `{drop_before}` is the dialect's placeholder."""
-
-
-def held_rows(receipts: list[Receipt], now: int) -> list[tuple[str, str, str, str | None, int]]:
-    """The held_receipts rows (HELD_COLUMNS) of receipts that matched nothing at `now`."""
-    return [(r.carrier, r.carrier_ref, str(r.status), r.error, now) for r in receipts]
-
-
 def settle_held(
     held: list[HeldRow], unmatched: list[Receipt], drop_before: int, remaining: int
 ) -> tuple[list[int], HeldReceipts]:
@@ -390,13 +372,6 @@ CLAIM_CALLBACK_COLUMNS = (
 """From `callbacks c JOIN accounts a ON a.id = c.account_id`; `claimed_callback` reads a row of them."""
 
 
-CALLBACK_VIEW_COLUMNS = (
-    "id, account_id, kind, subject_id, sequence, url, body, state, due_at, attempts, last_status, last_error, "
-    "created_at, updated_at"
-)
-"""The columns of `CallbackView` (history aside), from `callbacks`."""
-
-
 def claimed_callback(row: Any) -> ClaimedCallback:
     (cid, attempt, account_id, kind, subject_id, sequence, own_url, account_url, disabled, body,
      secret, previous, rotated_at) = row  # fmt: skip
@@ -478,14 +453,3 @@ def account_url_columns(kind: str) -> tuple[str, str]:
     if kind == "voice":
         return "voice_callback_url", "voice_callback_disabled"
     raise ValueError(f"no callback URL of kind {kind!r}")
-
-
-# A replay: pending again with a fresh schedule; due now unless another callback of its destination is
-# pending, in which case it waits its turn (made due when that one is done, as any waiting callback).
-REPLAY_CALLBACK = """
-UPDATE callbacks SET state = 'pending', attempts = 0, updated_at = CAST($1 AS BIGINT),
-    due_at = CASE WHEN EXISTS (
-        SELECT 1 FROM callbacks p WHERE p.subject_id = callbacks.subject_id AND p.state = 'pending'
-    ) THEN NULL ELSE CAST($1 AS BIGINT) END
-WHERE id = $2
-"""

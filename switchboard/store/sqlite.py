@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import os
@@ -24,40 +25,19 @@ from typing import Any, TextIO, TypeVar
 
 import msgspec
 
-from switchboard.domain.statuses import SmsStatus
-from switchboard.store import changes, sqlite_calls
-from switchboard.store.base import DuplicateName, Replay, StoreError
+from switchboard.store import calls, changes
+from switchboard.store import operations as ops
+from switchboard.store.base import IntegrityViolation, StoreError
 from switchboard.store.records import (
-    Account,
-    ApiKey,
-    CallbackAttempt,
-    CallbackEvent,
-    CallbackResult,
-    CallbackState,
-    CallbackView,
-    CallEnd,
-    CallProgress,
-    CallRequestView,
-    Campaign,
-    CancelResult,
     ClaimedCall,
     ClaimedCallback,
     ClaimedDestination,
-    DestinationView,
-    HeldReceipts,
-    HistoryEntry,
-    InboundMessage,
-    InFlight,
-    MessageView,
-    NewCall,
-    NewCallRequest,
     NewDestination,
     NewErrorLog,
     NewMessage,
-    Outcome,
-    Receipt,
-    StoredInbound,
 )
+from switchboard.store.sql import Dialect, Query, bind, run_sync
+from switchboard.store.sqlstore import Operation, SqlStore
 
 T = TypeVar("T")
 _Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
@@ -287,15 +267,67 @@ def _resolve(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) 
             fut.set_result(result)
 
 
+
 def _translate(e: Exception) -> Exception:
-    if isinstance(e, sqlite3.IntegrityError) and "accounts.name" in str(e):
-        return DuplicateName("an account with that name exists already")
+    """sqlite3's errors as the store's, by type: a refused constraint is an IntegrityViolation."""
+    if isinstance(e, sqlite3.IntegrityError):
+        return IntegrityViolation(f"sqlite: {e}")
     if isinstance(e, sqlite3.Error):
         return StoreError(f"sqlite: {e}")
     return e
 
 
-class SqliteStore:
+_encode = msgspec.json.Encoder().encode
+
+
+class SqliteConnection:
+    """The `sql.Connection` primitives on a sqlite3 connection. Its methods never suspend (they run in the
+    writer's or a reader's thread, `sql.run_sync`); sets of rows go in as one JSON document each, and rows
+    come back as one (json_group_array), decoded by msgspec: SQLite hands rows over one at a time, letting go
+    of the GIL for each and winning it back from the event loop, so fewer, larger steps keep both going."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def _run(self, query: Query, args: tuple[Any, ...]) -> sqlite3.Cursor:
+        return self._conn.execute(query.sql("sqlite"), bind(query, args, "sqlite", _encode))
+
+    async def fetch(self, query: Query, *args: Any) -> list[tuple[Any, ...]]:
+        return [] if query.postgresql_only else self._run(query, args).fetchall()
+
+    async def fetch_into(self, into: type[T], query: Query, *args: Any) -> list[T]:
+        record_type: Any = into
+        text, decode = _as_json(query, record_type)
+        return decode(self._conn.execute(text, bind(query, args, "sqlite", _encode)).fetchone()[0])  # type: ignore[no-any-return]
+
+    async def fetchval(self, query: Query, *args: Any) -> Any:
+        row = None if query.postgresql_only else self._run(query, args).fetchone()
+        return None if row is None else row[0]
+
+    async def execute(self, query: Query, *args: Any) -> int:
+        return 0 if query.postgresql_only else self._run(query, args).rowcount
+
+
+@functools.cache
+def _as_json(query: Query, into: Any) -> tuple[str, Callable[[str], Any]]:
+    """The query wrapped to return its rows as one JSON array of records of `into`: arrays for a NamedTuple,
+    objects for a dataclass (msgspec decodes those shapes)."""
+    if hasattr(into, "_fields"):
+        record = f"json_array({', '.join(into._fields)})"
+    else:
+        pairs = ", ".join(f"'{f.name}', {f.name}" for f in dataclasses.fields(into))
+        record = f"json_object({pairs})"
+    text = f"SELECT json_group_array({record}) FROM ({query.sql('sqlite')})"
+    return text, msgspec.json.Decoder(list[into], strict=False).decode
+
+
+def _run_op(conn: sqlite3.Connection, op: Operation[T], *args: Any) -> T:
+    return run_sync(op(SqliteConnection(conn), *args))
+
+
+class SqliteStore(SqlStore):
     dialect = "sqlite"
 
     def __init__(self, *, path: str, readers: int = 2, wal_limit_bytes: int = WAL_LIMIT_BYTES) -> None:
@@ -346,30 +378,31 @@ class SqliteStore:
             self._node_file.close()  # lets the lock go
             self._node_file = None
 
-    def _write(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    def _submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """`fn(connection, *args)` in the writer thread, in its next group commit."""
         if self._writer is None:
             raise StoreError("the store is not open")
         return self._writer.submit(fn, *args)
 
-    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _write(self, op: Operation[T], *args: Any) -> T:
+        return await self._submit(_run_op, op, *args)
+
+    async def _read(self, op: Operation[T], *args: Any) -> T:
         if self._readers is None:
             raise StoreError("the store is not open")
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._readers, self._in_reader, fn, args)
+            return await loop.run_in_executor(self._readers, self._in_reader, op, args)
         except sqlite3.Error as e:
-            raise StoreError(f"sqlite: {e}") from e
+            raise _translate(e) from e
 
-    def _in_reader(self, fn: Callable[..., T], args: Sequence[Any]) -> T:
+    def _in_reader(self, op: Operation[T], args: Sequence[Any]) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect(self.path)
             conn.execute("PRAGMA query_only=1")
             self._local.conn = conn
-        return fn(conn, *args)
-
-    async def ping(self) -> None:
-        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+        return _run_op(conn, op, *args)
 
     async def node_id(self) -> int:
         """A node no live process holds: an exclusive lock on a file beside the database, held until
@@ -378,257 +411,22 @@ class SqliteStore:
             self._node_file, self._node = await asyncio.to_thread(_lease_node, self.path)
         return self._node
 
-    # accounts and keys
-
-    async def create_account(self, account: Account) -> None:
-        await self._write(_insert_account, account)
-
-    async def get_account(self, account_id: int) -> Account | None:
-        return await self._read(_select_account, "id", account_id)
-
-    async def get_account_by_name(self, name: str) -> Account | None:
-        return await self._read(_select_account, "name", name)
-
-    async def list_accounts(self) -> list[Account]:
-        rows = await self._read(lambda c: c.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY id").fetchall())
-        return [Account(*r) for r in rows]
-
-    async def set_callback_url(self, account_id: int, kind: str, url: str | None) -> None:
-        url_column, disabled_column = changes.account_url_columns(kind)
-        await self._write(
-            lambda c: c.execute(
-                f"UPDATE accounts SET {url_column}=?, {disabled_column}=NULL WHERE id=?", (url, account_id)
-            )
-        )
-
-    async def rotate_secret(self, account_id: int, secret: str, *, now: int) -> None:
-        await self._write(
-            lambda c: c.execute(
-                "UPDATE accounts SET previous_webhook_secret=webhook_secret, webhook_secret=?, secret_rotated_at=? "
-                "WHERE id=?",
-                (secret, now, account_id),
-            )
-        )
-
-    async def add_api_key(self, key: ApiKey) -> None:
-        await self._write(
-            lambda c: c.execute(
-                f"INSERT INTO api_keys ({_KEY_COLS}) VALUES (?,?,?,?,?,?,?)",
-                (key.id, key.account_id, key.digest, key.prefix, key.label, key.created_at, key.revoked_at),
-            )
-        )
-
-    async def list_api_keys(self, account_id: int) -> list[ApiKey]:
-        rows = await self._read(
-            lambda c: c.execute(
-                f"SELECT {_KEY_COLS} FROM api_keys WHERE account_id=? ORDER BY id", (account_id,)
-            ).fetchall()
-        )
-        return [ApiKey(*r) for r in rows]
-
-    async def revoke_api_key(self, account_id: int, key_id: int, at: int) -> bool:
-        def revoke(c: sqlite3.Connection) -> bool:
-            cur = c.execute(
-                "UPDATE api_keys SET revoked_at=? WHERE id=? AND account_id=? AND revoked_at IS NULL",
-                (at, key_id, account_id),
-            )
-            return cur.rowcount == 1
-
-        return await self._write(revoke)
-
-    async def find_api_key(self, digest: str) -> tuple[ApiKey, Account] | None:
-        def find(c: sqlite3.Connection) -> tuple[ApiKey, Account] | None:
-            row = c.execute(
-                f"SELECT {_KEY_COLS} FROM api_keys WHERE digest=? AND revoked_at IS NULL", (digest,)
-            ).fetchone()
-            if row is None:
-                return None
-            key = ApiKey(*row)
-            account = _select_account(c, "id", key.account_id)
-            return None if account is None else (key, account)
-
-        return await self._read(find)
-
-    # messages
-
-    async def accept(self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]) -> int:
-        return await self._write(_accept, message, destinations, errors)
-
-    async def get_message(self, account_id: int, message_id: int) -> MessageView | None:
-        return await self._read(_select_message, account_id, "id=?", message_id)
-
-    async def find_message_by_reference(self, account_id: int, reference_id: str) -> MessageView | None:
-        return await self._read(_select_message, account_id, "reference_id=?", reference_id)
-
-    async def history(self, destination_id: int) -> list[HistoryEntry]:
-        rows = await self._read(
-            lambda c: c.execute(
-                "SELECT status, at, detail FROM status_history WHERE destination_id=? ORDER BY id",
-                (destination_id,),
-            ).fetchall()
-        )
-        return [HistoryEntry(*r) for r in rows]
-
-    # the work queue
-
-    async def claim(self, *, now: int, limit: int, lease_ms: int) -> list[ClaimedDestination]:
-        return await self._write(_claim, now, limit, lease_ms)
-
-    async def finish(self, outcomes: list[Outcome], *, now: int) -> None:
-        if outcomes:
-            await self._write(_finish, outcomes, now)
-
-    async def apply_receipts(self, receipts: list[Receipt], *, now: int) -> list[Receipt]:
-        if not receipts:
-            return []
-        return await self._write(_apply_receipts, receipts, now)
-
-    async def retry_held_receipts(self, *, now: int, drop_before: int) -> HeldReceipts:
-        return await self._write(_retry_held_receipts, now, drop_before)
-
     async def watch_for_work(self, wake: Callable[[], None]) -> None:
         return None  # one process: the service wakes its worker directly
 
-    # the callback outbox
+    # what only SQLite does: Send requests merged in the group commit, and claims as JSON documents
+
+    async def accept(self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]) -> int:
+        return await self._submit(_accept, message, destinations, errors)
+
+    async def claim(self, *, now: int, limit: int, lease_ms: int) -> list[ClaimedDestination]:
+        return await self._submit(_claim, now, limit, lease_ms)
 
     async def claim_callbacks(self, *, now: int, limit: int, lease_ms: int) -> list[ClaimedCallback]:
-        return await self._write(_claim_callbacks, now, limit, lease_ms)
-
-    async def finish_callbacks(self, results: list[CallbackResult]) -> None:
-        if results:
-            await self._write(_finish_callbacks, results)
-
-    async def list_callbacks(
-        self, account_id: int, *, state: CallbackState | None, limit: int, before_id: int | None = None
-    ) -> list[CallbackView]:
-        return await self._read(_list_callbacks, account_id, state, limit, before_id)
-
-    async def get_callback(self, account_id: int, callback_id: int) -> CallbackView | None:
-        return await self._read(_get_callback, account_id, callback_id)
-
-    async def replay_callback(self, account_id: int, callback_id: int, *, now: int) -> Replay:
-        def replay(c: sqlite3.Connection) -> Replay:
-            row = c.execute(
-                "SELECT state FROM callbacks WHERE id=? AND account_id=?", (callback_id, account_id)
-            ).fetchone()
-            if row is None:
-                return "missing"
-            if row[0] == CallbackState.PENDING.value:
-                return "pending"
-            c.execute(changes.REPLAY_CALLBACK.replace("$", "?"), (now, callback_id))  # ?1, ?2: numbered
-            return "replayed"
-
-        return await self._write(replay)
-
-    async def pending_callbacks(self) -> int:
-        row = await self._read(lambda c: c.execute("SELECT count(*) FROM callbacks WHERE state='pending'").fetchone())
-        return int(row[0])
-
-    async def in_flight(self, carrier: str, *, limit: int) -> list[InFlight]:
-        rows = await self._read(
-            lambda c: c.execute(
-                "SELECT id, carrier_ref, e164, updated_at FROM destinations "
-                "WHERE carrier=? AND carrier_ref IS NOT NULL AND status=? ORDER BY id LIMIT ?",
-                (carrier, SmsStatus.SENT.value, limit),
-            ).fetchall()
-        )
-        return [InFlight(*r) for r in rows]
-
-    # inbound messages
-
-    async def store_inbound(self, messages: list[InboundMessage]) -> None:
-        if messages:
-            await self._write(_insert_rows, "inbound_messages", _INBOUND_COLUMNS, len(InboundMessage._fields), messages)
-
-    async def list_inbound(self, *, limit: int, before_id: int | None = None) -> list[StoredInbound]:
-        rows = await self._read(
-            lambda c: c.execute(
-                f"SELECT id, {_INBOUND_COLUMNS} FROM inbound_messages WHERE ? IS NULL OR id < ? ORDER BY id DESC "
-                "LIMIT ?",
-                (before_id, before_id, limit),
-            ).fetchall()
-        )
-        return [StoredInbound(*r) for r in rows]
-
-    # voice (store/sqlite_calls.py)
-
-    async def accept_calls(self, request: NewCallRequest, calls: list[NewCall]) -> int:
-        return await self._write(sqlite_calls.accept_calls, request, calls)
-
-    async def get_call_request(self, account_id: int, request_id: int) -> CallRequestView | None:
-        return await self._read(sqlite_calls.select_call_request, account_id, "id=?", request_id)
-
-    async def find_call_request_by_reference(self, account_id: int, reference_id: str) -> CallRequestView | None:
-        return await self._read(sqlite_calls.select_call_request, account_id, "reference_id=?", reference_id)
+        return await self._submit(_claim_callbacks, now, limit, lease_ms)
 
     async def claim_calls(self, *, now: int, limit: int, lease_ms: int) -> list[ClaimedCall]:
-        return await self._write(sqlite_calls.claim_calls, now, limit, lease_ms)
-
-    async def progress_calls(self, changes: list[CallProgress]) -> list[int]:
-        return await self._write(sqlite_calls.progress_calls, changes) if changes else []
-
-    async def end_calls(self, ends: list[CallEnd]) -> None:
-        if ends:
-            await self._write(sqlite_calls.end_calls, ends)
-
-    async def cancel_calls(
-        self, account_id: int, request_id: int, *, mobile_no: str | None = None, now: int
-    ) -> CancelResult | None:
-        return await self._write(sqlite_calls.cancel_calls, account_id, request_id, mobile_no, now)
-
-    async def cancels_requested(self, call_ids: list[int]) -> list[int]:
-        return await self._read(sqlite_calls.cancels_requested, call_ids) if call_ids else []
-
-    async def create_campaign(self, campaign: Campaign, audio: bytes) -> None:
-        await self._write(sqlite_calls.create_campaign, campaign, audio)
-
-    async def get_campaign(self, account_id: int, campaign_id: str) -> Campaign | None:
-        return await self._read(sqlite_calls.get_campaign, account_id, campaign_id)
-
-    async def campaign_audio(self, campaign_id: str) -> bytes | None:
-        return await self._read(sqlite_calls.campaign_audio, campaign_id)
-
-    async def list_campaigns(self, account_id: int) -> list[Campaign]:
-        return await self._read(sqlite_calls.list_campaigns, account_id)
-
-    async def delete_campaign(self, account_id: int, campaign_id: str, *, now: int) -> bool:
-        return await self._write(sqlite_calls.delete_campaign, account_id, campaign_id, now)
-
-
-_ACCOUNT_COLS = (
-    "id, name, sms_callback_url, voice_callback_url, webhook_secret, created_at, previous_webhook_secret, "
-    "secret_rotated_at, sms_callback_disabled, voice_callback_disabled"
-)
-_KEY_COLS = "id, account_id, digest, prefix, label, created_at, revoked_at"
-_DEST_VIEW_COLS = (
-    "id, position, mobile_no, e164, status, error, error_log_id, updated_at, delivered_at, carrier, sequence"
-)
-_MESSAGE_VIEW_COLS = (
-    "id, account_id, reference_id, sender, body, encoding, segments, created_at, schedule_at, expires_at"
-)
-
-
-def _insert_account(c: sqlite3.Connection, a: Account) -> None:
-    c.execute(
-        f"INSERT INTO accounts ({_ACCOUNT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (
-            a.id,
-            a.name,
-            a.sms_callback_url,
-            a.voice_callback_url,
-            a.webhook_secret,
-            a.created_at,
-            a.previous_webhook_secret,
-            a.secret_rotated_at,
-            a.sms_callback_disabled,
-            a.voice_callback_disabled,
-        ),
-    )
-
-
-def _select_account(c: sqlite3.Connection, column: str, value: object) -> Account | None:
-    row = c.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE {column}=?", (value,)).fetchone()
-    return None if row is None else Account(*row)
+        return await self._submit(_claim_calls, now, limit, lease_ms)
 
 
 _MESSAGE_COLUMNS = (
@@ -636,25 +434,9 @@ _MESSAGE_COLUMNS = (
     "destination_count, created_at, schedule_at, expires_at, idempotency_key"
 )
 _DESTINATION_COLUMNS = "id, message_id, position, mobile_no, e164, status, error, error_log_id, due_at, updated_at"
-_ERROR_LOG_COLUMNS = "id, account_id, destination_id, code, text, at"
-_INBOUND_COLUMNS = ", ".join(InboundMessage._fields)
-
-
-_encode = msgspec.json.Encoder().encode
-
-
-@functools.cache
-def _json_insert(table: str, columns: str, width: int) -> str:
-    values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(width))
-    return f"INSERT INTO {table} ({columns}) SELECT {values} FROM json_each(?)"
-
-
-def _insert_rows(c: sqlite3.Connection, table: str, columns: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
-    """INSERT any number of rows with one statement and one bound parameter: the rows as a JSON array that
-    SQLite unpacks itself. Binding values one by one holds the GIL (≈ 90 ns each, measured), while SQLite
-    works with the GIL released, so this keeps the event loop running while the writer writes."""
-    c.execute(_json_insert(table, columns, width), (_encode(rows),))
-
+_INSERT_MESSAGES = "INSERT INTO messages ({}) SELECT {} FROM json_each(?)".format(
+    _MESSAGE_COLUMNS, ", ".join(f"json_extract(value, '$[{i}]')" for i in range(14))
+)
 
 # Destinations go to SQLite as one JSON document per batch, [[message id, status, due_at, created_at,
 # [[mobile_no, e164], ...]], ...], and SQLite fills in the rest: no value is bound one by one with the
@@ -675,26 +457,20 @@ FROM m, json_each(m.numbers) AS n
 def _insert_requests(
     c: sqlite3.Connection, requests: list[tuple[NewMessage, list[NewDestination], list[NewErrorLog]]]
 ) -> None:
+    """Send requests without an idempotency key are written together, a few statements for the whole group:
+    every statement lets go of the GIL and has to win it back from the event loop, so fewer, larger steps
+    are what makes the group commit fast."""
     messages = [
         (m.id, m.account_id, m.reference_id, m.sender, m.body, m.encoding, m.segments, m.callback, m.callback_url,
          m.destination_count, m.created_at, m.schedule_at, m.expires_at, m.idempotency_key)
         for m, _, _ in requests
     ]  # fmt: skip
-    _insert_rows(c, "messages", _MESSAGE_COLUMNS, 14, messages)
+    c.execute(_INSERT_MESSAGES, (_encode(messages),))
     batch = [(m.id, m.status, m.due_at, m.created_at, ds) for m, ds, _ in requests]
     c.execute(_INSERT_DESTINATIONS, (_encode(batch),))
-    errors = [e for _, _, es in requests for e in es]
-    if errors:
-        _insert_rows(c, "error_logs", _ERROR_LOG_COLUMNS, 6, errors)
-        c.executemany(
-            "UPDATE destinations SET status=?, error=?, error_log_id=?, due_at=NULL, sequence=1 WHERE id=?",
-            [(SmsStatus.FAILED.value, e.text, e.id, e.destination_id) for e in errors],
-        )
-        events = [
-            event for m, ds, es in requests for event in changes.accept_callbacks(m, [d.mobile_no for d in ds], es)
-        ]
-        if events:
-            _insert_callbacks(c, events)
+    for m, ds, es in requests:
+        if es:
+            run_sync(ops.accept_errors(SqliteConnection(c), m, ds, es))
 
 
 def _accept(c: sqlite3.Connection, m: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]) -> int:
@@ -710,32 +486,7 @@ def _accept(c: sqlite3.Connection, m: NewMessage, destinations: list[NewDestinat
     return m.id
 
 
-def _select_message(c: sqlite3.Connection, account_id: int, where: str, value: object) -> MessageView | None:
-    row = c.execute(
-        f"SELECT {_MESSAGE_VIEW_COLS}, destination_count FROM messages WHERE account_id=? AND {where} "
-        "ORDER BY id DESC LIMIT 1",
-        (account_id, value),
-    ).fetchone()
-    if row is None:
-        return None
-    dests = c.execute(
-        f"SELECT {_DEST_VIEW_COLS} FROM destinations WHERE id > ? AND id <= ? ORDER BY id",
-        (row[0], row[0] + row[-1]),
-    ).fetchall()
-    return MessageView(
-        *row[:-1],
-        destinations=[DestinationView(*d[:4], SmsStatus(d[4]), *d[5:]) for d in dests],  # type: ignore[misc, call-arg]
-    )
-
-
-# The worker's writes, like the Send path's, hand SQLite one JSON document per statement (see
-# _insert_rows): a claim, a batch of outcomes or of receipts is a few statements, not one per row.
-
-
-# ... and reads that return many rows come back as one JSON document too (json_group_array): SQLite hands
-# rows over one at a time, letting go of the GIL for each and winning it back from the event loop (up to a
-# switch interval each time), so a 500-row claim fetched row by row kept the writer, and every request
-# waiting on its commit, waiting; msgspec then builds the records in C.
+# Claims: one JSON document back (json_group_array) and the lease written for all of them in one statement.
 
 _CLAIMED = {
     "id": "d.id", "attempt": "d.attempts + 1", "status": "d.status", "e164": "d.e164", "mobile_no": "d.mobile_no",
@@ -750,157 +501,20 @@ SELECT json_group_array(json(claimed)) FROM (
 )
 """
 _decode_claimed = msgspec.json.Decoder(list[ClaimedDestination]).decode
-_decode_current = msgspec.json.Decoder(list[changes.Current]).decode
-_decode_current_by_ref = msgspec.json.Decoder(list[tuple[str, str, changes.Current]]).decode
+
+
+def _lease(c: sqlite3.Connection, table: str, ids: list[int], until: int) -> None:
+    c.execute(
+        f"UPDATE {table} SET due_at=?, attempts=attempts+1 WHERE id IN (SELECT value FROM json_each(?))",
+        (until, _encode(ids)),
+    )
 
 
 def _claim(c: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list[ClaimedDestination]:
     claimed = _decode_claimed(c.execute(_CLAIM, (now, limit)).fetchone()[0])
     if claimed:
-        c.execute(
-            "UPDATE destinations SET due_at=?, attempts=attempts+1 WHERE id IN (SELECT value FROM json_each(?))",
-            (now + lease_ms, _encode([d.id for d in claimed])),
-        )
+        _lease(c, "destinations", [d.id for d in claimed], now + lease_ms)
     return claimed
-
-
-def _current_by_id(c: sqlite3.Connection, ids: list[int]) -> dict[int, changes.Current]:
-    rows = c.execute(
-        f"SELECT json_group_array(json_array({changes.CURRENT_COLUMNS})) "
-        "FROM destinations d JOIN messages m ON m.id = d.message_id WHERE d.id IN (SELECT value FROM json_each(?))",
-        (_encode(ids),),
-    ).fetchone()[0]
-    return {r.id: r for r in _decode_current(rows)}
-
-
-def _json_columns(*names: str) -> str:
-    return ", ".join(f"json_extract(value, '$[{i}]') AS {name}" for i, name in enumerate(names))
-
-
-_UPDATE_STATUS = f"""
-UPDATE destinations SET status = u.status, error = COALESCE(u.error, destinations.error),
-    carrier = COALESCE(u.carrier, destinations.carrier),
-    carrier_ref = COALESCE(u.carrier_ref, destinations.carrier_ref),
-    sequence = u.sequence, updated_at = u.updated_at,
-    delivered_at = COALESCE(u.delivered_at, destinations.delivered_at), due_at = NULL
-FROM (SELECT {_json_columns(*changes.StatusUpdate._fields)} FROM json_each(?)) AS u
-WHERE destinations.id = u.id
-"""
-_UPDATE_RETRY = f"""
-UPDATE destinations SET due_at = r.due_at, error = r.error, updated_at = r.updated_at
-FROM (SELECT {_json_columns(*changes.RetryUpdate._fields)} FROM json_each(?)) AS r
-WHERE destinations.id = r.id
-"""
-
-
-_UPDATE_PARTS = f"""
-UPDATE destination_parts SET status = u.status, updated_at = u.updated_at
-FROM (SELECT {_json_columns(*changes.PartUpdate._fields)} FROM json_each(?)) AS u
-WHERE destination_parts.destination_id = u.destination_id AND destination_parts.part = u.part
-"""
-
-
-def _apply_plan(c: sqlite3.Connection, plan: changes.Plan) -> None:
-    plan = changes.one_per_row(plan)
-    if plan.updates:
-        c.execute(_UPDATE_STATUS, (_encode(plan.updates),))
-    if plan.parts:
-        _insert_rows(c, "destination_parts", changes.PART_COLUMNS, 6, plan.parts)
-    if plan.part_updates:
-        c.execute(_UPDATE_PARTS, (_encode(plan.part_updates),))
-    if plan.retries:
-        c.execute(_UPDATE_RETRY, (_encode(plan.retries),))
-    if plan.history:
-        _insert_rows(c, "status_history", "destination_id, status, at, detail", 4, plan.history)
-    if plan.callbacks:
-        _insert_callbacks(c, plan.callbacks)
-
-
-def _finish(c: sqlite3.Connection, outcomes: list[Outcome], now: int) -> None:
-    current = _current_by_id(c, [o.destination_id for o in outcomes])
-    _apply_plan(c, changes.plan_outcomes(current, outcomes, now))
-
-
-def _apply_receipts(c: sqlite3.Connection, receipts: list[Receipt], now: int) -> list[Receipt]:
-    """Apply the receipts; those that match nothing are held (held_receipts) in the same transaction."""
-    unmatched = _match_receipts(c, receipts, now)
-    if unmatched:
-        _insert_rows(c, "held_receipts", changes.HELD_COLUMNS, 5, changes.held_rows(unmatched, now))
-    return unmatched
-
-
-_decode_held = msgspec.json.Decoder(list[tuple[int, str, str, SmsStatus, str | None, int]]).decode
-
-
-_HELD_DUE = changes.HELD_DUE.format(drop_before="?")
-
-
-def _retry_held_receipts(c: sqlite3.Connection, now: int, drop_before: int) -> HeldReceipts:
-    total = c.execute("SELECT count(*) FROM held_receipts").fetchone()[0]
-    if not total:
-        return HeldReceipts(0, [], 0)
-    rows = c.execute(
-        "SELECT json_group_array(json_array(id, carrier, carrier_ref, status, error, received_at)) "
-        f"FROM (SELECT * FROM held_receipts h WHERE {_HELD_DUE} ORDER BY id)",
-        (drop_before,),
-    ).fetchone()[0]
-    held = [changes.HeldRow(i, Receipt(carrier, ref, status, error), at)
-            for i, carrier, ref, status, error, at in _decode_held(rows)]  # fmt: skip
-    if not held:
-        return HeldReceipts(0, [], total)
-    unmatched = _match_receipts(c, [h.receipt for h in held], now)
-    done, result = changes.settle_held(held, unmatched, drop_before, total)
-    if done:
-        c.execute("DELETE FROM held_receipts WHERE id IN (SELECT value FROM json_each(?))", (_encode(done),))
-    return result
-
-
-def _match_receipts(c: sqlite3.Connection, receipts: list[Receipt], now: int) -> list[Receipt]:
-    """Apply the receipts that match a destination or a part; returns the others."""
-    refs = _encode(receipts)  # [[carrier, carrier_ref, status, error], ...]: the queries read $[0] and $[1]
-    rows = c.execute(
-        f"SELECT json_group_array(json_array(carrier, carrier_ref, json(current))) FROM ("
-        f"SELECT d.carrier, d.carrier_ref, json_array({changes.CURRENT_COLUMNS}) AS current FROM json_each(?) AS r "
-        "JOIN destinations d ON d.carrier = json_extract(r.value, '$[0]') "
-        "AND d.carrier_ref = json_extract(r.value, '$[1]') AND d.carrier_ref IS NOT NULL "
-        "JOIN messages m ON m.id = d.message_id ORDER BY d.id)",
-        (refs,),
-    ).fetchone()[0]
-    # Where destinations share a reference (an SMSC that used an id again), the newest one: the last.
-    current = {(carrier, ref): row for carrier, ref, row in _decode_current_by_ref(rows)}
-    # Every part of the destinations that a receipt's reference names a part of.
-    part_rows = c.execute(
-        "SELECT destination_id, part, carrier, carrier_ref, status FROM destination_parts "
-        "WHERE destination_id IN (SELECT p.destination_id FROM json_each(?) AS r "
-        "JOIN destination_parts p ON p.carrier = json_extract(r.value, '$[0]') "
-        "AND p.carrier_ref = json_extract(r.value, '$[1]'))",
-        (refs,),
-    ).fetchall()
-    parts = changes.NO_PARTS
-    if part_rows:
-        parts = changes.parts_from_rows(part_rows, _current_by_id(c, sorted({r[0] for r in part_rows})))
-    plan, unmatched = changes.plan_receipts(current, receipts, now, parts)
-    _apply_plan(c, plan)
-    return unmatched
-
-
-# The callback outbox (store/schema.py, "callbacks"): an event is due at once only when it is the first of
-# its subject in this write and no earlier event of that subject is still pending; otherwise it waits
-# (due_at NULL) until _finish_callbacks makes it due.
-_INSERT_CALLBACKS = f"""
-INSERT INTO callbacks (account_id, kind, subject_id, sequence, url, body, state, due_at, attempts, created_at,
-                       updated_at)
-SELECT e.account_id, e.kind, e.subject_id, e.sequence, e.url, e.body, 'pending',
-       CASE WHEN e.first AND NOT EXISTS (
-           SELECT 1 FROM callbacks p WHERE p.subject_id = e.subject_id AND p.state = 'pending'
-       ) THEN e.created_at END,
-       0, e.created_at, e.created_at
-FROM (SELECT {_json_columns(*CallbackEvent._fields)} FROM json_each(?)) AS e
-"""
-
-
-def _insert_callbacks(c: sqlite3.Connection, events: list[CallbackEvent]) -> None:
-    c.execute(_INSERT_CALLBACKS, (_encode(events),))
 
 
 def _claim_callbacks(c: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list[ClaimedCallback]:
@@ -909,80 +523,24 @@ def _claim_callbacks(c: sqlite3.Connection, now: int, limit: int, lease_ms: int)
         "WHERE c.due_at IS NOT NULL AND c.due_at <= ? ORDER BY c.due_at LIMIT ?",
         (now, limit),
     ).fetchall()
-    if not rows:
-        return []
-    c.execute(
-        "UPDATE callbacks SET due_at=?, attempts=attempts+1 WHERE id IN (SELECT value FROM json_each(?))",
-        (now + lease_ms, _encode([r[0] for r in rows])),
-    )
+    if rows:
+        _lease(c, "callbacks", [r[0] for r in rows], now + lease_ms)
     return [changes.claimed_callback(r) for r in rows]
 
 
-_UPDATE_CALLBACKS = f"""
-UPDATE callbacks SET state = u.state, due_at = u.due_at, last_status = u.last_status, last_error = u.last_error,
-    updated_at = u.updated_at
-FROM (SELECT {_json_columns(*changes.CallbackUpdate._fields)} FROM json_each(?)) AS u
-WHERE callbacks.id = u.id
-"""
-# The next event of each finished subject: its oldest pending one, unless that one is due already (replayed).
-_PROMOTE_CALLBACKS = """
-UPDATE callbacks SET due_at = ? WHERE due_at IS NULL AND id IN (
-    SELECT (SELECT n.id FROM callbacks n WHERE n.subject_id = s.value AND n.state = 'pending'
-            ORDER BY n.sequence LIMIT 1)
-    FROM json_each(?) AS s
-)
-"""
-
-
-def _finish_callbacks(c: sqlite3.Connection, results: list[CallbackResult]) -> None:
+def _claim_calls(c: sqlite3.Connection, now: int, limit: int, lease_ms: int) -> list[ClaimedCall]:
+    ids = [
+        r[0]
+        for r in c.execute(
+            "SELECT id FROM calls WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?", (now, limit)
+        )
+    ]
+    if not ids:
+        return []
+    _lease(c, "calls", ids, now + lease_ms)
     rows = c.execute(
-        "SELECT id, attempts, state, subject_id FROM callbacks WHERE id IN (SELECT value FROM json_each(?))",
-        (_encode([r.callback_id for r in results]),),
-    )
-    plan = changes.plan_callback_results({r[0]: changes.CallbackCurrent(*r) for r in rows}, results)
-    if plan.attempts:
-        _insert_rows(c, "callback_attempts", "callback_id, at, url, status_code, latency_ms, error", 6, plan.attempts)
-    if plan.deferrals:
-        c.executemany("UPDATE callbacks SET due_at=?, attempts=attempts-1 WHERE id=?", plan.deferrals)
-    if plan.updates:
-        c.execute(_UPDATE_CALLBACKS, (_encode(plan.updates),))
-    if plan.finished_subjects:
-        c.execute(_PROMOTE_CALLBACKS, (max(r.at for r in results), _encode(plan.finished_subjects)))
-    for account_id, kind, url, reason in plan.disable:
-        url_column, disabled_column = changes.account_url_columns(kind)
-        # Only if it is still the URL that answered 410: it may have been changed meanwhile.
-        c.execute(f"UPDATE accounts SET {disabled_column}=? WHERE id=? AND {url_column}=?", (reason, account_id, url))
-
-
-_CALLBACK_VIEW_COLS = changes.CALLBACK_VIEW_COLUMNS
-
-
-def _callback_view(row: Sequence[Any], history: list[CallbackAttempt]) -> CallbackView:
-    return CallbackView(*row[:7], CallbackState(row[7]), *row[8:], history=history)  # type: ignore[misc, call-arg]
-
-
-def _list_callbacks(
-    c: sqlite3.Connection, account_id: int, state: CallbackState | None, limit: int, before_id: int | None
-) -> list[CallbackView]:
-    where, args = "account_id=?", list[object]([account_id])
-    if state is not None:
-        where, args = where + " AND state=?", [*args, state.value]
-    if before_id is not None:
-        where, args = where + " AND id<?", [*args, before_id]
-    rows = c.execute(
-        f"SELECT {_CALLBACK_VIEW_COLS} FROM callbacks WHERE {where} ORDER BY id DESC LIMIT ?", (*args, limit)
+        f"SELECT {calls.CLAIM_COLUMNS} FROM json_each(?) AS j JOIN calls c ON c.id = j.value "
+        "JOIN call_requests r ON r.id = c.request_id JOIN accounts a ON a.id = r.account_id ORDER BY j.key",
+        (_encode(ids),),
     ).fetchall()
-    return [_callback_view(r, []) for r in rows]
-
-
-def _get_callback(c: sqlite3.Connection, account_id: int, callback_id: int) -> CallbackView | None:
-    row = c.execute(
-        f"SELECT {_CALLBACK_VIEW_COLS} FROM callbacks WHERE id=? AND account_id=?", (callback_id, account_id)
-    ).fetchone()
-    if row is None:
-        return None
-    attempts = c.execute(
-        "SELECT at, url, status_code, latency_ms, error FROM callback_attempts WHERE callback_id=? ORDER BY id",
-        (callback_id,),
-    ).fetchall()
-    return _callback_view(row, [CallbackAttempt(*a) for a in attempts])
+    return [calls.claimed_call(r) for r in rows]

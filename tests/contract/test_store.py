@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from switchboard.domain.statuses import SmsStatus
-from switchboard.store.base import DuplicateName, Store, StoreError
+from switchboard.store.base import DuplicateName, IntegrityViolation, Store, StoreError
 from switchboard.store.postgres import PostgresStore
 from switchboard.store.records import HeldReceipts, HistoryEntry, InFlight, Outcome, Receipt
 from switchboard.store.sqlite import SqliteStore
@@ -36,11 +36,10 @@ async def test_duplicate_account_name_raises_duplicate_name(store: Store, make: 
     assert [a.name for a in await store.list_accounts()] == ["acme"]
 
 
-async def test_duplicate_account_id_is_a_store_error_not_a_duplicate_name(store: Store, make: Factory) -> None:
+async def test_duplicate_account_id_is_an_integrity_violation_not_a_duplicate_name(store: Store, make: Factory) -> None:
     account = await make.account("acme")
-    with pytest.raises(StoreError) as raised:
+    with pytest.raises(IntegrityViolation):
         await store.create_account(replace(account, name="other"))
-    assert not isinstance(raised.value, DuplicateName)
 
 
 async def test_accounts_are_listed_in_id_order(store: Store, make: Factory) -> None:
@@ -139,7 +138,7 @@ async def test_accept_that_fails_stores_nothing(store: Store, make: Factory, bac
     account = await make.account()
     message, destinations, errors = make.message(account, ["+16175550100", "bad"])
     clash = errors[0]._replace(id=errors[0].id, destination_id=errors[0].destination_id)
-    with pytest.raises(StoreError):  # the same error log id twice: the last insert fails
+    with pytest.raises(IntegrityViolation):  # the same error log id twice: the last insert fails
         await store.accept(message, destinations, [errors[0], clash])
     assert await store.get_message(account.id, message.id) is None
     assert [await backend.count(t) for t in ("messages", "destinations", "error_logs")] == [0, 0, 0]

@@ -61,7 +61,7 @@ async def test_the_wal_stays_bounded_under_back_to_back_commits(tmp_path: Path, 
     largest = 0
     try:
         for _ in range(40):  # 40 rounds of 8 concurrent writes: about 64 MB through the WAL
-            await asyncio.gather(*(store._write(write) for _ in range(8)))
+            await asyncio.gather(*(store._submit(write) for _ in range(8)))
             largest = max(largest, (tmp_path / "sb.db-wal").stat().st_size)
     finally:
         await store.close()

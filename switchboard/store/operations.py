@@ -1,0 +1,295 @@
+"""The store's operations, each written once over a `sql.Connection` (the way procrastinate's manager is
+written over its connectors): read what a change is about, decide with `changes` or `calls`, write the plan.
+
+An operation that writes runs inside one transaction (`SqlStore._write`): on SQLite inside the writer
+thread's group commit, on PostgreSQL in a transaction of its own, where the reads of what it changes lock
+those rows (`Query.lock`). An operation that only reads runs on a reading connection (`SqlStore._read`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from switchboard.domain.statuses import CallStatus, SmsStatus
+from switchboard.store import calls, changes
+from switchboard.store import queries as q
+from switchboard.store.base import DuplicateName, Replay, StoreError
+from switchboard.store.records import (
+    Account,
+    ApiKey,
+    CallbackAttempt,
+    CallbackResult,
+    CallbackState,
+    CallbackView,
+    CallEnd,
+    CallProgress,
+    CallRequestView,
+    Campaign,
+    CancelResult,
+    DestinationView,
+    HeldReceipts,
+    MessageView,
+    NewCall,
+    NewCallRequest,
+    NewDestination,
+    NewErrorLog,
+    NewMessage,
+    Outcome,
+    Receipt,
+)
+from switchboard.store.sql import Connection, Query
+
+
+def values(record: Any) -> tuple[Any, ...]:
+    """A dataclass record's fields, in order: the values of its `queries.columns`."""
+    return tuple(getattr(record, f.name) for f in dataclasses.fields(record))
+
+
+async def first(rows: Any) -> Any:
+    found = await rows
+    return found[0] if found else None
+
+
+# accounts and keys
+
+
+async def create_account(c: Connection, account: Account) -> None:
+    if await c.fetchval(q.INSERT_ACCOUNT, *values(account)) is None:
+        raise DuplicateName("an account with that name exists already")
+
+
+async def get_account(c: Connection, query: Query, value: object) -> Account | None:
+    account: Account | None = await first(c.fetch_into(Account, query, value))
+    return account
+
+
+async def revoke_api_key(c: Connection, account_id: int, key_id: int, at: int) -> bool:
+    return await c.execute(q.REVOKE_KEY, at, key_id, account_id) == 1
+
+
+async def find_api_key(c: Connection, digest: str) -> tuple[ApiKey, Account] | None:
+    row = await first(c.fetch(q.FIND_KEY, digest))
+    if row is None:
+        return None
+    width = len(dataclasses.fields(ApiKey))
+    return ApiKey(*row[:width]), Account(*row[width:])
+
+
+# messages
+
+
+async def accept_errors(c: Connection, message: NewMessage, destinations: list[NewDestination],
+                        errors: list[NewErrorLog]) -> None:  # fmt: skip
+    """What an accept writes besides the message and its destinations when some numbers are not valid: their
+    error log entries, their destinations Failed, and the callbacks that says."""
+    if not errors:
+        return
+    await c.execute(q.INSERT_ERROR_LOGS, errors)
+    await c.execute(
+        q.FAIL_DESTINATIONS, SmsStatus.FAILED.value, [q.Failure(e.destination_id, e.text, e.id) for e in errors]
+    )
+    events = changes.accept_callbacks(message, [d.mobile_no for d in destinations], errors)
+    if events:  # new destinations: no other transaction sees them, nothing to lock
+        await c.execute(q.INSERT_CALLBACKS, events)
+
+
+async def select_message(c: Connection, account_id: int, where: str, value: object) -> MessageView | None:
+    row = await first(c.fetch(q.MESSAGE_BY[where], account_id, value))
+    if row is None:
+        return None
+    destinations = await c.fetch_into(DestinationView, q.DESTINATIONS_OF, row[0], row[0] + row[-1])
+    return MessageView(*row[:-1], destinations=destinations)  # type: ignore[misc]
+
+
+# the work queue
+
+
+async def finish(c: Connection, outcomes: list[Outcome], now: int) -> None:
+    ids = sorted({o.destination_id for o in outcomes})
+    current = {r.id: r for r in await c.fetch_into(changes.Current, q.LOCK_CURRENT, ids)}
+    await apply_plan(c, changes.plan_outcomes(current, outcomes, now))
+
+
+async def apply_plan(c: Connection, plan: changes.Plan) -> None:
+    plan = changes.one_per_row(plan)
+    if plan.updates:
+        await c.execute(q.UPDATE_STATUS, plan.updates)
+    if plan.parts:
+        await c.execute(q.INSERT_PARTS, plan.parts)
+    if plan.part_updates:
+        await c.execute(q.UPDATE_PARTS, plan.part_updates)
+    if plan.retries:
+        await c.execute(q.UPDATE_RETRY, plan.retries)
+    if plan.history:
+        await c.execute(q.INSERT_HISTORY, plan.history)
+    if plan.callbacks:  # the destinations are locked (finish, apply_receipts): see queries.LOCK_SUBJECTS
+        await c.execute(q.INSERT_CALLBACKS, plan.callbacks)
+
+
+async def apply_receipts(c: Connection, receipts: list[Receipt], now: int) -> list[Receipt]:
+    """Apply the receipts; those that match nothing are held (held_receipts) in the same transaction: stored
+    before the carrier acknowledges them."""
+    unmatched = await match_receipts(c, receipts, now)
+    if unmatched:
+        await c.execute(q.INSERT_HELD, [q.HeldInsert(r.carrier, r.carrier_ref, str(r.status), r.error, now)
+                                        for r in unmatched])  # fmt: skip
+    return unmatched
+
+
+async def match_receipts(c: Connection, receipts: list[Receipt], now: int) -> list[Receipt]:
+    """Apply the receipts that match a destination or a part; returns the others."""
+    keys = sorted({q.Reference(r.carrier, r.carrier_ref) for r in receipts})
+    # The destinations the receipts name, by their own reference or a part's, locked in one statement in
+    # id order (two transactions cannot deadlock); parts rows change only under their destination's lock,
+    # so they are read after it.
+    ids = sorted(r[0] for r in await c.fetch(q.IDS_BY_REFERENCE, keys))
+    if not ids:
+        return changes.plan_receipts({}, receipts, now)[1]
+    wanted = set(keys)
+    current: dict[tuple[str, str], changes.Current] = {}
+    by_id: dict[int, changes.Current] = {}
+    for r in await c.fetch(q.LOCK_REFERENCED, ids):
+        row = changes.Current(*r[2:])  # in id order: where two share a reference (an id used again), the newest
+        by_id[row.id] = row
+        if (r[0], r[1]) in wanted:
+            current[(r[0], r[1])] = row
+    parts = changes.NO_PARTS
+    part_rows = await c.fetch(q.PARTS_OF, ids)
+    if part_rows:
+        parts = changes.parts_from_rows(part_rows, {p[0]: by_id[p[0]] for p in part_rows if p[0] in by_id})
+    plan, unmatched = changes.plan_receipts(current, receipts, now, parts)
+    await apply_plan(c, plan)
+    return unmatched
+
+
+async def retry_held_receipts(c: Connection, now: int, drop_before: int) -> HeldReceipts:
+    total = int(await c.fetchval(q.COUNT_HELD))
+    if not total:
+        return HeldReceipts(0, [], 0)
+    rows = await c.fetch(q.HELD_DUE, drop_before)
+    if not rows:
+        return HeldReceipts(0, [], total)
+    held = [changes.HeldRow(r[0], Receipt(r[1], r[2], SmsStatus(r[3]), r[4]), r[5]) for r in rows]
+    unmatched = await match_receipts(c, [h.receipt for h in held], now)
+    done, result = changes.settle_held(held, unmatched, drop_before, total)
+    if done:
+        await c.execute(q.DELETE_HELD, done)
+    return result
+
+
+# the callback outbox
+
+
+async def finish_callbacks(c: Connection, results: list[CallbackResult]) -> None:
+    ids = sorted({r.callback_id for r in results})
+    await c.execute(q.LOCK_SUBJECTS, sorted({r[0] for r in await c.fetch(q.CALLBACK_SUBJECTS, ids)}))
+    current = {r.id: r for r in await c.fetch_into(changes.CallbackCurrent, q.LOCK_CALLBACKS, ids)}
+    plan = changes.plan_callback_results(current, results)
+    if plan.attempts:
+        await c.execute(q.INSERT_ATTEMPTS, plan.attempts)
+    if plan.deferrals:
+        await c.execute(q.DEFER_CALLBACKS, plan.deferrals)
+    if plan.updates:
+        await c.execute(q.UPDATE_CALLBACKS, plan.updates)
+    if plan.finished_subjects:
+        await c.execute(q.PROMOTE_CALLBACKS, max(r.at for r in results), plan.finished_subjects)
+    for account_id, kind, url, reason in plan.disable:
+        await c.execute(q.DISABLE_CALLBACK_URL[kind], reason, account_id, url)
+
+
+async def get_callback(c: Connection, account_id: int, callback_id: int) -> CallbackView | None:
+    row = await first(c.fetch(q.CALLBACK, callback_id, account_id))
+    if row is None:
+        return None
+    attempts = await c.fetch_into(CallbackAttempt, q.ATTEMPTS_OF, callback_id)
+    return callback_view(row, attempts)
+
+
+def callback_view(row: tuple[Any, ...], history: list[CallbackAttempt]) -> CallbackView:
+    return CallbackView(*row[:7], CallbackState(row[7]), *row[8:], history=history)  # type: ignore[misc, call-arg]
+
+
+async def replay_callback(c: Connection, account_id: int, callback_id: int, now: int) -> Replay:
+    subject = await first(c.fetch(q.CALLBACK_SUBJECT, callback_id, account_id))
+    if subject is None:
+        return "missing"
+    await c.execute(q.LOCK_SUBJECTS, [subject[0]])
+    if await c.fetchval(q.CALLBACK_STATE, callback_id) == CallbackState.PENDING.value:
+        return "pending"
+    await c.execute(q.REPLAY_CALLBACK, now, callback_id)
+    return "replayed"
+
+
+# voice (store/calls.py decides)
+
+
+async def accept_calls(c: Connection, request: NewCallRequest, new: list[NewCall]) -> tuple[int, bool]:
+    """The request's id, and whether a call was queued to dial (none for a replay of its idempotency key)."""
+    if await c.fetchval(q.INSERT_CALL_REQUEST, *calls.request_row(request)) is None:
+        # The account used this idempotency key before (perhaps in a transaction that committed while this
+        # insert waited on the index): answer with that request, store nothing.
+        existing = await c.fetchval(q.CALL_REQUEST_BY_KEY, request.account_id, request.idempotency_key)
+        if existing is None:
+            raise StoreError("idempotency key conflict without a call request")
+        return int(existing), False
+    rows, events = calls.new_calls(request, new)
+    if rows:
+        await c.execute(q.INSERT_CALLS, rows)
+    if events:
+        await c.execute(q.INSERT_RECORDS, events)
+    return request.id, any(r.status == CallStatus.RECEIVED.value for r in rows)
+
+
+async def select_call_request(c: Connection, account_id: int, where: str, value: object) -> CallRequestView | None:
+    row = await first(c.fetch(q.CALL_REQUEST_BY[where], account_id, value))
+    if row is None:
+        return None
+    rows = await c.fetch(q.CALLS_OF, row[0], row[0] + row[-1])
+    return CallRequestView(*row[:-1], calls=[calls.call_view(r) for r in rows])  # type: ignore[misc]
+
+
+async def _lock_calls(c: Connection, ids: list[int]) -> dict[int, calls.Current]:
+    return {r.id: r for r in await c.fetch_into(calls.Current, q.LOCK_CALLS, sorted(set(ids)))}
+
+
+async def progress_calls(c: Connection, changes_: list[CallProgress]) -> list[int]:
+    updates = calls.plan_progress(await _lock_calls(c, [p.call_id for p in changes_]), changes_)
+    if updates:
+        await c.execute(q.UPDATE_PROGRESS, updates)
+    return [u.id for u in updates]
+
+
+async def _apply_ends(c: Connection, plan: calls.EndPlan) -> None:
+    if plan.updates:
+        await c.execute(q.UPDATE_END, plan.updates)
+    if plan.callbacks:
+        await c.execute(q.INSERT_RECORDS, plan.callbacks)
+
+
+async def end_calls(c: Connection, ends: list[CallEnd]) -> None:
+    await _apply_ends(c, calls.plan_ends(await _lock_calls(c, [e.call_id for e in ends]), ends))
+
+
+async def cancel_calls(
+    c: Connection, account_id: int, request_id: int, mobile_no: str | None, now: int
+) -> CancelResult | None:
+    request = await first(c.fetch(q.CALL_REQUEST_SPAN, request_id, account_id))
+    if request is None:
+        return None
+    rows = await c.fetch_into(calls.Current, q.LOCK_CALLS_TO, request[0], request[0] + request[1], mobile_no)
+    plan = calls.plan_cancel(rows, now)
+    await _apply_ends(c, plan.ends)
+    if plan.flagged:
+        await c.execute(q.FLAG_CANCEL, plan.flagged)
+    return plan.result
+
+
+async def campaign_audio(c: Connection, campaign_id: str) -> bytes | None:
+    audio = await c.fetchval(q.CAMPAIGN_AUDIO, campaign_id)
+    return None if audio is None else bytes(audio)
+
+
+async def get_campaign(c: Connection, account_id: int, campaign_id: str) -> Campaign | None:
+    campaign: Campaign | None = await first(c.fetch_into(Campaign, q.CAMPAIGN, campaign_id, account_id))
+    return campaign

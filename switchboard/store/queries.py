@@ -1,0 +1,373 @@
+"""Every statement both stores run, named and written once (`sql.Query`: `$n` placeholders, `{alias}` row
+sets, PostgreSQL-only locks). What only one database runs stays in its module: the SQLite group-commit
+accept and claims, PostgreSQL's grouped accept statements and `SKIP LOCKED` claims.
+
+Column lists come from the record types (`columns`), so a field added to a record is read and written
+everywhere it is listed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+from switchboard.store import calls, changes
+from switchboard.store.records import (
+    Account,
+    ApiKey,
+    CallbackAttempt,
+    CallbackEvent,
+    CallbackView,
+    DestinationView,
+    HistoryEntry,
+    InboundMessage,
+    MessageView,
+    NewErrorLog,
+    StoredInbound,
+)
+from switchboard.store.sql import ROW_NUMBER, Query, Rows
+
+
+def columns(of: type[Any], *, prefix: str = "", skip: tuple[str, ...] = ()) -> str:
+    """The column list of a record type (a NamedTuple or a dataclass), its fields in order."""
+    names = getattr(of, "_fields", None) or [f.name for f in dataclasses.fields(of)]
+    return ", ".join(prefix + name for name in names if name not in skip)
+
+
+def _ids(alias: str = "ids") -> Rows:
+    return Rows(alias, int)
+
+
+class Reference(NamedTuple):
+    carrier: str
+    carrier_ref: str
+
+
+class HeldInsert(NamedTuple):
+    """A held_receipts row as inserted (its id is the database's: ids grow in arrival order)."""
+
+    carrier: str
+    carrier_ref: str
+    status: str
+    error: str | None
+    received_at: int
+
+
+class Failure(NamedTuple):
+    """A destination stored Failed at accept: its number is not valid."""
+
+    id: int
+    error: str
+    error_log_id: int
+
+
+class Deferral(NamedTuple):
+    due_at: int
+    id: int
+
+
+# accounts and keys
+
+ACCOUNT_COLUMNS = columns(Account)
+KEY_COLUMNS = columns(ApiKey)
+
+INSERT_ACCOUNT = Query(
+    f"INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+    "ON CONFLICT (name) DO NOTHING RETURNING id"
+)
+"""No row back: the name is taken (DuplicateName), decided by the conflict, never by an error's text."""
+ACCOUNT_BY_ID = Query(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1")
+ACCOUNT_BY_NAME = Query(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1")
+ALL_ACCOUNTS = Query(f"SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id")
+SET_CALLBACK_URL = {
+    kind: Query(f"UPDATE accounts SET {url} = $1, {disabled} = NULL WHERE id = $2")
+    for kind, (url, disabled) in ((k, changes.account_url_columns(k)) for k in (changes.SMS, calls.VOICE))
+}
+"""By kind: sets the URL, which enables it again."""
+DISABLE_CALLBACK_URL = {
+    kind: Query(f"UPDATE accounts SET {disabled} = $1 WHERE id = $2 AND {url} = $3")
+    for kind, (url, disabled) in ((k, changes.account_url_columns(k)) for k in (changes.SMS, calls.VOICE))
+}
+"""By kind: only if it is still the URL that answered 410 (it may have been changed meanwhile)."""
+ROTATE_SECRET = Query(
+    "UPDATE accounts SET previous_webhook_secret = webhook_secret, webhook_secret = $1, secret_rotated_at = $2 "
+    "WHERE id = $3"
+)
+INSERT_KEY = Query(f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+KEYS_OF = Query(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY id")
+REVOKE_KEY = Query(
+    "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL"
+)
+FIND_KEY = Query(
+    f"SELECT {columns(ApiKey, prefix='k.')}, {columns(Account, prefix='a.')} "
+    "FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.digest = $1 AND k.revoked_at IS NULL"
+)
+
+# messages
+
+MESSAGE_VIEW_COLUMNS = columns(MessageView, skip=("destinations",))
+MESSAGE_BY = {
+    where: Query(
+        f"SELECT {MESSAGE_VIEW_COLUMNS}, destination_count FROM messages WHERE account_id = $1 AND {where} = $2 "
+        "ORDER BY id DESC LIMIT 1"
+    )
+    for where in ("id", "reference_id")
+}
+DESTINATIONS_OF = Query(f"SELECT {columns(DestinationView)} FROM destinations WHERE id > $1 AND id <= $2 ORDER BY id")
+"""A message's destinations are the ids right after its own (Store.accept): $1 the message, $2 its last."""
+HISTORY = Query(f"SELECT {columns(HistoryEntry)} FROM status_history WHERE destination_id = $1 ORDER BY id")
+
+INSERT_ERROR_LOGS = Query(
+    f"INSERT INTO error_logs ({columns(NewErrorLog)}) SELECT {columns(NewErrorLog)} FROM {{e}}",
+    [Rows("e", NewErrorLog)],
+)
+FAIL_DESTINATIONS = Query(
+    "UPDATE destinations SET status = $1, error = f.error, error_log_id = f.error_log_id, due_at = NULL, "
+    "sequence = 1 FROM {f} WHERE destinations.id = f.id",
+    [Rows("f", Failure)],
+)
+
+# the work queue: what `finish` and `apply_receipts` read and write
+
+_CURRENT_FROM = "FROM destinations d JOIN messages m ON m.id = d.message_id"
+LOCK_CURRENT = Query(
+    f"SELECT {changes.CURRENT_COLUMNS} {_CURRENT_FROM} WHERE d.id IN (SELECT id FROM {{ids}}) ORDER BY d.id",
+    [_ids()],
+    lock="FOR UPDATE OF d",
+)
+"""The destinations a change is about, locked in id order on PostgreSQL (two transactions cannot deadlock)."""
+IDS_BY_REFERENCE = Query(
+    "SELECT d.id FROM destinations d JOIN {r} ON d.carrier = r.carrier AND d.carrier_ref = r.carrier_ref "
+    "WHERE d.carrier_ref IS NOT NULL "
+    "UNION SELECT p.destination_id FROM destination_parts p JOIN {r} "
+    "ON p.carrier = r.carrier AND p.carrier_ref = r.carrier_ref",
+    [Rows("r", Reference)],
+)
+"""The destinations receipts name, by their own reference or by a part's."""
+LOCK_REFERENCED = Query(
+    f"SELECT d.carrier, d.carrier_ref, {changes.CURRENT_COLUMNS} {_CURRENT_FROM} "
+    "WHERE d.id IN (SELECT id FROM {ids}) ORDER BY d.id",
+    [_ids()],
+    lock="FOR UPDATE OF d",
+)
+PARTS_OF = Query(
+    "SELECT destination_id, part, carrier, carrier_ref, status FROM destination_parts "
+    "WHERE destination_id IN (SELECT id FROM {ids})",
+    [_ids()],
+)
+"""Read after their destinations are locked: parts change only under their destination's lock."""
+UPDATE_STATUS = Query(
+    "UPDATE destinations SET status = u.status, error = COALESCE(u.error, destinations.error), "
+    "carrier = COALESCE(u.carrier, destinations.carrier), "
+    "carrier_ref = COALESCE(u.carrier_ref, destinations.carrier_ref), sequence = u.sequence, "
+    "updated_at = u.updated_at, delivered_at = COALESCE(u.delivered_at, destinations.delivered_at), due_at = NULL "
+    "FROM {u} WHERE destinations.id = u.id",
+    [Rows("u", changes.StatusUpdate)],
+)
+UPDATE_RETRY = Query(
+    "UPDATE destinations SET due_at = r.due_at, error = r.error, updated_at = r.updated_at "
+    "FROM {r} WHERE destinations.id = r.id",
+    [Rows("r", changes.RetryUpdate)],
+)
+INSERT_PARTS = Query(
+    f"INSERT INTO destination_parts ({changes.PART_COLUMNS}) SELECT {changes.PART_COLUMNS} FROM {{p}}",
+    [Rows("p", changes.PartRow)],
+)
+UPDATE_PARTS = Query(
+    "UPDATE destination_parts SET status = u.status, updated_at = u.updated_at FROM {u} "
+    "WHERE destination_parts.destination_id = u.destination_id AND destination_parts.part = u.part",
+    [Rows("u", changes.PartUpdate)],
+)
+INSERT_HISTORY = Query(
+    f"INSERT INTO status_history ({columns(changes.HistoryRow)}) SELECT {columns(changes.HistoryRow)} FROM {{h}}",
+    [Rows("h", changes.HistoryRow)],
+)
+IN_FLIGHT = Query(
+    "SELECT id AS destination_id, carrier_ref, e164, updated_at AS sent_at FROM destinations "
+    "WHERE carrier = $1 AND carrier_ref IS NOT NULL AND status = $2 ORDER BY id LIMIT $3"
+)
+
+# held receipts (changes.HeldRow)
+
+INSERT_HELD = Query(
+    f"INSERT INTO held_receipts ({columns(HeldInsert)}) SELECT {columns(HeldInsert)} FROM {{h}} "
+    f"ORDER BY h.{ROW_NUMBER}",
+    [Rows("h", HeldInsert)],
+)
+COUNT_HELD = Query("SELECT count(*) FROM held_receipts")
+HELD_DUE = Query(
+    "SELECT id, carrier, carrier_ref, status, error, received_at FROM held_receipts h WHERE h.received_at < $1 "
+    "OR EXISTS (SELECT 1 FROM destinations d WHERE d.carrier = h.carrier AND d.carrier_ref = h.carrier_ref "
+    "AND d.carrier_ref IS NOT NULL) "
+    "OR EXISTS (SELECT 1 FROM destination_parts p WHERE p.carrier = h.carrier AND p.carrier_ref = h.carrier_ref) "
+    "ORDER BY id",
+    lock="FOR UPDATE OF h SKIP LOCKED",
+)
+"""The held receipts a sweep takes: those whose reference is now written (they can match) and those received
+before $1 (old enough to drop). The rest stay unread: a carrier whose receipts never match (an SMPP account
+shared with another system) holds rate × HELD_RECEIPT_SECONDS rows, and reading them all every second cost
+0.12 s of the writer at 30,000 (measured). SKIP LOCKED: receipts another worker is matching right now are
+its own, never applied twice."""
+DELETE_HELD = Query("DELETE FROM held_receipts WHERE id IN (SELECT id FROM {ids})", [_ids()])
+
+# the callback outbox (store/schema.py, "callbacks"): an event is due at once only when it is the first of its
+# subject in this write and no earlier event of that subject is still pending; otherwise it waits (due_at
+# NULL) until finishing the one before makes it due.
+
+INSERT_CALLBACKS = Query(
+    "INSERT INTO callbacks (account_id, kind, subject_id, sequence, url, body, state, due_at, attempts, "
+    "created_at, updated_at) "
+    "SELECT e.account_id, e.kind, e.subject_id, e.sequence, e.url, e.body, 'pending', "
+    "CASE WHEN e.first AND NOT EXISTS (SELECT 1 FROM callbacks p WHERE p.subject_id = e.subject_id "
+    "AND p.state = 'pending') THEN e.created_at END, 0, e.created_at, e.created_at FROM {e}",
+    [Rows("e", CallbackEvent)],
+)
+CALLBACK_SUBJECTS = Query(
+    "SELECT subject_id FROM callbacks WHERE id IN (SELECT id FROM {ids})", [_ids()], postgresql_only=True
+)
+LOCK_SUBJECTS = Query(
+    "SELECT 1 FROM destinations WHERE id IN (SELECT id FROM {ids}) ORDER BY id",
+    [_ids()],
+    lock="FOR UPDATE",
+    postgresql_only=True,
+)
+"""Serialise, per destination, writing its new callbacks with finishing or replaying its pending one (until
+commit), by locking the destination rows, as `finish` and `apply_receipts` do before writing.
+
+A new callback is due at once only when no earlier one of its destination is pending, and finishing a
+callback makes the destination's next one due. Without a common lock each could miss the other's uncommitted
+row and leave a callback waiting for ever. Row locks, in id order so that two transactions cannot deadlock,
+and not advisory locks: those fill PostgreSQL's shared lock table on large batches. SQLite has one writer."""
+LOCK_CALLBACKS = Query(
+    f"SELECT {columns(changes.CallbackCurrent)} FROM callbacks WHERE id IN (SELECT id FROM {{ids}}) ORDER BY id",
+    [_ids()],
+    lock="FOR UPDATE",
+)
+INSERT_ATTEMPTS = Query(
+    f"INSERT INTO callback_attempts ({columns(changes.AttemptRow)}) SELECT {columns(changes.AttemptRow)} FROM {{a}}",
+    [Rows("a", changes.AttemptRow)],
+)
+DEFER_CALLBACKS = Query(
+    "UPDATE callbacks SET due_at = u.due_at, attempts = callbacks.attempts - 1 FROM {u} WHERE callbacks.id = u.id",
+    [Rows("u", Deferral)],
+)
+"""Handed back unattempted: the claim's attempt is taken back."""
+UPDATE_CALLBACKS = Query(
+    "UPDATE callbacks SET state = u.state, due_at = u.due_at, last_status = u.last_status, "
+    "last_error = u.last_error, updated_at = u.updated_at FROM {u} WHERE callbacks.id = u.id",
+    [Rows("u", changes.CallbackUpdate)],
+)
+PROMOTE_CALLBACKS = Query(
+    "UPDATE callbacks SET due_at = $1 WHERE due_at IS NULL AND id IN ("
+    "SELECT (SELECT n.id FROM callbacks n WHERE n.subject_id = s.id AND n.state = 'pending' "
+    "ORDER BY n.sequence LIMIT 1) FROM {s})",
+    [_ids("s")],
+)
+"""The next event of each finished subject: its oldest pending one, unless that one is due already."""
+CALLBACK_VIEW_COLUMNS = columns(CallbackView, skip=("history",))
+LIST_CALLBACKS = Query(
+    f"SELECT {CALLBACK_VIEW_COLUMNS} FROM callbacks WHERE account_id = $1 "
+    "AND (CAST($2 AS TEXT) IS NULL OR state = $2) AND (CAST($3 AS BIGINT) IS NULL OR id < $3) "
+    "ORDER BY id DESC LIMIT $4"
+)
+CALLBACK = Query(f"SELECT {CALLBACK_VIEW_COLUMNS} FROM callbacks WHERE id = $1 AND account_id = $2")
+ATTEMPTS_OF = Query(f"SELECT {columns(CallbackAttempt)} FROM callback_attempts WHERE callback_id = $1 ORDER BY id")
+CALLBACK_SUBJECT = Query("SELECT subject_id FROM callbacks WHERE id = $1 AND account_id = $2")
+CALLBACK_STATE = Query("SELECT state FROM callbacks WHERE id = $1", lock="FOR UPDATE")
+REPLAY_CALLBACK = Query(
+    "UPDATE callbacks SET state = 'pending', attempts = 0, updated_at = CAST($1 AS BIGINT), "
+    "due_at = CASE WHEN EXISTS (SELECT 1 FROM callbacks p WHERE p.subject_id = callbacks.subject_id "
+    "AND p.state = 'pending') THEN NULL ELSE CAST($1 AS BIGINT) END WHERE id = $2"
+)
+"""Pending again with a fresh schedule; due now unless another callback of its destination is pending, in
+which case it waits its turn (made due when that one is done, as any waiting callback)."""
+PENDING_CALLBACKS = Query("SELECT count(*) FROM callbacks WHERE state = 'pending'")
+
+# inbound messages
+
+INBOUND_COLUMNS = columns(InboundMessage)
+INSERT_INBOUND = Query(
+    f"INSERT INTO inbound_messages ({INBOUND_COLUMNS}) SELECT {INBOUND_COLUMNS} FROM {{m}} ORDER BY m.{ROW_NUMBER}",
+    [Rows("m", InboundMessage)],
+)
+"""In the order given: ids grow in the order the messages came."""
+LIST_INBOUND = Query(
+    f"SELECT {columns(StoredInbound)} FROM inbound_messages WHERE (CAST($1 AS BIGINT) IS NULL OR id < $1) "
+    "ORDER BY id DESC LIMIT $2"
+)
+
+# voice: call requests, calls and their records (store/calls.py decides)
+
+INSERT_CALL_REQUEST = Query(
+    f"INSERT INTO call_requests ({calls.REQUEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+    "$13) ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id"
+)
+"""No row back: the account used this idempotency key before (the conflict target names the partial unique
+index ux_call_requests_idempotency)."""
+CALL_REQUEST_BY_KEY = Query("SELECT id FROM call_requests WHERE account_id = $1 AND idempotency_key = $2")
+INSERT_CALLS = Query(
+    f"INSERT INTO calls ({calls.CALL_ROW_COLUMNS}) SELECT {calls.CALL_ROW_COLUMNS} FROM {{c}}",
+    [Rows("c", calls.CallRow)],
+)
+INSERT_RECORDS = Query(
+    "INSERT INTO callbacks (account_id, kind, subject_id, sequence, url, body, state, due_at, attempts, "
+    "created_at, updated_at) SELECT e.account_id, e.kind, e.subject_id, e.sequence, e.url, e.body, 'pending', "
+    "e.created_at, 0, e.created_at, e.created_at FROM {e}",
+    [Rows("e", CallbackEvent)],
+)
+"""Call records into the callback outbox, due at once: a record is its call's only event, so no earlier one
+can be pending (store/calls.py)."""
+CALL_REQUEST_BY = {
+    where: Query(
+        f"SELECT {calls.REQUEST_VIEW_COLUMNS}, destination_count FROM call_requests "
+        f"WHERE account_id = $1 AND {where} = $2 ORDER BY id DESC LIMIT 1"
+    )
+    for where in ("id", "reference_id")
+}
+CALLS_OF = Query(f"SELECT {calls.CALL_VIEW_COLUMNS} FROM calls WHERE id > $1 AND id <= $2 ORDER BY id")
+"""A request's calls are the ids right after its own (Store.accept_calls)."""
+_CALL_CURRENT_FROM = "FROM calls c JOIN call_requests r ON r.id = c.request_id"
+LOCK_CALLS = Query(
+    f"SELECT {calls.CURRENT_COLUMNS} {_CALL_CURRENT_FROM} WHERE c.id IN (SELECT id FROM {{ids}}) ORDER BY c.id",
+    [_ids()],
+    lock="FOR UPDATE OF c",
+)
+UPDATE_PROGRESS = Query(
+    "UPDATE calls SET status = u.status, trunk = u.trunk, call_time = u.call_time, answer_time = u.answer_time, "
+    "due_at = u.due_at, updated_at = u.updated_at FROM {u} WHERE calls.id = u.id",
+    [Rows("u", calls.ProgressUpdate)],
+)
+UPDATE_END = Query(
+    "UPDATE calls SET status = u.status, reason = u.reason, call_time = u.call_time, answer_time = u.answer_time, "
+    "end_time = u.end_time, trunk = u.trunk, detail = u.detail, updated_at = u.updated_at, due_at = NULL "
+    "FROM {u} WHERE calls.id = u.id",
+    [Rows("u", calls.EndUpdate)],
+)
+CALL_REQUEST_SPAN = Query("SELECT id, destination_count FROM call_requests WHERE id = $1 AND account_id = $2")
+LOCK_CALLS_TO = Query(
+    f"SELECT {calls.CURRENT_COLUMNS} {_CALL_CURRENT_FROM} WHERE c.id > $1 AND c.id <= $2 "
+    "AND (CAST($3 AS TEXT) IS NULL OR c.mobile_no = $3 OR c.e164 = $3) ORDER BY c.id",
+    lock="FOR UPDATE OF c",
+)
+"""A request's calls ($1 the request, $2 its last call), or only those to the number $3."""
+FLAG_CANCEL = Query("UPDATE calls SET cancel_requested = 1 WHERE id IN (SELECT id FROM {ids})", [_ids()])
+CANCELS_REQUESTED = Query(
+    "SELECT id FROM calls WHERE id IN (SELECT id FROM {ids}) AND cancel_requested = 1 ORDER BY id", [_ids()]
+)
+
+# campaigns
+
+INSERT_CAMPAIGN = Query(
+    f"INSERT INTO campaigns ({calls.CAMPAIGN_COLUMNS}, audio) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+)
+CAMPAIGN = Query(
+    f"SELECT {calls.CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL"
+)
+CAMPAIGN_AUDIO = Query("SELECT audio FROM campaigns WHERE id = $1")
+CAMPAIGNS_OF = Query(
+    f"SELECT {calls.CAMPAIGN_COLUMNS} FROM campaigns WHERE account_id = $1 AND deleted_at IS NULL "
+    "ORDER BY created_at DESC, id DESC"
+)
+DELETE_CAMPAIGN = Query(
+    "UPDATE campaigns SET deleted_at = $1 WHERE id = $2 AND account_id = $3 AND deleted_at IS NULL"
+)

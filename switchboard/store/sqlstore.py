@@ -1,0 +1,218 @@
+"""`SqlStore`: every `Store` method that is the same on SQLite and PostgreSQL, written once.
+
+Each runs an operation (`store/operations.py`) or a named query (`store/queries.py`) through the two
+primitives a backend provides: `_write` (one transaction: SQLite's group commit, or a PostgreSQL transaction)
+and `_read` (a reading connection). A backend adds only what truly differs: its lifecycle and node ids,
+waking workers (LISTEN/NOTIFY), how Send requests are written together (the SQLite writer's group commit, or
+PostgreSQL's grouped statements), and claims (`SKIP LOCKED` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from switchboard.domain.statuses import SmsStatus
+from switchboard.store import operations as ops
+from switchboard.store import queries as q
+from switchboard.store.base import Replay
+from switchboard.store.records import (
+    Account,
+    ApiKey,
+    CallbackResult,
+    CallbackState,
+    CallbackView,
+    CallEnd,
+    CallProgress,
+    CallRequestView,
+    Campaign,
+    CancelResult,
+    HeldReceipts,
+    HistoryEntry,
+    InboundMessage,
+    InFlight,
+    MessageView,
+    NewCall,
+    NewCallRequest,
+    Outcome,
+    Receipt,
+    StoredInbound,
+)
+from switchboard.store.sql import Connection, Query
+
+T = TypeVar("T")
+Operation = Callable[..., Coroutine[Any, Any, T]]
+
+
+class SqlStore:
+    """The shared half of a store; subclasses provide `_read`, `_write` and `_work_stored`."""
+
+    async def _read(self, op: Operation[T], *args: Any) -> T:
+        """Run `op(connection, *args)` on a reading connection."""
+        raise NotImplementedError
+
+    async def _write(self, op: Operation[T], *args: Any) -> T:
+        """Run `op(connection, *args)` in one transaction; returns once it is committed."""
+        raise NotImplementedError
+
+    def _work_stored(self) -> None:
+        """Work was committed that other processes' workers should hear of."""
+
+    async def _fetch_into(self, into: type[T], query: Query, *args: Any) -> list[T]:
+        return await self._read(_fetch_into, into, query, *args)
+
+    async def _execute(self, query: Query, *args: Any) -> int:
+        return await self._write(_execute, query, *args)
+
+    async def ping(self) -> None:
+        await self._read(_fetchval, Query("SELECT 1"))
+
+    # accounts and keys
+
+    async def create_account(self, account: Account) -> None:
+        await self._write(ops.create_account, account)
+
+    async def get_account(self, account_id: int) -> Account | None:
+        return await self._read(ops.get_account, q.ACCOUNT_BY_ID, account_id)
+
+    async def get_account_by_name(self, name: str) -> Account | None:
+        return await self._read(ops.get_account, q.ACCOUNT_BY_NAME, name)
+
+    async def list_accounts(self) -> list[Account]:
+        return await self._fetch_into(Account, q.ALL_ACCOUNTS)
+
+    async def set_callback_url(self, account_id: int, kind: str, url: str | None) -> None:
+        await self._execute(q.SET_CALLBACK_URL[kind], url, account_id)
+
+    async def rotate_secret(self, account_id: int, secret: str, *, now: int) -> None:
+        await self._execute(q.ROTATE_SECRET, secret, now, account_id)
+
+    async def add_api_key(self, key: ApiKey) -> None:
+        await self._execute(q.INSERT_KEY, *ops.values(key))
+
+    async def list_api_keys(self, account_id: int) -> list[ApiKey]:
+        return await self._fetch_into(ApiKey, q.KEYS_OF, account_id)
+
+    async def revoke_api_key(self, account_id: int, key_id: int, at: int) -> bool:
+        return await self._write(ops.revoke_api_key, account_id, key_id, at)
+
+    async def find_api_key(self, digest: str) -> tuple[ApiKey, Account] | None:
+        return await self._read(ops.find_api_key, digest)
+
+    # messages
+
+    async def get_message(self, account_id: int, message_id: int) -> MessageView | None:
+        return await self._read(ops.select_message, account_id, "id", message_id)
+
+    async def find_message_by_reference(self, account_id: int, reference_id: str) -> MessageView | None:
+        return await self._read(ops.select_message, account_id, "reference_id", reference_id)
+
+    async def history(self, destination_id: int) -> list[HistoryEntry]:
+        return await self._fetch_into(HistoryEntry, q.HISTORY, destination_id)
+
+    # the work queue
+
+    async def finish(self, outcomes: list[Outcome], *, now: int) -> None:
+        if outcomes:
+            await self._write(ops.finish, outcomes, now)
+
+    async def apply_receipts(self, receipts: list[Receipt], *, now: int) -> list[Receipt]:
+        return await self._write(ops.apply_receipts, receipts, now) if receipts else []
+
+    async def retry_held_receipts(self, *, now: int, drop_before: int) -> HeldReceipts:
+        return await self._write(ops.retry_held_receipts, now, drop_before)
+
+    async def in_flight(self, carrier: str, *, limit: int) -> list[InFlight]:
+        return await self._fetch_into(InFlight, q.IN_FLIGHT, carrier, SmsStatus.SENT.value, limit)
+
+    # the callback outbox
+
+    async def finish_callbacks(self, results: list[CallbackResult]) -> None:
+        if results:
+            await self._write(ops.finish_callbacks, results)
+
+    async def list_callbacks(
+        self, account_id: int, *, state: CallbackState | None, limit: int, before_id: int | None = None
+    ) -> list[CallbackView]:
+        rows = await self._read(_fetch, q.LIST_CALLBACKS, account_id, state, before_id, limit)
+        return [ops.callback_view(r, []) for r in rows]
+
+    async def get_callback(self, account_id: int, callback_id: int) -> CallbackView | None:
+        return await self._read(ops.get_callback, account_id, callback_id)
+
+    async def replay_callback(self, account_id: int, callback_id: int, *, now: int) -> Replay:
+        return await self._write(ops.replay_callback, account_id, callback_id, now)
+
+    async def pending_callbacks(self) -> int:
+        return int(await self._read(_fetchval, q.PENDING_CALLBACKS))
+
+    # inbound messages
+
+    async def store_inbound(self, messages: list[InboundMessage]) -> None:
+        if messages:
+            await self._execute(q.INSERT_INBOUND, messages)
+
+    async def list_inbound(self, *, limit: int, before_id: int | None = None) -> list[StoredInbound]:
+        return await self._fetch_into(StoredInbound, q.LIST_INBOUND, before_id, limit)
+
+    # voice
+
+    async def accept_calls(self, request: NewCallRequest, calls: list[NewCall]) -> int:
+        request_id, queued = await self._write(ops.accept_calls, request, calls)
+        if queued:
+            self._work_stored()  # after the commit, as for a message
+        return request_id
+
+    async def get_call_request(self, account_id: int, request_id: int) -> CallRequestView | None:
+        return await self._read(ops.select_call_request, account_id, "id", request_id)
+
+    async def find_call_request_by_reference(self, account_id: int, reference_id: str) -> CallRequestView | None:
+        return await self._read(ops.select_call_request, account_id, "reference_id", reference_id)
+
+    async def progress_calls(self, changes: list[CallProgress]) -> list[int]:
+        return await self._write(ops.progress_calls, changes) if changes else []
+
+    async def end_calls(self, ends: list[CallEnd]) -> None:
+        if ends:
+            await self._write(ops.end_calls, ends)
+
+    async def cancel_calls(
+        self, account_id: int, request_id: int, *, mobile_no: str | None = None, now: int
+    ) -> CancelResult | None:
+        return await self._write(ops.cancel_calls, account_id, request_id, mobile_no, now)
+
+    async def cancels_requested(self, call_ids: list[int]) -> list[int]:
+        if not call_ids:
+            return []
+        return [int(r[0]) for r in await self._read(_fetch, q.CANCELS_REQUESTED, call_ids)]
+
+    async def create_campaign(self, campaign: Campaign, audio: bytes) -> None:
+        await self._execute(q.INSERT_CAMPAIGN, *ops.values(campaign), audio)
+
+    async def get_campaign(self, account_id: int, campaign_id: str) -> Campaign | None:
+        return await self._read(ops.get_campaign, account_id, campaign_id)
+
+    async def campaign_audio(self, campaign_id: str) -> bytes | None:
+        return await self._read(ops.campaign_audio, campaign_id)
+
+    async def list_campaigns(self, account_id: int) -> list[Campaign]:
+        return await self._fetch_into(Campaign, q.CAMPAIGNS_OF, account_id)
+
+    async def delete_campaign(self, account_id: int, campaign_id: str, *, now: int) -> bool:
+        return await self._execute(q.DELETE_CAMPAIGN, now, campaign_id, account_id) == 1
+
+
+async def _fetch(c: Connection, query: Query, *args: Any) -> list[tuple[Any, ...]]:
+    return await c.fetch(query, *args)
+
+
+async def _fetch_into(c: Connection, into: type[T], query: Query, *args: Any) -> list[T]:
+    return await c.fetch_into(into, query, *args)
+
+
+async def _fetchval(c: Connection, query: Query, *args: Any) -> Any:
+    return await c.fetchval(query, *args)
+
+
+async def _execute(c: Connection, query: Query, *args: Any) -> int:
+    return await c.execute(query, *args)
