@@ -56,11 +56,14 @@ class Current(NamedTuple):
     segments: int
     callback: str
     callback_url: str | None
+    carrier: str | None = None
+    carrier_ref: str | None = None
+    """The reference a receipt matches it by (none before it is `Sent`)."""
 
 
 CURRENT_COLUMNS = (
     "d.id, d.status, d.attempts, d.sequence, d.message_id, d.mobile_no, d.error_log_id, "
-    "m.account_id, m.reference_id, m.segments, m.callback, m.callback_url"
+    "m.account_id, m.reference_id, m.segments, m.callback, m.callback_url, d.carrier, d.carrier_ref"
 )
 """The columns of `Current`, from `destinations d JOIN messages m ON m.id = d.message_id`."""
 
@@ -123,11 +126,11 @@ class Parts(NamedTuple):
     """The destinations that have parts, by id."""
 
 
-def parts_from_rows(rows: Any, current: dict[int, Current]) -> Parts:
-    """`Parts` from rows of (destination_id, part, carrier, carrier_ref, status) and those destinations."""
+def parts_from_rows(rows: list[PartRow], current: dict[int, Current]) -> Parts:
+    """`Parts` from destination_parts rows and those destinations."""
     by_ref: dict[tuple[str, str], list[tuple[int, int]]] = {}
     statuses: dict[int, dict[int, SmsStatus]] = {}
-    for destination_id, part, carrier, carrier_ref, status in rows:
+    for destination_id, part, carrier, carrier_ref, status, _ in rows:
         by_ref.setdefault((carrier, carrier_ref), []).append((destination_id, part))
         statuses.setdefault(destination_id, {})[part] = SmsStatus(status)
     for named in by_ref.values():

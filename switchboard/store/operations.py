@@ -143,21 +143,21 @@ async def match_receipts(c: Connection, receipts: list[Receipt], now: int) -> li
     # The destinations the receipts name, by their own reference or a part's, locked in one statement in
     # id order (two transactions cannot deadlock); parts rows change only under their destination's lock,
     # so they are read after it.
-    ids = sorted(r[0] for r in await c.fetch(q.IDS_BY_REFERENCE, keys))
+    ids = sorted(r.id for r in await c.fetch_into(q.Id, q.IDS_BY_REFERENCE, keys))
     if not ids:
         return changes.plan_receipts({}, receipts, now)[1]
     wanted = set(keys)
     current: dict[tuple[str, str], changes.Current] = {}
     by_id: dict[int, changes.Current] = {}
-    for r in await c.fetch(q.LOCK_REFERENCED, ids):
-        row = changes.Current(*r[2:])  # in id order: where two share a reference (an id used again), the newest
-        by_id[row.id] = row
-        if (r[0], r[1]) in wanted:
-            current[(r[0], r[1])] = row
+    for row in await c.fetch_into(changes.Current, q.LOCK_CURRENT, ids):
+        by_id[row.id] = row  # in id order: where two share a reference (an id used again), the newest
+        if (row.carrier, row.carrier_ref) in wanted:
+            current[(row.carrier, row.carrier_ref)] = row  # type: ignore[index]
     parts = changes.NO_PARTS
-    part_rows = await c.fetch(q.PARTS_OF, ids)
+    part_rows = await c.fetch_into(changes.PartRow, q.PARTS_OF, ids)
     if part_rows:
-        parts = changes.parts_from_rows(part_rows, {p[0]: by_id[p[0]] for p in part_rows if p[0] in by_id})
+        parts = changes.parts_from_rows(part_rows, {p.destination_id: by_id[p.destination_id] for p in part_rows
+                                                    if p.destination_id in by_id})  # fmt: skip
     plan, unmatched = changes.plan_receipts(current, receipts, now, parts)
     await apply_plan(c, plan)
     return unmatched
@@ -167,10 +167,10 @@ async def retry_held_receipts(c: Connection, now: int, drop_before: int) -> Held
     total = int(await c.fetchval(q.COUNT_HELD))
     if not total:
         return HeldReceipts(0, [], 0)
-    rows = await c.fetch(q.HELD_DUE, drop_before)
+    rows = await c.fetch_into(q.Held, q.HELD_DUE, drop_before)
     if not rows:
         return HeldReceipts(0, [], total)
-    held = [changes.HeldRow(r[0], Receipt(r[1], r[2], SmsStatus(r[3]), r[4]), r[5]) for r in rows]
+    held = [changes.HeldRow(r.id, Receipt(r.carrier, r.carrier_ref, r.status, r.error), r.received_at) for r in rows]
     unmatched = await match_receipts(c, [h.receipt for h in held], now)
     done, result = changes.settle_held(held, unmatched, drop_before, total)
     if done:

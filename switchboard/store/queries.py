@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
+from switchboard.domain.statuses import SmsStatus
 from switchboard.store import calls, changes
 from switchboard.store.records import (
     Account,
@@ -36,6 +37,21 @@ def columns(of: type[Any], *, prefix: str = "", skip: tuple[str, ...] = ()) -> s
 
 def _ids(alias: str = "ids") -> Rows:
     return Rows(alias, int)
+
+
+class Id(NamedTuple):
+    id: int
+
+
+class Held(NamedTuple):
+    """A held_receipts row as read."""
+
+    id: int
+    carrier: str
+    carrier_ref: str
+    status: SmsStatus
+    error: str | None
+    received_at: int
 
 
 class Reference(NamedTuple):
@@ -137,22 +153,15 @@ LOCK_CURRENT = Query(
 )
 """The destinations a change is about, locked in id order on PostgreSQL (two transactions cannot deadlock)."""
 IDS_BY_REFERENCE = Query(
-    "SELECT d.id FROM destinations d JOIN {r} ON d.carrier = r.carrier AND d.carrier_ref = r.carrier_ref "
+    "SELECT d.id AS id FROM destinations d JOIN {r} ON d.carrier = r.carrier AND d.carrier_ref = r.carrier_ref "
     "WHERE d.carrier_ref IS NOT NULL "
     "UNION SELECT p.destination_id FROM destination_parts p JOIN {r} "
     "ON p.carrier = r.carrier AND p.carrier_ref = r.carrier_ref",
     [Rows("r", Reference)],
 )
 """The destinations receipts name, by their own reference or by a part's."""
-LOCK_REFERENCED = Query(
-    f"SELECT d.carrier, d.carrier_ref, {changes.CURRENT_COLUMNS} {_CURRENT_FROM} "
-    "WHERE d.id IN (SELECT id FROM {ids}) ORDER BY d.id",
-    [_ids()],
-    lock="FOR UPDATE OF d",
-)
 PARTS_OF = Query(
-    "SELECT destination_id, part, carrier, carrier_ref, status FROM destination_parts "
-    "WHERE destination_id IN (SELECT id FROM {ids})",
+    f"SELECT {changes.PART_COLUMNS} FROM destination_parts WHERE destination_id IN (SELECT id FROM {{ids}})",
     [_ids()],
 )
 """Read after their destinations are locked: parts change only under their destination's lock."""
@@ -196,7 +205,7 @@ INSERT_HELD = Query(
 )
 COUNT_HELD = Query("SELECT count(*) FROM held_receipts")
 HELD_DUE = Query(
-    "SELECT id, carrier, carrier_ref, status, error, received_at FROM held_receipts h WHERE h.received_at < $1 "
+    f"SELECT {columns(Held)} FROM held_receipts h WHERE h.received_at < $1 "
     "OR EXISTS (SELECT 1 FROM destinations d WHERE d.carrier = h.carrier AND d.carrier_ref = h.carrier_ref "
     "AND d.carrier_ref IS NOT NULL) "
     "OR EXISTS (SELECT 1 FROM destination_parts p WHERE p.carrier = h.carrier AND p.carrier_ref = h.carrier_ref) "
