@@ -3,6 +3,9 @@
 Every number is delivered after `delay` seconds, except the reserved test numbers +1 500 555 00NN
 (ARCHITECTURE.md §3, docs/api.md "Test numbers"), which choose the outcome. Its receipts are derived from
 the number alone, so after a restart it re-creates the receipts of what it had accepted (`resume`).
+
+Like an SMSC, it hands receipts over again when the sink fails (RECEIPT_RETRY_SECONDS later), and `stop`
+lets a hand-over in progress finish: a receipt is never lost to a failed or interrupted write.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ log = logging.getLogger("switchboard.sms.simulator")
 TEST_PREFIX = "+15005550"
 SLOW_DELIVERY_SECONDS = 5.0
 TICK_SECONDS = 0.05
+RECEIPT_RETRY_SECONDS = 1.0
+"""How long after the sink failed to take receipts they are handed over again (an SMSC sends them again)."""
 
 
 def scripted_outcome(e164: str) -> tuple[SmsStatus | None, float | None]:
@@ -60,6 +65,8 @@ class SimulatedCarrier:
         self._queues: dict[float, deque[tuple[float, Receipt]]] = {}
         self._sink: ReceiptSink | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._handing_over = False
 
     @property
     def up(self) -> bool:
@@ -68,16 +75,19 @@ class SimulatedCarrier:
     async def start(self, receipts: ReceiptSink, inbound: InboundSink | None = None) -> None:
         """`inbound` is not used: the simulator has no handsets that write back."""
         self._sink = receipts
+        self._stopping = False
         self._task = asyncio.create_task(self._emit_receipts(), name=f"simulator-{self.name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        """Stop emitting receipts; a hand-over to the sink in progress finishes first (not cancelled midway:
+        the worker's sink is a store write)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        if not self._handing_over:
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     async def submit(self, messages: list[OutboundSms]) -> list[SubmitResult]:
         wait = self._bucket.take(len(messages))
@@ -111,7 +121,7 @@ class SimulatedCarrier:
         self._queues.setdefault(delay, deque()).append((now + delay, Receipt(self.name, ref, status, error)))
 
     async def _emit_receipts(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(TICK_SECONDS)
             now = self._clock.monotonic()
             due: list[Receipt] = []
@@ -119,7 +129,13 @@ class SimulatedCarrier:
                 while q and q[0][0] <= now:
                     due.append(q.popleft()[1])
             if due and self._sink is not None:
+                self._handing_over = True
                 try:
                     await self._sink(due)
-                except Exception:
-                    log.exception("simulator %s: could not hand over %d receipts", self.name, len(due))
+                except Exception:  # task boundary: the receipts are handed over again later
+                    log.exception("simulator %s: could not hand over %d receipts; again in %g s", self.name,
+                                  len(due), RECEIPT_RETRY_SECONDS)  # fmt: skip
+                    again = self._clock.monotonic() + RECEIPT_RETRY_SECONDS  # now: this FIFO stays in order
+                    self._queues.setdefault(RECEIPT_RETRY_SECONDS, deque()).extend((again, r) for r in due)
+                finally:
+                    self._handing_over = False

@@ -11,12 +11,14 @@ reserved test numbers +1 500 555 00NN (ARCHITECTURE.md §3, docs/voice.md):
 | 03 | Failed / Blocked |
 | 04 | Failed / General Error |
 | 05 | Answered / CallerHangUp (hangs up after `hang_up_after` seconds, or halfway if the audio is shorter) |
+
+As a SIP trunk does, `stop` ends the calls still under way (their results say `stopped`), and a call whose
+`stop` is set before it is dialled is not placed (no call time).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from switchboard.domain.clock import Clock
 from switchboard.domain.statuses import CallReason, CallStatus
@@ -44,6 +46,8 @@ class SimulatedTrunk:
         self._hang_up_after = hang_up_after
         self.max_calls = max_calls
         self.cps = cps
+        self._ending = asyncio.Event()
+        """Set by `stop`: the calls under way end now (replaced then, for calls dialled after)."""
 
     @property
     def up(self) -> bool:
@@ -53,16 +57,21 @@ class SimulatedTrunk:
         return None
 
     async def stop(self) -> None:
-        return None
+        """End the calls still under way."""
+        self._ending.set()
+        self._ending = asyncio.Event()
 
     async def dial(self, call: OutboundCall, *, on_answered: AnsweredHook) -> CallResult:
+        if call.stop.is_set():  # stopped before it was placed: it never is
+            return self._stopped(None, None)
         call_time = self._clock.now_ms()
+        ending = self._ending
         outcome = call.e164[len(TEST_PREFIX) :] if call.e164.startswith(TEST_PREFIX) else ""
         if outcome == "0002":
-            if await self._wait(call, call.ring_timeout):
+            if await self._wait(call, ending, call.ring_timeout):
                 return self._stopped(call_time, None)
             return self._end(CallStatus.NO_ANSWER, CallReason.TIMEOUT, call_time, None, "simulated: not answered")
-        if await self._wait(call, min(self._ring, call.ring_timeout)):
+        if await self._wait(call, ending, min(self._ring, call.ring_timeout)):
             return self._stopped(call_time, None)
         if outcome == "0001":
             return self._end(CallStatus.BUSY, CallReason.NA, call_time, None, "simulated: busy (SIP 486)")
@@ -76,25 +85,29 @@ class SimulatedTrunk:
         on_answered(answer_time)
         if outcome == "0005":
             hang_up = min(self._hang_up_after, call.audio_seconds / 2)
-            if await self._wait(call, hang_up):
+            if await self._wait(call, ending, hang_up):
                 return self._stopped(call_time, answer_time)
             hung_up = "simulated: the called party hung up"
             return self._end(CallStatus.ANSWERED, CallReason.CALLER_HANG_UP, call_time, answer_time, hung_up)
-        if await self._wait(call, call.audio_seconds):
+        if await self._wait(call, ending, call.audio_seconds):
             return self._stopped(call_time, answer_time)
         return self._end(CallStatus.ANSWERED, CallReason.NA, call_time, answer_time, "simulated: played to the end")
 
-    async def _wait(self, call: OutboundCall, seconds: float) -> bool:
-        """Let `seconds` pass; True when the call was stopped meanwhile."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(call.stop.wait(), max(0.0, seconds))
-        return call.stop.is_set()
+    async def _wait(self, call: OutboundCall, ending: asyncio.Event, seconds: float) -> bool:
+        """Let `seconds` pass; True when the call was stopped meanwhile, or the trunk (`ending`)."""
+        waiters = [asyncio.ensure_future(call.stop.wait()), asyncio.ensure_future(ending.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return call.stop.is_set() or ending.is_set()
 
     def _end(
         self, status: CallStatus, reason: CallReason, call_time: int, answer_time: int | None, detail: str
     ) -> CallResult:
         return CallResult(status, reason, call_time, answer_time, self._clock.now_ms(), detail)
 
-    def _stopped(self, call_time: int, answer_time: int | None) -> CallResult:
+    def _stopped(self, call_time: int | None, answer_time: int | None) -> CallResult:
         status = CallStatus.FAILED
         return CallResult(status, CallReason.GENERAL_ERROR, call_time, answer_time, self._clock.now_ms(), None, True)

@@ -85,7 +85,9 @@ class Trunk(Protocol):
         """Whether it can take calls now; routing fails over to the next route when not."""
 
     async def start(self) -> None: ...
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """End the calls still under way (each `dial` returns, `stopped`) and release what the trunk holds."""
+
     async def dial(self, call: OutboundCall, *, on_answered: AnsweredHook) -> CallResult:
         """Run the call to its end. Never raises for what happens on the line (busy, no answer, an error
         response, no response): those are results."""

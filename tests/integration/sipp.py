@@ -9,6 +9,8 @@ defaults of `DEFAULTS[name]` for what is not given:
     uas_ring_until_cancel  cancel_timeout_ms (the call fails if no CANCEL comes by then)
     uas_silent             silence_ms (sipp answers nothing for that long, then ends the call as a success)
     uas_auth               challenge_status (401 or 407), realm, nonce, qop ("" or "auth"), username, password
+    uas_by_number          hold_ms, silence_ms, cancel_timeout_ms: one far end for many calls, each choosing
+                           its outcome by the called number's last two digits (see the template)
 
 `SippPeer(name, calls=1, **params)` renders the template into a temporary directory and starts sipp on
 127.0.0.1 as a UAS (a child process, never `-bg`) on free UDP ports: `port` for SIP, `media_port` for RTP
@@ -126,6 +128,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "uas_reject": {**_COMMON, "ring_ms": 0, "status": 486},
     "uas_ring_until_cancel": {**_COMMON, "cancel_timeout_ms": 60_000},
     "uas_silent": {"silence_ms": 2_000},
+    "uas_by_number": {
+        **_COMMON,
+        "hold_ms": 200,
+        "bye_timeout_ms": 60_000,
+        "cancel_timeout_ms": 60_000,
+        "silence_ms": 3_000,
+    },
     "uas_auth": {
         **_COMMON,
         "challenge_status": 401,
@@ -379,6 +388,13 @@ class SippPeer:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    def messages(self) -> list[SippMessage]:
+        """The SIP messages sipp has sent and received so far, from its message trace, while it runs (for a
+        peer that serves many calls; `result` has them once it has stopped)."""
+        if self.result is not None:
+            return self.result.messages
+        return _read_messages(self.workdir / "messages.log")
 
     def start(self, timeout: float = 10.0) -> SippPeer:
         """Start sipp and return once it has bound its SIP and media ports. Ports are picked free just

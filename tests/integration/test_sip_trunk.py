@@ -3,6 +3,11 @@ CallResult the dialer turns into the call record (status, reason, times, detail)
 the audio: what sipp echoes back (-rtp_echo) is the negotiated codec in 20 ms packets, and decodes to the
 speech we rendered.
 
+What every trunk promises (each outcome a result with its status and reason, `on_answered` told exactly when
+answered, a call's stop and the trunk's stop ending calls with CANCEL or BYE, calls at once kept apart) is the
+conformance suite's, tests/contract/test_trunk.py, which runs SipTrunk against one sipp for the session;
+this file keeps what is SIP's own: details, timings, message flows, retransmissions, digest, audio.
+
 One sipp per test: each scenario is rendered with that test's parameters (status, ring time, hang-up), so
 there is nothing to share; starting sipp takes ~0.1-0.3 s. Ring times are 0.2 s and audio 0.2-2.5 s, so
 the whole file runs in about 15 s. Skipped when sipp is not installed.

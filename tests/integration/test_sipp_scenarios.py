@@ -476,6 +476,7 @@ def test_every_template_renders_without_placeholders_left() -> None:
         ("uas_ring_until_cancel", {}),
         ("uas_silent", {}),
         ("uas_auth", {"challenge_status": 407, "qop": "auth"}),
+        ("uas_by_number", {}),
     ]
     for name, options in cases:
         text = render(name, **options)

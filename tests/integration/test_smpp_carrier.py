@@ -1,8 +1,11 @@
 """`SmppCarrier` against the real SMSC peer (tests/smsc/server.js on the npm package `smpp`, via `SmscPeer`):
-binds, GSM and UCS-2 submits, receipts back as Receipts whose refs match the submits, the destinations that
-choose an outcome, throttling, a dropped connection, receipts before responses, hex ids, and mobile-originated
-messages to the inbound sink. Skipped
-cleanly when node is not on PATH (`SmscPeer.start`)."""
+what is SMPP's own: GSM and UCS-2 submits as they reach the SMSC, hex ids, throttling, receipts before
+responses, a dropped connection, long messages as parts, and how messages from handsets are decoded.
+
+What every carrier promises (one result per message in order, a refusal as its own result, receipts and
+messages from handsets only through the sinks and acknowledged only once taken, offered again when a sink
+failed, a clean stop) is the conformance suite's, tests/contract/test_carrier.py, which runs SmppCarrier
+against the same SMSC. Skipped cleanly when node is not on PATH (`SmscPeer.start`)."""
 
 from __future__ import annotations
 
@@ -55,14 +58,9 @@ async def wait_until(condition: Callable[[], bool]) -> None:
 class InboundSink:
     def __init__(self) -> None:
         self.messages: list[InboundMessage] = []
-        self.failures = 0
-        """Fail this many more calls."""
         self._arrived = asyncio.Event()
 
     async def __call__(self, messages: list[InboundMessage]) -> None:
-        if self.failures:
-            self.failures -= 1
-            raise RuntimeError("store down")
         self.messages.extend(messages)
         self._arrived.set()
 
@@ -104,34 +102,23 @@ def sms(e164: str, body: str = "Hello", encoding: str = "gsm7", sender: str = "S
     return OutboundSms(1, e164, sender, body, encoding)
 
 
-async def test_gsm_and_unicode_submits_and_their_receipts(smsc: SmscPeer, carriers: list[SmppCarrier]) -> None:
-    sink = Sink()
+async def test_gsm_and_unicode_submits_reach_the_smsc_as_sent(smsc: SmscPeer, carriers: list[SmppCarrier]) -> None:
     since = smsc.mark()
-    carrier = await started(smsc, sink, binds=2)
+    carrier = await started(smsc, Sink(), binds=2)
     carriers.append(carrier)
     messages = [
         sms("+4915100000010", "Hello @ {€}"),
         sms("+4915100000020", "Привет 😀", "ucs2", sender="+4915100000099"),
-        sms("+4915100000001"),  # UNDELIV
-        sms("+4915100000002"),  # EXPIRED
-        sms("+4915100000003"),  # refused: ESME_RINVDSTADR
     ]
     results = await carrier.submit(messages)
-    assert [r.accepted for r in results] == [True, True, True, True, False]
-    assert results[4].permanent and "ESME_RINVDSTADR" in (results[4].error or "")
-    receipts = await sink.wait(4)
-    expected = [SmsStatus.DELIVERED, SmsStatus.DELIVERED, SmsStatus.UNDELIVERED, SmsStatus.EXPIRED]
-    for result, status in zip(results, expected, strict=False):
-        assert result.carrier_ref is not None
-        assert receipts[result.carrier_ref].status is status
-        assert receipts[result.carrier_ref].carrier == "peer"
-    assert receipts[results[2].carrier_ref or ""].error is not None
+    assert [r.accepted for r in results] == [True, True]
     gsm = (await asyncio.to_thread(smsc.wait_count, "submit_sm", 1, since=since, destination_addr="4915100000010"))[0]
     assert (gsm["data_coding"], bytes.fromhex(gsm["short_message_hex"])) == (0, b"Hello \x00 \x1b(\x1be\x1b)")
     assert gsm["registered_delivery"] == 1
     ucs2 = (await asyncio.to_thread(smsc.wait_count, "submit_sm", 1, since=since, destination_addr="4915100000020"))[0]
     assert (ucs2["data_coding"], bytes.fromhex(ucs2["short_message_hex"])) == (8, "Привет 😀".encode("utf-16-be"))
     assert ucs2["source_addr"] == "4915100000099"
+    assert {gsm["message_id"], ucs2["message_id"]} == {r.carrier_ref for r in results}
 
 
 async def test_hex_submit_ids_match_decimal_receipts(hex_smsc: SmscPeer, carriers: list[SmppCarrier]) -> None:
@@ -205,13 +192,10 @@ async def test_a_long_message_reaches_the_smsc_as_parts_with_one_reference(
     assert all(receipts[ref].status is SmsStatus.DELIVERED for ref in result.part_refs)
 
 
-async def test_gsm_and_ucs2_mos_reach_the_inbound_sink_and_are_acknowledged(
-    smsc: SmscPeer, carriers: list[SmppCarrier]
-) -> None:
+async def test_gsm_and_ucs2_mos_are_decoded(smsc: SmscPeer, carriers: list[SmppCarrier]) -> None:
     inbound = InboundSink()
     carrier = await started(smsc, Sink(), inbound)
     carriers.append(carrier)
-    since = smsc.mark()
     smsc.send_mo("4915100000077", "12345", "Hello from a handset 42")
     smsc.send_mo("4915100000078", "12345", "Ответ 😀", data_coding=8)
     gsm, ucs2 = sorted(await inbound.wait(2), key=lambda m: m.source_addr)
@@ -223,18 +207,3 @@ async def test_gsm_and_ucs2_mos_reach_the_inbound_sink_and_are_acknowledged(
         None,
     )
     assert (ucs2.source_addr, ucs2.body, ucs2.data_coding) == ("4915100000078", "Ответ 😀", 8)
-    await wait_until(lambda: len(smsc.find("deliver_sm_resp", since=since)) == 2)
-    assert [r["status"] for r in smsc.find("deliver_sm_resp", since=since)] == [0, 0]
-
-
-async def test_an_mo_the_sink_failed_on_is_sent_again_by_the_smsc(smsc: SmscPeer, carriers: list[SmppCarrier]) -> None:
-    inbound = InboundSink()
-    inbound.failures = 1
-    carrier = await started(smsc, Sink(), inbound)
-    carriers.append(carrier)
-    since = smsc.mark()
-    smsc.send_mo("4915100000079", "12345", "try again")
-    resp = await asyncio.to_thread(smsc.wait_for, "deliver_sm_resp", since=since)
-    assert resp["status_name"] == "ESME_RX_T_APPN"
-    (message,) = await inbound.wait(1)
-    assert (message.source_addr, message.body) == ("4915100000079", "try again")
