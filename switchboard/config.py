@@ -43,8 +43,12 @@ class DatabaseConfig(_Section):
 
 
 class CallbacksConfig(_Section):
+    allow_loopback: bool = False
+    """Let callback URLs reach loopback addresses (127.0.0.0/8, ::1, localhost), over plain http too: local
+    development (`make run`). Private networks stay refused."""
     allow_private_networks: bool = False
-    """Let callback URLs reach loopback and private addresses: local development only."""
+    """Let callback URLs reach every address, private networks and loopback included, over http too: only for
+    an operator whose receivers are on an internal network on purpose."""
     timeout_seconds: float = 10.0
     """A receiver must answer with a 2xx within this to count as delivered."""
     connections_per_host: int = 16

@@ -61,6 +61,14 @@ def test_config_defaults_give_the_embedded_server() -> None:
     assert (c.server.host, c.server.port) == ("127.0.0.1", 8080)
     assert c.database_url == "sqlite:///data/switchboard.db"
     assert c.callbacks.allow_private_networks is False
+    assert c.callbacks.allow_loopback is False
+
+
+def test_loopback_callbacks_are_a_setting_of_their_own() -> None:
+    c = config.load(env={"SWITCHBOARD_CALLBACKS_ALLOW_LOOPBACK": "true"})
+    assert (c.callbacks.allow_loopback, c.callbacks.allow_private_networks) == (True, False)
+    c = config.load(env={}, overrides={"callbacks.allow_loopback": True})
+    assert (c.callbacks.allow_loopback, c.callbacks.allow_private_networks) == (True, False)
 
 
 def test_config_file_then_environment_then_flags(tmp_path: Path) -> None:
