@@ -213,10 +213,12 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+SERVER_COMMANDS = frozenset({"serve", "api", "worker"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _configure_logging(args.command)
     handler = _HANDLERS[args.command]
     try:
         return handler(args)
@@ -225,6 +227,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _configure_logging(command: str) -> None:
+    """The servers log what they do (INFO); every other command prints what the user asked for and logs
+    only warnings and errors. At INFO, libraries log their routine: httpx one `HTTP Request: ...` line
+    per request of a client command, the SMPP sessions `carriers test` makes each bind."""
+    level = logging.INFO if command in SERVER_COMMANDS else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from typing import TYPE_CHECKING, Any
 
 from switchboard.cli.common import CliError, load_config, run
@@ -37,7 +36,6 @@ def carriers(args: argparse.Namespace) -> int:
         if e164 is None:
             raise CliError(f"--to {args.to!r} is not a valid phone number")
         message = ProbeMessage(to=e164, sender=args.sender, text=args.message)
-    logging.getLogger("switchboard.sms").setLevel(logging.WARNING)  # each bind's outcome is printed anyway
     return run(_test(args, config, found[0], message))
 
 
