@@ -34,12 +34,19 @@ def _client_args(p: argparse.ArgumentParser, env: ClientSettings) -> None:
     p.add_argument("--api-key", default=env.api_key, help="or SWITCHBOARD_API_KEY")
 
 
-def _allow_private_arg(p: argparse.ArgumentParser) -> None:
+def _callback_reach_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-loopback-callbacks",
+        action="store_true",
+        default=None,
+        help="let callback URLs point at loopback (127.0.0.0/8, ::1, localhost), over http too: local development;"
+        " private networks stay refused",
+    )
     p.add_argument(
         "--allow-private-callbacks",
         action="store_true",
         default=None,
-        help="let callback URLs point at private and loopback addresses (local development)",
+        help="let callback URLs point at any address, private networks and loopback included, over http too",
     )
 
 
@@ -58,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
         _config_args(p)
         p.add_argument("--host", help="listen address (default 127.0.0.1)")
         p.add_argument("--port", type=int, help="listen port (default 8080)")
-        _allow_private_arg(p)
+        _callback_reach_args(p)
         if name == "serve":
             p.add_argument("--no-demo", action="store_true", help="do not create the demo account on first start")
 
@@ -70,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sms-callback-url")
     p.add_argument("--voice-callback-url")
     p.add_argument("--json", action="store_true", help='print {"account", "api_key", "webhook_secret"}')
-    _allow_private_arg(p)
+    _callback_reach_args(p)
     _config_args(p)
     p = accounts.add_parser("list", help="list accounts")
     p.add_argument("--json", action="store_true")

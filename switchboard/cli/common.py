@@ -25,6 +25,7 @@ def load_config(args: argparse.Namespace, **extra: Any) -> Config:
         "server.data_dir": getattr(args, "data_dir", None),
         "database.url": getattr(args, "database_url", None),
         "callbacks.allow_private_networks": getattr(args, "allow_private_callbacks", None),
+        "callbacks.allow_loopback": getattr(args, "allow_loopback_callbacks", None),
         **extra,
     }
     return load(args.config, overrides=overrides)

@@ -28,7 +28,7 @@ def _demo_account(config: Config) -> Callable[[Any], Awaitable[None]]:
         if await gateway.store.list_accounts():
             return
         listener = f"http://127.0.0.1:{LISTEN_PORT}/"
-        local = config.callbacks.allow_private_networks
+        local = config.callbacks.allow_loopback or config.callbacks.allow_private_networks
         account, key = await gateway.accounts.create(
             "demo", sms_callback_url=listener if local else None, voice_callback_url=listener if local else None
         )
