@@ -27,7 +27,7 @@ $(SMSC_STAMP): $(SMSC)/package-lock.json
 	fi
 
 run: $(STAMP)
-	$(BIN)/switchboard serve --data-dir ./data --allow-private-callbacks
+	$(BIN)/switchboard serve --data-dir ./data --allow-loopback-callbacks
 
 test: $(STAMP) $(SMSC_STAMP) sipp
 	$(BIN)/python -m pytest -q

@@ -67,12 +67,14 @@ class Accounts:
         ids: IdGenerator,
         clock: Clock,
         allow_private_callbacks: bool = False,
+        allow_loopback_callbacks: bool = False,
         resolver: egress.Resolver | None = None,
     ) -> None:
         self._store = store
         self._ids = ids
         self._clock = clock
         self._allow_private = allow_private_callbacks
+        self._allow_loopback = allow_loopback_callbacks
         self._resolver = resolver
         self._cache: dict[str, tuple[float, Account | None]] = {}
 
@@ -97,11 +99,15 @@ class Accounts:
         if url is None or url == "":
             return None
         try:
-            target = egress.check_url(url, allow_private=self._allow_private)
+            target = egress.check_url(url, allow_private=self._allow_private, allow_loopback=self._allow_loopback)
             if not target.ip_literal:
                 async with asyncio.timeout(RESOLVE_TIMEOUT):
                     await egress.resolve(
-                        target.host, target.port, allow_private=self._allow_private, resolver=self._resolver
+                        target.host,
+                        target.port,
+                        allow_private=self._allow_private,
+                        allow_loopback=self._allow_loopback,
+                        resolver=self._resolver,
                     )
         except egress.EgressRefused as e:
             raise AccountError(f"{what} refused: {e.detail} ({e.rule.value})") from None

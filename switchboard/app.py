@@ -170,7 +170,11 @@ class Gateway:
         self.audio = AudioLibrary(engine=engine, cache=cache, store=self.store)
         cb = self.config.callbacks
         self.accounts = Accounts(
-            store=self.store, ids=ids, clock=self.clock, allow_private_callbacks=cb.allow_private_networks
+            store=self.store,
+            ids=ids,
+            clock=self.clock,
+            allow_private_callbacks=cb.allow_private_networks,
+            allow_loopback_callbacks=cb.allow_loopback,
         )
         if self.role in ("serve", "worker"):
             settings = DispatcherSettings.for_transport(
@@ -183,6 +187,7 @@ class Gateway:
                 store=self.store,
                 transport=HttpTransport(
                     allow_private=cb.allow_private_networks,
+                    allow_loopback=cb.allow_loopback,
                     timeout=cb.timeout_seconds,
                     max_wait=settings.max_wait_ms / 1000,
                     connections_per_host=cb.connections_per_host,
@@ -230,6 +235,8 @@ class Gateway:
             await self.dispatcher.start()
             if cb.allow_private_networks:
                 log.warning("callbacks may go to private and loopback addresses (allow_private_networks)")
+            elif cb.allow_loopback:
+                log.warning("callbacks may go to loopback addresses, over http too (allow_loopback: development)")
         if self.worker is not None:
             await self.worker.start()
             simulated = [c.name for c in self.carriers if c.simulated]
@@ -276,6 +283,7 @@ class Gateway:
             limiter=limiter,
             clock=self.clock,
             allow_private_callbacks=self.config.callbacks.allow_private_networks,
+            allow_loopback_callbacks=self.config.callbacks.allow_loopback,
             simulated_carriers=frozenset(
                 c.name
                 for c in self.config.sms.carriers or [SmsCarrierConfig(name="simulator")]
@@ -288,6 +296,7 @@ class Gateway:
             limiter=limiter,
             clock=self.clock,
             allow_private_callbacks=self.config.callbacks.allow_private_networks,
+            allow_loopback_callbacks=self.config.callbacks.allow_loopback,
             simulated_trunks=simulated_trunk_names(self.config),
         )
         return create_app(

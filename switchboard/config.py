@@ -1,6 +1,8 @@
 """Configuration: one TOML file, `SWITCHBOARD_*` environment overrides, then CLI flags (ARCHITECTURE.md §4).
 
-The only module that reads the environment. Every mistake is a `ConfigError` naming the key and what is
+The only module that reads the environment: `load` for the server's configuration, `client_settings` for
+what the client commands take from it (`SWITCHBOARD_URL`, `SWITCHBOARD_API_KEY`,
+`SWITCHBOARD_WEBHOOK_SECRET`). Every mistake is a `ConfigError` naming the key and what is
 wrong with it; unknown keys are mistakes too, so a typo never silently falls back to a default.
 """
 
@@ -10,6 +12,7 @@ import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +21,8 @@ import msgspec
 from switchboard.callbacks import RETRY_SCHEDULE
 
 ENV_PREFIX = "SWITCHBOARD_"
+DEFAULT_URL = "http://127.0.0.1:8080"
+"""Where the client commands find the server when neither --url nor SWITCHBOARD_URL says."""
 
 
 class ConfigError(Exception):
@@ -43,8 +48,12 @@ class DatabaseConfig(_Section):
 
 
 class CallbacksConfig(_Section):
+    allow_loopback: bool = False
+    """Let callback URLs reach loopback addresses (127.0.0.0/8, ::1, localhost), over plain http too: local
+    development (`make run`). Private networks stay refused."""
     allow_private_networks: bool = False
-    """Let callback URLs reach loopback and private addresses: local development only."""
+    """Let callback URLs reach every address, private networks and loopback included, over http too: only for
+    an operator whose receivers are on an internal network on purpose."""
     timeout_seconds: float = 10.0
     """A receiver must answer with a 2xx within this to count as delivered."""
     connections_per_host: int = 16
@@ -171,6 +180,29 @@ class Config(_Section):
         return f"sqlite:///{Path(self.server.data_dir) / 'switchboard.db'}"
 
 
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """What the client commands read from the environment, as defaults for their flags. Not the server's
+    configuration: no file, no section, and `load` leaves these variables alone."""
+
+    url: str = DEFAULT_URL
+    """`SWITCHBOARD_URL`: the server, for `send`, `status`, `call`, ... (`--url`)."""
+    api_key: str | None = None
+    """`SWITCHBOARD_API_KEY`: the key those commands send (`--api-key`)."""
+    webhook_secret: str | None = None
+    """`SWITCHBOARD_WEBHOOK_SECRET`: what `callbacks listen` verifies signatures with (`--secret`)."""
+
+
+def client_settings(env: Mapping[str, str] | None = None) -> ClientSettings:
+    """`ClientSettings` from `env` (default: this process's environment)."""
+    env = os.environ if env is None else env
+    return ClientSettings(
+        url=env.get(f"{ENV_PREFIX}URL", DEFAULT_URL),
+        api_key=env.get(f"{ENV_PREFIX}API_KEY"),
+        webhook_secret=env.get(f"{ENV_PREFIX}WEBHOOK_SECRET"),
+    )
+
+
 _ENV_SECTIONS: dict[str, type[_Section]] = {
     "server": ServerConfig,
     "database": DatabaseConfig,
@@ -218,7 +250,7 @@ def load(
     section_prefixes = tuple(f"{ENV_PREFIX}{section}_".upper() for section in _ENV_SECTIONS)
     for name, value in (os.environ if env is None else env).items():
         if not name.startswith(section_prefixes):
-            continue  # SWITCHBOARD_URL, SWITCHBOARD_API_KEY and the like belong to the CLI client
+            continue  # SWITCHBOARD_URL, SWITCHBOARD_API_KEY and the like: `client_settings`
         if name not in known and name.startswith((f"{ENV_PREFIX}SMS_", f"{ENV_PREFIX}VOICE_")):
             raise ConfigError(f"{name}: carriers, trunks and routes are set in the config file, not the environment")
         if name not in known:

@@ -45,8 +45,10 @@ class ServerProcess:
         server: str = "",
         extra_args: tuple[str, ...] = (),
         command: str = "serve",
+        demo: bool = False,
     ) -> None:
-        """`config` is TOML appended to the file; `server` is more keys for its [server] table."""
+        """`config` is TOML appended to the file; `server` is more keys for its [server] table. `demo`: let
+        `serve` create the demo account (and print its key) on first start, as `make run` does."""
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -56,6 +58,7 @@ class ServerProcess:
         self._server = server
         self._extra = extra_args
         self._command = command
+        self._demo = demo
         self.process: subprocess.Popen[bytes] | None = None
 
     def create_account(self, name: str, *extra: str) -> dict[str, Any]:
@@ -74,7 +77,7 @@ class ServerProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "switchboard", self._command, "--config", str(self.config_path)]
-            + (["--no-demo"] if self._command == "serve" else [])
+            + (["--no-demo"] if self._command == "serve" and not self._demo else [])
             + list(self._extra),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -52,6 +52,7 @@ class SmsApi:
     clock: Clock
     simulated_carriers: frozenset[str]
     allow_private_callbacks: bool = False
+    allow_loopback_callbacks: bool = False
 
     async def send(self, scope: Scope, receive: Receive, send: Send) -> None:
         params = query(scope) if scope["query_string"] else {}
@@ -73,7 +74,11 @@ class SmsApi:
             return await sms_error(send, request)
         if request.callback.url is not None:
             try:  # the URL's form now; its addresses are checked at each delivery
-                egress.check_url(request.callback.url, allow_private=self.allow_private_callbacks)
+                egress.check_url(
+                    request.callback.url,
+                    allow_private=self.allow_private_callbacks,
+                    allow_loopback=self.allow_loopback_callbacks,
+                )
             except egress.EgressRefused:
                 return await sms_error(send, SmsError.CALLBACK_INVALID)
         wait = self.limiter.allow(account.id)

@@ -66,6 +66,7 @@ class VoiceApi:
     clock: Clock
     simulated_trunks: frozenset[str]
     allow_private_callbacks: bool = False
+    allow_loopback_callbacks: bool = False
 
     async def _refuse(
         self, send: Send, error: VoiceError, account: Account | None, extra: list[tuple[bytes, bytes]] | None = None
@@ -101,7 +102,11 @@ class VoiceApi:
             return await self._refuse(send, request, account)
         if request.callback.url is not None:
             try:  # the URL's form now; its addresses are checked at each delivery
-                egress.check_url(request.callback.url, allow_private=self.allow_private_callbacks)
+                egress.check_url(
+                    request.callback.url,
+                    allow_private=self.allow_private_callbacks,
+                    allow_loopback=self.allow_loopback_callbacks,
+                )
             except egress.EgressRefused:
                 return await self._refuse(send, VoiceError.CALLBACK_INVALID, account)
         if request.campaign_id is not None:

@@ -6,9 +6,9 @@ is not globally routable. Three steps, each refusing with `EgressRefused`, the o
 catch (`rule` says which check refused, so callers decide by the rule, never by the message text):
 
 1. `check_url` parses the URL strictly into a `Target`: https only (http too when private networks are
-   allowed: the contract says callbacks go to https URLs, and local development posts to an http
-   receiver on loopback), no userinfo, a host, a port 1-65535, at most 2,048 characters. A host that is
-   an IP literal is checked at once; a name is checked after resolution.
+   allowed, or to a loopback host when loopback is: the contract says callbacks go to https URLs, and
+   local development posts to an http receiver on loopback), no userinfo, a host, a port 1-65535, at most
+   2,048 characters. A host that is an IP literal is checked at once; a name is checked after resolution.
 2. `resolve` looks the host up once and checks *every* address: a name that resolves to one public and
    one private address is refused, since the connection could go to either.
 3. The connector connects to the addresses `resolve` returned, never to the name (a second lookup could
@@ -16,8 +16,17 @@ catch (`rule` says which check refused, so callers decide by the rule, never by 
    (`Target.host_header`) and as TLS SNI and the name the certificate is verified against
    (`Target.host`). Redirects are not followed (a redirect target was never checked).
 
-`check_address` is the address policy itself. With ``allow_private=True`` (`callbacks.allow_private_networks`,
-`--allow-private-callbacks`) every address is allowed; the URL must still be well formed.
+`check_address` is the address policy itself. Two settings widen it:
+
+- ``allow_loopback=True`` (`callbacks.allow_loopback`, `--allow-loopback-callbacks`: local development, what
+  `make run` uses) allows loopback addresses (127.0.0.0/8 and ::1, nothing else: not the IPv4-mapped or
+  other embedded forms) and the names ``localhost`` and ``*.localhost`` (RFC 6761 §6.3), which must then
+  resolve to loopback addresses only. Plain ``http`` is allowed for those hosts alone: a loopback literal
+  or a localhost name. Private, link-local and every other refused range stay refused, at setting time and
+  at each delivery.
+- ``allow_private=True`` (`callbacks.allow_private_networks`, `--allow-private-callbacks`: an operator whose
+  receivers live on an internal network) allows every address, and ``http`` to any host; the URL must
+  still be well formed.
 
 Numeric hosts: browsers and curl read hosts such as ``2130706433``, ``0x7f.1``, ``017700000001`` or
 ``127.1`` as IPv4 addresses (inet_aton semantics), while other parsers read them as names. Rather than
@@ -60,6 +69,7 @@ _NUMBER = re.compile(r"[0-9]+|0[xX][0-9a-fA-F]*")  # WHATWG URL Standard, "ends 
 # but later and less clearly). Single-label names are refused as well: the resolver completes them with the
 # local search domains.
 _LOCAL_NAMES = ("localhost",)  # RFC 6761 §6.3: localhost and every name under it are loopback.
+_LOOPBACK_NAME_SUFFIX = ".localhost"  # RFC 6761 §6.3: localhost and every name under it are loopback.
 _LOCAL_SUFFIXES = (
     ".localhost",  # RFC 6761 §6.3.
     ".local",  # RFC 6762: multicast DNS on the local link.
@@ -77,7 +87,7 @@ class Rule(enum.Enum):
     """The URL holds whitespace, a control character or a backslash (parsers disagree on those), or cannot be
     parsed at all."""
     SCHEME = "scheme"
-    """The scheme is not https (or http when private networks are allowed), or there is none."""
+    """The scheme is not https (or http to loopback or private hosts when they are allowed), or there is none."""
     USERINFO = "userinfo"
     """The URL carries ``user[:password]@`` before the host."""
     HOST = "host"
@@ -110,7 +120,7 @@ class Target:
     """A callback URL that passed `check_url`, in the parts a connector needs."""
 
     scheme: str
-    """``https``, or ``http`` when private networks are allowed."""
+    """``https``, or ``http`` when private networks, or loopback for a loopback host, are allowed."""
     host: str
     """Lower-case ASCII: an IDNA A-label name without a trailing dot, a dotted-quad IPv4 address, or an
     IPv6 address in compressed form without brackets. The TLS SNI and certificate name for a name."""
@@ -127,7 +137,7 @@ class Target:
         return host if DEFAULT_PORTS[self.scheme] == self.port else f"{host}:{self.port}"
 
 
-def check_url(url: str, *, allow_private: bool) -> Target:
+def check_url(url: str, *, allow_private: bool, allow_loopback: bool = False) -> Target:
     """Parse and check a callback URL; raise `EgressRefused` if it must not be used.
 
     An IP-literal host is checked with `check_address` here; a name must still go through `resolve`.
@@ -142,7 +152,7 @@ def check_url(url: str, *, allow_private: bool) -> Target:
     except ValueError as e:  # e.g. an unbalanced "[" in the authority
         raise EgressRefused(Rule.SYNTAX, str(e)) from None
     scheme = parts.scheme.lower()
-    allowed = ("https", "http") if allow_private else ("https",)
+    allowed = ("https", "http") if allow_private or allow_loopback else ("https",)
     if scheme not in allowed:
         raise EgressRefused(Rule.SCHEME, f"scheme {scheme or '(none)'!r}; allowed: {', '.join(allowed)}")
     netloc = parts.netloc
@@ -153,9 +163,12 @@ def check_url(url: str, *, allow_private: bool) -> Target:
 
     host, port_text = _split_authority(netloc)
     port = _parse_port(port_text, default=DEFAULT_PORTS[scheme])
-    host, literal = _parse_host(host, allow_private=allow_private)
+    host, literal = _parse_host(host, allow_private=allow_private, allow_loopback=allow_loopback)
     if literal is not None:
-        check_address(literal, allow_private=allow_private)
+        check_address(literal, allow_private=allow_private, allow_loopback=allow_loopback)
+    if scheme == "http" and not allow_private and not (_is_loopback_name(host) or _is_loopback(literal)):
+        # allow_loopback alone: plain http only where it never leaves this machine
+        raise EgressRefused(Rule.SCHEME, f"http only to a loopback address or localhost, not {host!r}; use https")
 
     path = parts.path or "/"
     if parts.query:
@@ -188,7 +201,7 @@ def _parse_port(text: str, *, default: int) -> int:
     return int(text)
 
 
-def _parse_host(host: str, *, allow_private: bool) -> tuple[str, IPAddress | None]:
+def _parse_host(host: str, *, allow_private: bool, allow_loopback: bool) -> tuple[str, IPAddress | None]:
     """Validate the host; return it normalised (an A-label name, lower case, no trailing dot), and its
     address if it is an IP literal."""
     if host.startswith("["):
@@ -222,7 +235,7 @@ def _parse_host(host: str, *, allow_private: bool) -> tuple[str, IPAddress | Non
         except ValueError:
             raise EgressRefused(Rule.NUMERIC_HOST, f"{host!r} is not a canonical dotted-quad address") from None
         return address4.compressed, address4
-    if not allow_private:
+    if not allow_private and not (allow_loopback and _is_loopback_name(name)):
         if name in _LOCAL_NAMES or name.endswith(_LOCAL_SUFFIXES):
             raise EgressRefused(Rule.NAME, f"{host!r} is a local name")
         if len(labels) == 1:
@@ -285,13 +298,31 @@ _TEREDO = _V6("2001::/32")  # RFC 4380 §4: the server and (obfuscated) client I
 # `is_global` is consulted last, only to refuse what a newer Python knows more of.
 
 
-def check_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_private: bool) -> None:
-    """Raise `EgressRefused` unless ``ip`` is a globally routable unicast address (or private is allowed)."""
-    if allow_private:
+def check_address(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_private: bool, allow_loopback: bool = False
+) -> None:
+    """Raise `EgressRefused` unless ``ip`` is a globally routable unicast address (or a loopback address and
+    loopback is allowed, or private is allowed)."""
+    if allow_private or (allow_loopback and _is_loopback(ip)):
         return
     reason = _refusal(ip)
     if reason is not None:
         raise EgressRefused(Rule.ADDRESS, f"{ip} is {reason}")
+
+
+_LOOPBACK = (_V4("127.0.0.0/8"), _V6("::1/128"))  # RFC 6890 §2.2.2, RFC 4291 §2.5.3: what allow_loopback allows
+
+
+def _is_loopback(ip: IPAddress | None) -> bool:
+    """127.0.0.0/8 or ::1 exactly: not ::ffff:127.0.0.1 or another embedded form, nor a zoned address."""
+    if ip is None or (isinstance(ip, ipaddress.IPv6Address) and ip.scope_id):
+        return False
+    return any(ip in network for network in _LOOPBACK)
+
+
+def _is_loopback_name(name: str) -> bool:
+    """``localhost`` or a name under it (RFC 6761 §6.3); `resolve` holds it to loopback addresses."""
+    return name in _LOCAL_NAMES or name.endswith(_LOOPBACK_NAME_SUFFIX)
 
 
 def _refusal(ip: IPAddress) -> str | None:
@@ -340,6 +371,7 @@ async def resolve(
     port: int,
     *,
     allow_private: bool,
+    allow_loopback: bool = False,
     resolver: Resolver | None = None,
 ) -> list[str]:
     """Look ``host`` up once, check every address, and return them (in the resolver's order, deduplicated).
@@ -348,13 +380,16 @@ async def resolve(
     header and as TLS SNI. A single refused address refuses the host: the connection could otherwise be
     steered to it. An IP-literal host is checked and returned without a lookup. Resolution errors are
     raised as `EgressRefused` with `Rule.UNRESOLVABLE`. Bound the call with a timeout at the caller.
+
+    With ``allow_loopback`` (and not ``allow_private``), ``localhost`` and names under it must resolve to
+    loopback addresses only: `check_url` let them through, and ``http`` to them, for that reason alone.
     """
     try:
         literal: IPAddress | None = ipaddress.ip_address(host)
     except ValueError:
         literal = None
     if literal is not None:
-        check_address(literal, allow_private=allow_private)
+        check_address(literal, allow_private=allow_private, allow_loopback=allow_loopback)
         return [str(literal)]
 
     lookup = resolver if resolver is not None else _getaddrinfo
@@ -369,9 +404,11 @@ async def resolve(
         except ValueError:
             raise EgressRefused(Rule.UNRESOLVABLE, f"{host!r} resolved to {answer!r}, not an address") from None
         try:
-            check_address(address, allow_private=allow_private)
+            check_address(address, allow_private=allow_private, allow_loopback=allow_loopback)
         except EgressRefused as e:
             raise EgressRefused(Rule.ADDRESS, f"{host!r} resolves to {e.detail}") from None
+        if not allow_private and _is_loopback_name(host.lower().removesuffix(".")) and not _is_loopback(address):
+            raise EgressRefused(Rule.ADDRESS, f"{host!r} resolves to {address}, which is not a loopback address")
         if str(address) not in checked:
             checked.append(str(address))
     if not checked:

@@ -74,14 +74,19 @@ class Transport(Protocol):
 class GuardedResolver(AbstractResolver):
     """aiohttp's resolver hook: one lookup, every address checked, only checked addresses returned."""
 
-    def __init__(self, *, allow_private: bool, resolver: egress.Resolver | None = None) -> None:
+    def __init__(
+        self, *, allow_private: bool, allow_loopback: bool = False, resolver: egress.Resolver | None = None
+    ) -> None:
         self._allow_private = allow_private
+        self._allow_loopback = allow_loopback
         self._resolver = resolver
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        addresses = await egress.resolve(host, port, allow_private=self._allow_private, resolver=self._resolver)
+        addresses = await egress.resolve(
+            host, port, allow_private=self._allow_private, allow_loopback=self._allow_loopback, resolver=self._resolver
+        )
         return [
             ResolveResult(
                 hostname=host,
@@ -103,6 +108,7 @@ class HttpTransport:
         self,
         *,
         allow_private: bool,
+        allow_loopback: bool = False,
         timeout: float = 10.0,
         max_wait: float | None = None,
         connections_per_host: int = 16,
@@ -111,11 +117,12 @@ class HttpTransport:
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._allow_private = allow_private
+        self._allow_loopback = allow_loopback
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._max_wait = max_wait
         """How long a post may wait for one of its host's connections (None: as long as it takes)."""
         self._limits = (connections_per_host, max_connections)
-        self._resolver = GuardedResolver(allow_private=allow_private, resolver=resolver)
+        self._resolver = GuardedResolver(allow_private=allow_private, allow_loopback=allow_loopback, resolver=resolver)
         self._ssl = ssl_context if ssl_context is not None else ssl.create_default_context()
         self._session: aiohttp.ClientSession | None = None
         self._hosts: dict[str, _HostSlots] = {}
@@ -142,7 +149,7 @@ class HttpTransport:
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
         try:
-            target = _checked_url(url, self._allow_private)
+            target = _checked_url(url, self._allow_private, self._allow_loopback)
         except egress.EgressRefused as e:
             raise DeliveryFailed(str(e), permanent=True) from None
         # The normalised URL: the host as checked (an A-label name, a canonical address), encoded already.
@@ -197,10 +204,10 @@ class HttpTransport:
 
 
 @functools.lru_cache(maxsize=4096)
-def _checked_url(url: str, allow_private: bool) -> egress.Target:
+def _checked_url(url: str, allow_private: bool, allow_loopback: bool) -> egress.Target:
     """`egress.check_url`, remembered: a pure function of its arguments (no lookup; the addresses are
     checked at each connection), and 4 % of the dispatcher's time when called for every post (py-spy)."""
-    return egress.check_url(url, allow_private=allow_private)
+    return egress.check_url(url, allow_private=allow_private, allow_loopback=allow_loopback)
 
 
 class _HostSlots:

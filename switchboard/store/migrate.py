@@ -7,6 +7,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config as AlembicConfig
 
+from switchboard.store.files import private_sqlite_files
+
 _HERE = Path(__file__).parent
 
 
@@ -27,7 +29,7 @@ def _config(url: str) -> AlembicConfig:
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` to `revision`. Blocking: call it in a thread from async code."""
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_files(url.removeprefix("sqlite:///"))  # before SQLite creates anything: files.py
     command.upgrade(_config(url), revision)
 
 

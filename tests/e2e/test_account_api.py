@@ -3,6 +3,9 @@ and the CLI commands that call them."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -155,3 +158,19 @@ def test_the_cli_shows_the_account_and_lists_callbacks(server: ServerProcess, ac
     assert '"Callbacks"' in cli("callbacks", "list", "--status", "failed", env=env)
     with pytest.raises(RuntimeError, match=r"failed \(1\)"):  # the error document, and exit status 1
         cli("callbacks", "replay", "999999999999", env=env)
+
+
+def test_client_commands_print_what_was_asked_and_no_http_log(server: ServerProcess, account: dict[str, Any]) -> None:
+    """httpx logs every request at INFO (`INFO httpx: HTTP Request: GET ...`): not for a client command."""
+    env = {"SWITCHBOARD_URL": server.url, "SWITCHBOARD_API_KEY": account["api_key"]}
+    for args in (("account", "show"), ("callbacks", "list"), ("status", "1234567890")):
+        done = subprocess.run(
+            [sys.executable, "-m", "switchboard", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **env},
+            check=False,
+        )
+        assert done.stdout.lstrip().startswith("{"), done.stdout
+        assert done.stderr == "", done.stderr

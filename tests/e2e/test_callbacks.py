@@ -21,7 +21,7 @@ poll_interval = 0.2
 lease_seconds = 5
 
 [callbacks]
-allow_private_networks = true
+allow_loopback = true
 timeout_seconds = 2
 retry_schedule = [0.2, 0.4, 0.8, 1, 1, 1, 1, 1, 1]
 """

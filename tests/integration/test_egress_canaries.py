@@ -521,3 +521,66 @@ async def test_every_new_connection_looks_the_name_up_again(
     assert len(dns.lookups) == 2
     assert connects == [("127.0.0.2", canaries.port), ("127.0.0.1", canaries.port)]
     assert canaries.v4b.connections == 1 and canaries.v4.connections == 1
+
+
+# --- allow_loopback (`make run`): loopback is reached, nothing else is -------------------------------------
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:{port}/hook", "http://localhost:{port}/hook"])
+async def test_allow_loopback_reaches_a_loopback_receiver_over_http(
+    url: str, canaries: Canaries, connects: list[tuple[str, int]]
+) -> None:
+    dns = FakeDNS({"localhost": [["127.0.0.1"]]})
+    async with opened(HttpTransport(allow_private=False, allow_loopback=True, timeout=2, resolver=dns)) as transport:
+        answer = await post(transport, url.replace("{port}", str(canaries.port)))
+
+    assert answer == Response(200, None)
+    assert connects == [("127.0.0.1", canaries.port)]
+    assert canaries.v4.connections == 1
+
+
+LOOPBACK_MODE_REFUSED: list[tuple[str, str]] = [  # (id, URL): each refused with allow_loopback, unconnected
+    ("v4-mapped-loopback", "http://[::ffff:127.0.0.1]:{port}/hook"),
+    ("unspecified-v4", "http://0.0.0.0:{port}/hook"),
+    ("unspecified-v6", "http://[::]:{port}/hook"),
+    ("http-to-a-name-resolving-to-loopback", "http://canary-1.example.com:{port}/hook"),
+    ("dns-v4-mapped-loopback", "https://canary-7.example.com:{port}/hook"),
+    ("dns-unspecified", "https://canary-8.example.com:{port}/hook"),
+    ("dns-10.0.0.1", "https://canary-10.example.com:{port}/hook"),
+    ("dns-metadata", "https://canary-11.example.com:{port}/hook"),
+    ("dns-192.168.1.1", "https://canary-13.example.com:{port}/hook"),
+    ("dns-unique-local", "https://canary-16.example.com:{port}/hook"),
+    ("dns-nat64-loopback", "https://canary-17.example.com:{port}/hook"),
+    ("literal-10.0.0.1", "http://10.0.0.1:{port}/hook"),
+    ("literal-metadata", "http://169.254.169.254:{port}/latest/meta-data/"),
+]
+
+
+@pytest.mark.parametrize("url", [r[1] for r in LOOPBACK_MODE_REFUSED], ids=[r[0] for r in LOOPBACK_MODE_REFUSED])
+async def test_allow_loopback_refuses_everything_else_without_a_connection(
+    url: str, canaries: Canaries, connects: list[tuple[str, int]]
+) -> None:
+    async with opened(
+        HttpTransport(allow_private=False, allow_loopback=True, timeout=2, resolver=fake_dns())
+    ) as transport:
+        with pytest.raises(DeliveryFailed) as failed:
+            await post(transport, url.replace("{port}", str(canaries.port)))
+
+    assert "refused" in failed.value.reason, failed.value.reason
+    assert connects == []
+    assert canaries.seen() == {c.host: 0 for c in canaries.all()}
+
+
+async def test_allow_loopback_rebinding_from_loopback_to_private_is_refused_at_the_next_connection(
+    canaries: Canaries, connects: list[tuple[str, int]]
+) -> None:
+    dns = FakeDNS({"localhost": [["127.0.0.1"], ["10.0.0.1"]]})
+    url = f"http://localhost:{canaries.port}/hook"
+    async with opened(HttpTransport(allow_private=False, allow_loopback=True, timeout=2, resolver=dns)) as transport:
+        assert (await post(transport, url)).status == 200  # the canary closes the connection: the next is new
+        with pytest.raises(DeliveryFailed) as second:
+            await post(transport, url)
+
+    assert f"refused ({Rule.ADDRESS.value})" in second.value.reason
+    assert len(dns.lookups) == 2
+    assert connects == [("127.0.0.1", canaries.port)]

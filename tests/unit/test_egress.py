@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Any, cast
 
 import pytest
 
+from switchboard.accounts import AccountError, Accounts
 from switchboard.callbacks.egress import (
     EgressRefused,
     Rule,
@@ -16,6 +18,9 @@ from switchboard.callbacks.egress import (
     check_url,
     resolve,
 )
+from switchboard.callbacks.transport import DeliveryFailed, HttpTransport
+from switchboard.domain.clock import FakeClock
+from switchboard.domain.ids import IdGenerator
 
 # (url, the rule that must refuse it) with allow_private=False. https unless the scheme is the point, so
 # that the refusal is proven to come from the host, not from the scheme.
@@ -317,3 +322,173 @@ async def test_the_default_resolver_answers_for_a_literal_without_dns() -> None:
     # getaddrinfo on a numeric host never touches the network; proves the default path parses its answers.
     assert await resolve("::1", 443, allow_private=True) == ["::1"]
     assert await _getaddrinfo("127.0.0.1", 443) == ["127.0.0.1"]
+
+
+# --- allow_loopback: local development (`make run`) reaches loopback, and nothing private ------------------
+
+LOOPBACK_ALLOWED = [
+    "http://127.0.0.1:8081/",
+    "http://127.9.8.7:8081/hook",
+    "http://[::1]:8081/",
+    "http://localhost:8081/",
+    "http://LOCALHOST.:8081/",
+    "http://api.localhost:8081/x?y=1",
+    "https://127.0.0.1/",
+    "https://localhost/",
+]
+
+
+@pytest.mark.parametrize("url", LOOPBACK_ALLOWED)
+def test_allow_loopback_accepts_loopback_urls_over_http(url: str) -> None:
+    check_url(url, allow_private=False, allow_loopback=True)
+
+
+@pytest.mark.parametrize("url", LOOPBACK_ALLOWED)
+def test_without_allow_loopback_loopback_urls_are_refused(url: str) -> None:
+    with pytest.raises(EgressRefused) as refused:
+        check_url(url, allow_private=False)
+    assert refused.value.rule in (Rule.SCHEME, Rule.ADDRESS, Rule.NAME)
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("http://10.0.0.1/", Rule.ADDRESS),
+        ("https://10.0.0.1/", Rule.ADDRESS),
+        ("https://192.168.1.10:8081/", Rule.ADDRESS),
+        ("https://172.16.0.1/", Rule.ADDRESS),
+        ("https://169.254.169.254/latest/meta-data/", Rule.ADDRESS),
+        ("https://[fd00::1]/", Rule.ADDRESS),
+        ("https://[fe80::1]/", Rule.ADDRESS),
+        ("https://100.64.0.1/", Rule.ADDRESS),
+        ("https://0.0.0.0:8081/", Rule.ADDRESS),  # the kernel would connect it to loopback; not allowed all the same
+        ("https://[::]:8081/", Rule.ADDRESS),
+        ("https://[::ffff:127.0.0.1]/", Rule.ADDRESS),  # loopback means 127/8 and ::1, not their embedded forms
+        ("https://[::ffff:10.0.0.1]/", Rule.ADDRESS),
+        ("http://hooks.example.invalid/", Rule.SCHEME),  # plain http is for loopback hosts only
+        ("http://[::ffff:127.0.0.1]:8081/", Rule.ADDRESS),
+        ("http://93.184.216.34/", Rule.SCHEME),  # a public address: https only
+        ("https://printer.local/", Rule.NAME),
+        ("https://intranet/", Rule.NAME),
+        ("https://db.internal/", Rule.NAME),
+        ("http://2130706433/", Rule.NUMERIC_HOST),
+        ("http://127.1/", Rule.NUMERIC_HOST),
+    ],
+)
+def test_allow_loopback_still_refuses_private_and_ambiguous_urls(url: str, rule: Rule) -> None:
+    with pytest.raises(EgressRefused) as refused:
+        check_url(url, allow_private=False, allow_loopback=True)
+    assert refused.value.rule is rule, refused.value
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.255.255.254", "::1"])
+def test_allow_loopback_allows_loopback_addresses(address: str) -> None:
+    check_address(ipaddress.ip_address(address), allow_private=False, allow_loopback=True)
+    with pytest.raises(EgressRefused):
+        check_address(ipaddress.ip_address(address), allow_private=False)
+
+
+@pytest.mark.parametrize(
+    "address", ["10.0.0.1", "192.168.0.1", "172.31.255.255", "169.254.169.254", "fd12::1", "fe80::1", "::ffff:7f00:1"]
+)
+def test_allow_loopback_refuses_private_addresses(address: str) -> None:
+    with pytest.raises(EgressRefused) as refused:
+        check_address(ipaddress.ip_address(address), allow_private=False, allow_loopback=True)
+    assert refused.value.rule is Rule.ADDRESS
+
+
+async def test_allow_loopback_resolves_localhost_to_loopback_only() -> None:
+    lookup = FakeResolver({"localhost": ["127.0.0.1", "::1"], "api.localhost": ["127.0.0.1"]})
+    assert await resolve("localhost", 8081, allow_private=False, allow_loopback=True, resolver=lookup) == [
+        "127.0.0.1",
+        "::1",
+    ]
+    assert await resolve("api.localhost", 8081, allow_private=False, allow_loopback=True, resolver=lookup) == [
+        "127.0.0.1"
+    ]
+    with pytest.raises(EgressRefused, match="loopback"):
+        await resolve("localhost", 8081, allow_private=False, resolver=lookup)
+
+
+@pytest.mark.parametrize(
+    "answers", [["10.0.0.1"], ["127.0.0.1", "192.168.1.1"], ["fd00::1"], ["93.184.216.34"], ["::ffff:127.0.0.1"]]
+)
+async def test_allow_loopback_refuses_localhost_resolving_elsewhere(answers: list[str]) -> None:
+    """`http://localhost` is allowed because localhost is loopback: a resolver that says otherwise is refused
+    (a public answer too: plain http must not leave this machine)."""
+    lookup = FakeResolver({"localhost": answers})
+    with pytest.raises(EgressRefused) as refused:
+        await resolve("localhost", 8081, allow_private=False, allow_loopback=True, resolver=lookup)
+    assert refused.value.rule is Rule.ADDRESS
+
+
+async def test_allow_loopback_refuses_a_name_resolving_to_a_private_address() -> None:
+    lookup = FakeResolver({"rebind.example.invalid": ["10.0.0.1"], "mixed.example.invalid": ["127.0.0.1", "10.1.1.1"]})
+    for name in ("rebind.example.invalid", "mixed.example.invalid"):
+        with pytest.raises(EgressRefused, match=r"10\.") as refused:
+            await resolve(name, 443, allow_private=False, allow_loopback=True, resolver=lookup)
+        assert refused.value.rule is Rule.ADDRESS
+
+
+async def test_allow_loopback_accepts_an_https_name_resolving_to_loopback() -> None:
+    lookup = FakeResolver({"dev.example.invalid": ["127.0.0.1", "::1"]})
+    target = check_url("https://dev.example.invalid:8443/", allow_private=False, allow_loopback=True)
+    addresses = await resolve(target.host, target.port, allow_private=False, allow_loopback=True, resolver=lookup)
+    assert addresses == ["127.0.0.1", "::1"]
+
+
+def dev_accounts(resolver: FakeResolver) -> Accounts:
+    """`Accounts` as `make run` builds it; `check_callback_url` never touches the store."""
+    clock = FakeClock()
+    return Accounts(
+        store=cast(Any, None),
+        ids=IdGenerator(node=1, clock_ms=clock.now_ms),
+        clock=clock,
+        allow_loopback_callbacks=True,
+        resolver=resolver,
+    )
+
+
+async def test_allow_loopback_at_setting_time_takes_loopback_and_refuses_private() -> None:
+    accounts = dev_accounts(
+        FakeResolver({"localhost": ["127.0.0.1"], "rebind.example.invalid": ["10.0.0.1"]})
+    )
+    for url in ("http://127.0.0.1:8081/", "http://localhost:8081/", "http://[::1]:8081/"):
+        assert await accounts.check_callback_url(url, "SMS callback URL") == url
+    for url in ("http://10.0.0.1/", "https://10.0.0.1/", "https://rebind.example.invalid/", "http://192.168.1.1/"):
+        with pytest.raises(AccountError, match="refused"):
+            await accounts.check_callback_url(url, "SMS callback URL")
+
+
+async def test_without_allow_loopback_a_loopback_url_is_refused_at_setting_time() -> None:
+    clock = FakeClock()
+    accounts = Accounts(store=cast(Any, None), ids=IdGenerator(node=1, clock_ms=clock.now_ms), clock=clock)
+    for url in ("http://127.0.0.1:8081/", "http://localhost:8081/", "https://127.0.0.1/"):
+        with pytest.raises(AccountError, match="refused"):
+            await accounts.check_callback_url(url, "SMS callback URL")
+
+
+@pytest.mark.parametrize(
+    ("url", "answers"),
+    [
+        ("https://rebind.example.invalid/hook", ["10.0.0.1"]),
+        ("https://rebind.example.invalid/hook", ["127.0.0.1", "172.16.0.1"]),
+        ("http://localhost:8081/", ["192.168.1.1"]),
+        ("http://localhost:8081/", ["fd00::1"]),
+    ],
+)
+async def test_allow_loopback_at_delivery_refuses_a_name_that_now_resolves_to_a_private_address(
+    url: str, answers: list[str]
+) -> None:
+    """DNS rebinding: accepted when it was set (or a name that always was localhost), private at delivery.
+    The refusal comes from the transport's resolver, before any connection is opened."""
+    host = url.split("//", 1)[1].split("/", 1)[0].split(":", 1)[0]
+    lookup = FakeResolver({host: answers})
+    transport = HttpTransport(allow_private=False, allow_loopback=True, timeout=2, resolver=lookup)
+    try:
+        with pytest.raises(DeliveryFailed, match=r"refused \(address\)") as failed:
+            await transport.post(url, b"{}", {"Content-Type": "application/json"})
+    finally:
+        await transport.close()
+    assert failed.value.permanent is False  # resolution may change back: retried on the schedule
+    assert len(lookup.calls) == 1

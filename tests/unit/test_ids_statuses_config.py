@@ -61,6 +61,14 @@ def test_config_defaults_give_the_embedded_server() -> None:
     assert (c.server.host, c.server.port) == ("127.0.0.1", 8080)
     assert c.database_url == "sqlite:///data/switchboard.db"
     assert c.callbacks.allow_private_networks is False
+    assert c.callbacks.allow_loopback is False
+
+
+def test_loopback_callbacks_are_a_setting_of_their_own() -> None:
+    c = config.load(env={"SWITCHBOARD_CALLBACKS_ALLOW_LOOPBACK": "true"})
+    assert (c.callbacks.allow_loopback, c.callbacks.allow_private_networks) == (True, False)
+    c = config.load(env={}, overrides={"callbacks.allow_loopback": True})
+    assert (c.callbacks.allow_loopback, c.callbacks.allow_private_networks) == (True, False)
 
 
 def test_config_file_then_environment_then_flags(tmp_path: Path) -> None:
@@ -111,3 +119,21 @@ def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_client_variables_are_not_config_keys() -> None:
     config.load(env={"SWITCHBOARD_API_KEY": "x", "SWITCHBOARD_URL": "http://h"})
+
+
+def test_client_settings_are_read_from_the_environment_by_config_alone() -> None:
+    assert config.client_settings({}) == config.ClientSettings(url="http://127.0.0.1:8080")
+    env = {"SWITCHBOARD_URL": "http://127.0.0.1:9", "SWITCHBOARD_API_KEY": "k", "SWITCHBOARD_WEBHOOK_SECRET": "whsec_x"}
+    assert config.client_settings(env) == config.ClientSettings("http://127.0.0.1:9", "k", "whsec_x")
+    config.load(env=env)  # not configuration keys: `load` leaves them alone
+
+
+def test_no_module_but_config_reads_the_environment() -> None:
+    package = Path(config.__file__).parent
+    readers = {
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if "os.environ" in (text := path.read_text()) or "getenv" in text
+    }
+    # testing.py hands the test's environment on to the server subprocesses it starts; it reads no setting.
+    assert readers == {"config.py", "testing.py"}

@@ -114,6 +114,7 @@ from switchboard.sms.smpp.session import (
     DEFAULT_WINDOW,
     BindMode,
     ConnectionLost,
+    Handler,
     MalformedResponse,
     Nacked,
     Reconnector,
@@ -378,6 +379,15 @@ class SmppCarrier:
     # --- Carrier ------------------------------------------------------------------------------------------
 
     @property
+    def peer(self) -> str:
+        """The SMSC's ``host:port``."""
+        return f"{self._host}:{self._port}"
+
+    @property
+    def bind_count(self) -> int:
+        return self._bind_count
+
+    @property
     def up(self) -> bool:
         for bind in self._binds:  # the router asks once per message: a loop, not a generator
             if bind.reconnector.up:
@@ -389,7 +399,7 @@ class SmppCarrier:
         self._mo = None if inbound is None else _Batcher(self.name, inbound, "inbound messages")
         for _ in range(self._bind_count):
             reconnector = Reconnector(
-                session_factory=self._new_session,
+                session_factory=self.new_session,
                 clock=self._clock,
                 backoff_base=self._backoff_base,
                 backoff_cap=self._backoff_cap,
@@ -450,17 +460,19 @@ class SmppCarrier:
 
     # --- submitting ---------------------------------------------------------------------------------------
 
-    def _new_session(self) -> Session:
+    def new_session(self, handler: Handler | None = None, *, response_timeout: float | None = None) -> Session:
+        """A session (not yet connected) as this carrier's binds make them. `probe` passes a handler and a
+        response timeout of its own, to bind outside the reconnectors and see each bind's outcome."""
         return Session(
             host=self._host,
             port=self._port,
             system_id=self._system_id,
             password=self._password,
             system_type=self._system_type,
-            handler=self,
+            handler=self if handler is None else handler,
             mode=BindMode.TRANSCEIVER,
             window=self._window,
-            response_timeout=self._response_timeout,
+            response_timeout=self._response_timeout if response_timeout is None else response_timeout,
             enquire_link_interval=self._enquire_link_interval,
         )
 
