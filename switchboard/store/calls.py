@@ -15,7 +15,6 @@ the call's only event, so it is due at once: no earlier event of the subject can
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import msgspec
@@ -27,7 +26,6 @@ from switchboard.store.records import (
     CallEnd,
     CallProgress,
     CallView,
-    Campaign,
     CancelResult,
     ClaimedCall,
     NewCall,
@@ -39,13 +37,6 @@ NO_CALLBACK = "no"
 URL_CALLBACK = "url"
 INVALID_NUMBER_DETAIL = "not a valid international number"
 CANCEL_DETAIL = "cancelled through the API"
-
-REQUEST_COLUMNS = (
-    "id, account_id, reference_id, sender, message, locale, campaign_id, callback, callback_url, ring_timeout, "
-    "destination_count, created_at, idempotency_key"
-)
-"""The columns of `call_requests`, in the order of `NewCallRequest`'s fields."""
-
 
 class CallRow(NamedTuple):
     """A new `calls` row, every column the accept writes."""
@@ -65,14 +56,6 @@ class CallRow(NamedTuple):
 
 
 CALL_ROW_COLUMNS = ", ".join(CallRow._fields)
-
-
-def request_row(r: NewCallRequest) -> tuple[Any, ...]:
-    """A `call_requests` row in the order of `REQUEST_COLUMNS`."""
-    return (
-        r.id, r.account_id, r.reference_id, r.sender, r.message, r.locale, r.campaign_id, r.callback,
-        r.callback_url, r.ring_timeout, r.destination_count, r.created_at, r.idempotency_key,
-    )  # fmt: skip
 
 
 def new_calls(request: NewCallRequest, calls: list[NewCall]) -> tuple[list[CallRow], list[CallbackEvent]]:
@@ -192,10 +175,6 @@ CURRENT_COLUMNS = (
     "r.account_id, r.reference_id, r.callback, r.callback_url"
 )
 """The columns of `Current`, from `calls c JOIN call_requests r ON r.id = c.request_id`."""
-
-
-def current_by_id(rows: Iterable[Any]) -> dict[int, Current]:
-    return {r[0]: Current(*r) for r in rows}
 
 
 class ProgressUpdate(NamedTuple):
@@ -335,9 +314,6 @@ def call_view(row: Any) -> CallView:
     )  # fmt: skip
 
 
-REQUEST_VIEW_COLUMNS = "id, account_id, reference_id, sender, message, locale, campaign_id, created_at"
-"""The fields of `CallRequestView` but its calls, from `call_requests`."""
-
 CLAIM_COLUMNS = (
     "c.id, c.attempts, c.status, c.request_id, r.account_id, a.name, c.guid, c.mobile_no, c.e164, r.sender, "
     "r.message, r.locale, r.campaign_id, r.ring_timeout, c.call_time, c.answer_time"
@@ -351,11 +327,3 @@ def claimed_call(row: Any) -> ClaimedCall:
     return ClaimedCall(fields[0], fields[1], CallStatus(fields[2]), *fields[3:])
 
 
-CAMPAIGN_COLUMNS = "id, account_id, name, source, text, locale, duration_ms, created_at"
-"""The fields of `Campaign`, from `campaigns` (its audio is read on its own: `campaign_audio`)."""
-
-
-def campaign_row(campaign: Campaign, audio: bytes) -> tuple[Any, ...]:
-    """A `campaigns` row in the order of `CAMPAIGN_COLUMNS`, then `audio`."""
-    c = campaign
-    return (c.id, c.account_id, c.name, c.source, c.text, c.locale, c.duration_ms, c.created_at, audio)

@@ -104,7 +104,6 @@ class PartRow(NamedTuple):
     updated_at: int
 
 
-PART_COLUMNS = "destination_id, part, carrier, carrier_ref, status, updated_at"
 
 
 class PartUpdate(NamedTuple):

@@ -9,7 +9,7 @@ those rows (`Query.lock`). An operation that only reads runs on a reading connec
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, TypeVar
 
 from switchboard.domain.statuses import CallStatus, SmsStatus
 from switchboard.store import calls, changes
@@ -40,6 +40,8 @@ from switchboard.store.records import (
 )
 from switchboard.store.sql import Connection, Query
 
+T = TypeVar("T")
+
 
 def values(record: Any) -> tuple[Any, ...]:
     """A dataclass record's fields, in order: the values of its `queries.columns`."""
@@ -49,6 +51,25 @@ def values(record: Any) -> tuple[Any, ...]:
 async def first(rows: Any) -> Any:
     found = await rows
     return found[0] if found else None
+
+
+# one statement
+
+
+async def fetch(c: Connection, query: Query, *args: Any) -> list[tuple[Any, ...]]:
+    return await c.fetch(query, *args)
+
+
+async def fetch_into(c: Connection, into: type[T], query: Query, *args: Any) -> list[T]:
+    return await c.fetch_into(into, query, *args)
+
+
+async def fetchval(c: Connection, query: Query, *args: Any) -> Any:
+    return await c.fetchval(query, *args)
+
+
+async def execute(c: Connection, query: Query, *args: Any) -> int:
+    return await c.execute(query, *args)
 
 
 # accounts and keys
@@ -79,17 +100,22 @@ async def find_api_key(c: Connection, digest: str) -> tuple[ApiKey, Account] | N
 # messages
 
 
-async def accept_errors(c: Connection, message: NewMessage, destinations: list[NewDestination],
-                        errors: list[NewErrorLog]) -> None:  # fmt: skip
-    """What an accept writes besides the message and its destinations when some numbers are not valid: their
-    error log entries, their destinations Failed, and the callbacks that says."""
+Request = tuple[NewMessage, list[NewDestination], list[NewErrorLog]]
+"""A Send request as `Store.accept` takes it."""
+
+
+async def accept_errors(c: Connection, requests: list[Request]) -> None:
+    """What accepts write besides their messages and destinations when some numbers are not valid: the error
+    log entries, those destinations Failed, and the callbacks that say so; three statements however many
+    requests there are."""
+    errors = [e for _, _, es in requests for e in es]
     if not errors:
         return
     await c.execute(q.INSERT_ERROR_LOGS, errors)
     await c.execute(
         q.FAIL_DESTINATIONS, SmsStatus.FAILED.value, [q.Failure(e.destination_id, e.text, e.id) for e in errors]
     )
-    events = changes.accept_callbacks(message, [d.mobile_no for d in destinations], errors)
+    events = [event for m, ds, es in requests for event in changes.accept_callbacks(m, [d.mobile_no for d in ds], es)]
     if events:  # new destinations: no other transaction sees them, nothing to lock
         await c.execute(q.INSERT_CALLBACKS, events)
 
@@ -149,8 +175,9 @@ async def match_receipts(c: Connection, receipts: list[Receipt], now: int) -> li
     wanted = set(keys)
     current: dict[tuple[str, str], changes.Current] = {}
     by_id: dict[int, changes.Current] = {}
-    for row in await c.fetch_into(changes.Current, q.LOCK_CURRENT, ids):
-        by_id[row.id] = row  # in id order: where two share a reference (an id used again), the newest
+    locked = sorted(await c.fetch_into(changes.Current, q.LOCK_CURRENT, ids), key=lambda row: row.id)
+    for row in locked:  # in id order: where two share a reference (an id used again), the newest wins
+        by_id[row.id] = row
         if (row.carrier, row.carrier_ref) in wanted:
             current[(row.carrier, row.carrier_ref)] = row  # type: ignore[index]
     parts = changes.NO_PARTS
@@ -226,7 +253,7 @@ async def replay_callback(c: Connection, account_id: int, callback_id: int, now:
 
 async def accept_calls(c: Connection, request: NewCallRequest, new: list[NewCall]) -> tuple[int, bool]:
     """The request's id, and whether a call was queued to dial (none for a replay of its idempotency key)."""
-    if await c.fetchval(q.INSERT_CALL_REQUEST, *calls.request_row(request)) is None:
+    if await c.fetchval(q.INSERT_CALL_REQUEST, *values(request)) is None:
         # The account used this idempotency key before (perhaps in a transaction that committed while this
         # insert waited on the index): answer with that request, store nothing.
         existing = await c.fetchval(q.CALL_REQUEST_BY_KEY, request.account_id, request.idempotency_key)

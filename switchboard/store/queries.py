@@ -19,14 +19,18 @@ from switchboard.store.records import (
     CallbackAttempt,
     CallbackEvent,
     CallbackView,
+    CallRequestView,
+    Campaign,
     DestinationView,
     HistoryEntry,
     InboundMessage,
     MessageView,
+    NewCallRequest,
     NewErrorLog,
+    NewMessage,
     StoredInbound,
 )
-from switchboard.store.sql import ROW_NUMBER, Query, Rows
+from switchboard.store.sql import ROW_NUMBER, AnyOf, Query, Rows
 
 
 def columns(of: type[Any], *, prefix: str = "", skip: tuple[str, ...] = ()) -> str:
@@ -35,8 +39,8 @@ def columns(of: type[Any], *, prefix: str = "", skip: tuple[str, ...] = ()) -> s
     return ", ".join(prefix + name for name in names if name not in skip)
 
 
-def _ids(alias: str = "ids") -> Rows:
-    return Rows(alias, int)
+def _any_of(column: str) -> AnyOf:
+    return AnyOf("ids", column)
 
 
 class Id(NamedTuple):
@@ -69,6 +73,44 @@ class HeldInsert(NamedTuple):
     received_at: int
 
 
+class MessageRow(NamedTuple):
+    """A new `messages` row."""
+
+    id: int
+    account_id: int
+    reference_id: str | None
+    sender: str
+    body: str
+    encoding: str
+    segments: int
+    callback: str
+    callback_url: str | None
+    destination_count: int
+    created_at: int
+    schedule_at: int | None
+    expires_at: int | None
+    idempotency_key: str | None
+
+
+def message_row(m: NewMessage) -> MessageRow:
+    return MessageRow(m.id, m.account_id, m.reference_id, m.sender, m.body, m.encoding, m.segments, m.callback,
+                      m.callback_url, m.destination_count, m.created_at, m.schedule_at, m.expires_at,
+                      m.idempotency_key)  # fmt: skip
+
+
+class DestinationRow(NamedTuple):
+    """A new `destinations` row (its message's id + 1 + position is its id: Store.accept)."""
+
+    id: int
+    message_id: int
+    position: int
+    mobile_no: str
+    e164: str | None
+    status: str
+    due_at: int | None
+    updated_at: int
+
+
 class Failure(NamedTuple):
     """A destination stored Failed at accept: its number is not valid."""
 
@@ -81,6 +123,11 @@ class Deferral(NamedTuple):
     due_at: int
     id: int
 
+
+PART_COLUMNS = columns(changes.PartRow)
+REQUEST_COLUMNS = columns(NewCallRequest)
+REQUEST_VIEW_COLUMNS = columns(CallRequestView, skip=("calls",))
+CAMPAIGN_COLUMNS = columns(Campaign)
 
 # accounts and keys
 
@@ -111,9 +158,7 @@ ROTATE_SECRET = Query(
 )
 INSERT_KEY = Query(f"INSERT INTO api_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)")
 KEYS_OF = Query(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY id")
-REVOKE_KEY = Query(
-    "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL"
-)
+REVOKE_KEY = Query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL")
 FIND_KEY = Query(
     f"SELECT {columns(ApiKey, prefix='k.')}, {columns(Account, prefix='a.')} "
     "FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.digest = $1 AND k.revoked_at IS NULL"
@@ -133,6 +178,12 @@ DESTINATIONS_OF = Query(f"SELECT {columns(DestinationView)} FROM destinations WH
 """A message's destinations are the ids right after its own (Store.accept): $1 the message, $2 its last."""
 HISTORY = Query(f"SELECT {columns(HistoryEntry)} FROM status_history WHERE destination_id = $1 ORDER BY id")
 
+MESSAGE_COLUMNS = columns(MessageRow)
+INSERT_MESSAGES = Query(
+    f"INSERT INTO messages ({MESSAGE_COLUMNS}) SELECT {MESSAGE_COLUMNS} FROM {{m}}", [Rows("m", MessageRow)]
+)
+MESSAGE_BY_KEY = Query("SELECT id FROM messages WHERE account_id = $1 AND idempotency_key = $2")
+"""The message an account sent with this Idempotency-Key before."""
 INSERT_ERROR_LOGS = Query(
     f"INSERT INTO error_logs ({columns(NewErrorLog)}) SELECT {columns(NewErrorLog)} FROM {{e}}",
     [Rows("e", NewErrorLog)],
@@ -147,8 +198,8 @@ FAIL_DESTINATIONS = Query(
 
 _CURRENT_FROM = "FROM destinations d JOIN messages m ON m.id = d.message_id"
 LOCK_CURRENT = Query(
-    f"SELECT {changes.CURRENT_COLUMNS} {_CURRENT_FROM} WHERE d.id IN (SELECT id FROM {{ids}}) ORDER BY d.id",
-    [_ids()],
+    f"SELECT {changes.CURRENT_COLUMNS} {_CURRENT_FROM} WHERE {{ids}} ORDER BY d.id",
+    [_any_of("d.id")],
     lock="FOR UPDATE OF d",
 )
 """The destinations a change is about, locked in id order on PostgreSQL (two transactions cannot deadlock)."""
@@ -161,8 +212,8 @@ IDS_BY_REFERENCE = Query(
 )
 """The destinations receipts name, by their own reference or by a part's."""
 PARTS_OF = Query(
-    f"SELECT {changes.PART_COLUMNS} FROM destination_parts WHERE destination_id IN (SELECT id FROM {{ids}})",
-    [_ids()],
+    f"SELECT {PART_COLUMNS} FROM destination_parts WHERE {{ids}}",
+    [_any_of("destination_id")],
 )
 """Read after their destinations are locked: parts change only under their destination's lock."""
 UPDATE_STATUS = Query(
@@ -179,7 +230,7 @@ UPDATE_RETRY = Query(
     [Rows("r", changes.RetryUpdate)],
 )
 INSERT_PARTS = Query(
-    f"INSERT INTO destination_parts ({changes.PART_COLUMNS}) SELECT {changes.PART_COLUMNS} FROM {{p}}",
+    f"INSERT INTO destination_parts ({PART_COLUMNS}) SELECT {PART_COLUMNS} FROM {{p}}",
     [Rows("p", changes.PartRow)],
 )
 UPDATE_PARTS = Query(
@@ -217,7 +268,7 @@ before $1 (old enough to drop). The rest stay unread: a carrier whose receipts n
 shared with another system) holds rate × HELD_RECEIPT_SECONDS rows, and reading them all every second cost
 0.12 s of the writer at 30,000 (measured). SKIP LOCKED: receipts another worker is matching right now are
 its own, never applied twice."""
-DELETE_HELD = Query("DELETE FROM held_receipts WHERE id IN (SELECT id FROM {ids})", [_ids()])
+DELETE_HELD = Query("DELETE FROM held_receipts WHERE {ids}", [_any_of("id")])
 
 # the callback outbox (store/schema.py, "callbacks"): an event is due at once only when it is the first of its
 # subject in this write and no earlier event of that subject is still pending; otherwise it waits (due_at
@@ -231,12 +282,10 @@ INSERT_CALLBACKS = Query(
     "AND p.state = 'pending') THEN e.created_at END, 0, e.created_at, e.created_at FROM {e}",
     [Rows("e", CallbackEvent)],
 )
-CALLBACK_SUBJECTS = Query(
-    "SELECT subject_id FROM callbacks WHERE id IN (SELECT id FROM {ids})", [_ids()], postgresql_only=True
-)
+CALLBACK_SUBJECTS = Query("SELECT subject_id FROM callbacks WHERE {ids}", [_any_of("id")], postgresql_only=True)
 LOCK_SUBJECTS = Query(
-    "SELECT 1 FROM destinations WHERE id IN (SELECT id FROM {ids}) ORDER BY id",
-    [_ids()],
+    "SELECT 1 FROM destinations WHERE {ids} ORDER BY id",
+    [_any_of("id")],
     lock="FOR UPDATE",
     postgresql_only=True,
 )
@@ -248,8 +297,8 @@ callback makes the destination's next one due. Without a common lock each could 
 row and leave a callback waiting for ever. Row locks, in id order so that two transactions cannot deadlock,
 and not advisory locks: those fill PostgreSQL's shared lock table on large batches. SQLite has one writer."""
 LOCK_CALLBACKS = Query(
-    f"SELECT {columns(changes.CallbackCurrent)} FROM callbacks WHERE id IN (SELECT id FROM {{ids}}) ORDER BY id",
-    [_ids()],
+    f"SELECT {columns(changes.CallbackCurrent)} FROM callbacks WHERE {{ids}} ORDER BY id",
+    [_any_of("id")],
     lock="FOR UPDATE",
 )
 INSERT_ATTEMPTS = Query(
@@ -270,15 +319,22 @@ PROMOTE_CALLBACKS = Query(
     "UPDATE callbacks SET due_at = $1 WHERE due_at IS NULL AND id IN ("
     "SELECT (SELECT n.id FROM callbacks n WHERE n.subject_id = s.id AND n.state = 'pending' "
     "ORDER BY n.sequence LIMIT 1) FROM {s})",
-    [_ids("s")],
+    [Rows("s", int)],
 )
 """The next event of each finished subject: its oldest pending one, unless that one is due already."""
 CALLBACK_VIEW_COLUMNS = columns(CallbackView, skip=("history",))
-LIST_CALLBACKS = Query(
-    f"SELECT {CALLBACK_VIEW_COLUMNS} FROM callbacks WHERE account_id = $1 "
-    "AND (CAST($2 AS TEXT) IS NULL OR state = $2) AND (CAST($3 AS BIGINT) IS NULL OR id < $3) "
-    "ORDER BY id DESC LIMIT $4"
-)
+LIST_CALLBACKS = {
+    (by_state, before): Query(
+        f"SELECT {CALLBACK_VIEW_COLUMNS} FROM callbacks WHERE account_id = $1 "
+        + ("AND state = $2 " if by_state else "AND CAST($2 AS TEXT) IS NULL ")
+        + ("AND id < $3 " if before else "AND CAST($3 AS BIGINT) IS NULL ")
+        + "ORDER BY id DESC LIMIT $4"
+    )
+    for by_state in (False, True)
+    for before in (False, True)
+}
+"""By (a state is given, a page boundary is given): one text per case, so that SQLite, which plans a statement
+without its values, uses the (account_id, state, id) index for each ($2 and $3 are bound either way)."""
 CALLBACK = Query(f"SELECT {CALLBACK_VIEW_COLUMNS} FROM callbacks WHERE id = $1 AND account_id = $2")
 ATTEMPTS_OF = Query(f"SELECT {columns(CallbackAttempt)} FROM callback_attempts WHERE callback_id = $1 ORDER BY id")
 CALLBACK_SUBJECT = Query("SELECT subject_id FROM callbacks WHERE id = $1 AND account_id = $2")
@@ -308,7 +364,7 @@ LIST_INBOUND = Query(
 # voice: call requests, calls and their records (store/calls.py decides)
 
 INSERT_CALL_REQUEST = Query(
-    f"INSERT INTO call_requests ({calls.REQUEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
+    f"INSERT INTO call_requests ({REQUEST_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, "
     "$13) ON CONFLICT (account_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id"
 )
 """No row back: the account used this idempotency key before (the conflict target names the partial unique
@@ -328,7 +384,7 @@ INSERT_RECORDS = Query(
 can be pending (store/calls.py)."""
 CALL_REQUEST_BY = {
     where: Query(
-        f"SELECT {calls.REQUEST_VIEW_COLUMNS}, destination_count FROM call_requests "
+        f"SELECT {REQUEST_VIEW_COLUMNS}, destination_count FROM call_requests "
         f"WHERE account_id = $1 AND {where} = $2 ORDER BY id DESC LIMIT 1"
     )
     for where in ("id", "reference_id")
@@ -337,8 +393,8 @@ CALLS_OF = Query(f"SELECT {calls.CALL_VIEW_COLUMNS} FROM calls WHERE id > $1 AND
 """A request's calls are the ids right after its own (Store.accept_calls)."""
 _CALL_CURRENT_FROM = "FROM calls c JOIN call_requests r ON r.id = c.request_id"
 LOCK_CALLS = Query(
-    f"SELECT {calls.CURRENT_COLUMNS} {_CALL_CURRENT_FROM} WHERE c.id IN (SELECT id FROM {{ids}}) ORDER BY c.id",
-    [_ids()],
+    f"SELECT {calls.CURRENT_COLUMNS} {_CALL_CURRENT_FROM} WHERE {{ids}} ORDER BY c.id",
+    [_any_of("c.id")],
     lock="FOR UPDATE OF c",
 )
 UPDATE_PROGRESS = Query(
@@ -359,24 +415,18 @@ LOCK_CALLS_TO = Query(
     lock="FOR UPDATE OF c",
 )
 """A request's calls ($1 the request, $2 its last call), or only those to the number $3."""
-FLAG_CANCEL = Query("UPDATE calls SET cancel_requested = 1 WHERE id IN (SELECT id FROM {ids})", [_ids()])
-CANCELS_REQUESTED = Query(
-    "SELECT id FROM calls WHERE id IN (SELECT id FROM {ids}) AND cancel_requested = 1 ORDER BY id", [_ids()]
-)
+FLAG_CANCEL = Query("UPDATE calls SET cancel_requested = 1 WHERE {ids}", [_any_of("id")])
+CANCELS_REQUESTED = Query("SELECT id FROM calls WHERE {ids} AND cancel_requested = 1 ORDER BY id", [_any_of("id")])
 
 # campaigns
 
 INSERT_CAMPAIGN = Query(
-    f"INSERT INTO campaigns ({calls.CAMPAIGN_COLUMNS}, audio) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    f"INSERT INTO campaigns ({CAMPAIGN_COLUMNS}, audio) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 )
-CAMPAIGN = Query(
-    f"SELECT {calls.CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL"
-)
+CAMPAIGN = Query(f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1 AND account_id = $2 AND deleted_at IS NULL")
 CAMPAIGN_AUDIO = Query("SELECT audio FROM campaigns WHERE id = $1")
 CAMPAIGNS_OF = Query(
-    f"SELECT {calls.CAMPAIGN_COLUMNS} FROM campaigns WHERE account_id = $1 AND deleted_at IS NULL "
+    f"SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE account_id = $1 AND deleted_at IS NULL "
     "ORDER BY created_at DESC, id DESC"
 )
-DELETE_CAMPAIGN = Query(
-    "UPDATE campaigns SET deleted_at = $1 WHERE id = $2 AND account_id = $3 AND deleted_at IS NULL"
-)
+DELETE_CAMPAIGN = Query("UPDATE campaigns SET deleted_at = $1 WHERE id = $2 AND account_id = $3 AND deleted_at IS NULL")

@@ -40,6 +40,16 @@ class Rows:
     of: Any
 
 
+@dataclass(frozen=True)
+class AnyOf:
+    """A list of ids bound as one argument, and the condition that `column` is one of them, at `{alias}` in
+    a query's text: `column = ANY($n::bigint[])` on PostgreSQL (an index lookup per id), `column IN (SELECT
+    value FROM json_each(?n))` on SQLite."""
+
+    alias: str
+    column: str
+
+
 @dataclass(frozen=True, eq=False)  # equal and hashed by identity: each is a named constant
 class Query:
     """One SQL statement, written once for both databases.
@@ -51,7 +61,7 @@ class Query:
     `postgresql_only` queries exist only to take such locks and are not run on SQLite at all."""
 
     text: str
-    rows: Sequence[Rows] = ()
+    rows: Sequence[Rows | AnyOf] = ()
     lock: str | None = None
     postgresql_only: bool = False
     _rendered: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -104,7 +114,14 @@ def _render(query: Query, dialect: Dialect) -> str:
     sources: dict[str, str] = {}
     n = singles + 1
     for rows in query.rows:
-        if dialect == "sqlite":
+        if isinstance(rows, AnyOf):
+            sources[rows.alias] = (
+                f"{rows.column} IN (SELECT value FROM json_each(?{n}))"
+                if dialect == "sqlite"
+                else f"{rows.column} = ANY(${n}::bigint[])"
+            )
+            n += 1
+        elif dialect == "sqlite":
             sources[rows.alias] = _json_rows(rows, n)
             n += 1
         else:
@@ -158,13 +175,11 @@ def bind(query: Query, args: Sequence[Any], dialect: Dialect, encode: Callable[[
     split = len(args) - len(query.rows)
     bound = list(args[:split])
     for rows, value in zip(query.rows, args[split:], strict=True):
-        bound.extend(row_set_args(dialect, rows.of, value, encode))
+        bound.extend(row_set_args(dialect, int if isinstance(rows, AnyOf) else rows.of, value, encode))
     return bound
 
 
-def row_set_args(
-    dialect: Dialect, of: Any, rows: Sequence[Any], encode: Callable[[Any], Any] | None
-) -> list[Any]:
+def row_set_args(dialect: Dialect, of: Any, rows: Sequence[Any], encode: Callable[[Any], Any] | None) -> list[Any]:
     """The arguments one row set is bound as: one JSON document (SQLite, `encode`d), or one list per
     column (PostgreSQL)."""
     if dialect == "sqlite":

@@ -25,7 +25,7 @@ from typing import Any, TextIO, TypeVar
 
 import msgspec
 
-from switchboard.store import calls, changes
+from switchboard.store import calls, changes, queries
 from switchboard.store import operations as ops
 from switchboard.store.base import IntegrityViolation, StoreError
 from switchboard.store.records import (
@@ -267,7 +267,6 @@ def _resolve(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) 
             fut.set_result(result)
 
 
-
 def _translate(e: Exception) -> Exception:
     """sqlite3's errors as the store's, by type: a refused constraint is an IntegrityViolation."""
     if isinstance(e, sqlite3.IntegrityError):
@@ -298,6 +297,8 @@ class SqliteConnection:
         return [] if query.postgresql_only else self._run(query, args).fetchall()
 
     async def fetch_into(self, into: type[T], query: Query, *args: Any) -> list[T]:
+        if query.postgresql_only:
+            return []
         record_type: Any = into
         text, decode = _as_json(query, record_type)
         return decode(self._conn.execute(text, bind(query, args, "sqlite", _encode)).fetchone()[0])  # type: ignore[no-any-return]
@@ -320,7 +321,7 @@ def _as_json(query: Query, into: Any) -> tuple[str, Callable[[str], Any]]:
         pairs = ", ".join(f"'{f.name}', {f.name}" for f in dataclasses.fields(into))
         record = f"json_object({pairs})"
     text = f"SELECT json_group_array({record}) FROM ({query.sql('sqlite')})"
-    return text, msgspec.json.Decoder(list[into], strict=False).decode
+    return text, msgspec.json.Decoder(list[into]).decode
 
 
 def _run_op(conn: sqlite3.Connection, op: Operation[T], *args: Any) -> T:
@@ -429,14 +430,7 @@ class SqliteStore(SqlStore):
         return await self._submit(_claim_calls, now, limit, lease_ms)
 
 
-_MESSAGE_COLUMNS = (
-    "id, account_id, reference_id, sender, body, encoding, segments, callback, callback_url, "
-    "destination_count, created_at, schedule_at, expires_at, idempotency_key"
-)
 _DESTINATION_COLUMNS = "id, message_id, position, mobile_no, e164, status, error, error_log_id, due_at, updated_at"
-_INSERT_MESSAGES = "INSERT INTO messages ({}) SELECT {} FROM json_each(?)".format(
-    _MESSAGE_COLUMNS, ", ".join(f"json_extract(value, '$[{i}]')" for i in range(14))
-)
 
 # Destinations go to SQLite as one JSON document per batch, [[message id, status, due_at, created_at,
 # [[mobile_no, e164], ...]], ...], and SQLite fills in the rest: no value is bound one by one with the
@@ -454,34 +448,23 @@ FROM m, json_each(m.numbers) AS n
 """
 
 
-def _insert_requests(
-    c: sqlite3.Connection, requests: list[tuple[NewMessage, list[NewDestination], list[NewErrorLog]]]
-) -> None:
+def _insert_requests(c: sqlite3.Connection, requests: list[ops.Request]) -> None:
     """Send requests without an idempotency key are written together, a few statements for the whole group:
     every statement lets go of the GIL and has to win it back from the event loop, so fewer, larger steps
     are what makes the group commit fast."""
-    messages = [
-        (m.id, m.account_id, m.reference_id, m.sender, m.body, m.encoding, m.segments, m.callback, m.callback_url,
-         m.destination_count, m.created_at, m.schedule_at, m.expires_at, m.idempotency_key)
-        for m, _, _ in requests
-    ]  # fmt: skip
-    c.execute(_INSERT_MESSAGES, (_encode(messages),))
+    connection = SqliteConnection(c)
+    run_sync(connection.execute(queries.INSERT_MESSAGES, [queries.message_row(m) for m, _, _ in requests]))
     batch = [(m.id, m.status, m.due_at, m.created_at, ds) for m, ds, _ in requests]
     c.execute(_INSERT_DESTINATIONS, (_encode(batch),))
-    for m, ds, es in requests:
-        if es:
-            run_sync(ops.accept_errors(SqliteConnection(c), m, ds, es))
+    run_sync(ops.accept_errors(connection, requests))
 
 
 def _accept(c: sqlite3.Connection, m: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]) -> int:
     """One request alone: the path of requests with an Idempotency-Key (the writer merges the others)."""
     if m.idempotency_key is not None:
-        row = c.execute(
-            "SELECT id FROM messages WHERE account_id=? AND idempotency_key=?",
-            (m.account_id, m.idempotency_key),
-        ).fetchone()
-        if row is not None:
-            return int(row[0])
+        existing = run_sync(SqliteConnection(c).fetchval(queries.MESSAGE_BY_KEY, m.account_id, m.idempotency_key))
+        if existing is not None:
+            return int(existing)
     _insert_requests(c, [(m, destinations, errors)])
     return m.id
 

@@ -38,7 +38,7 @@ from switchboard.store.records import (
     Receipt,
     StoredInbound,
 )
-from switchboard.store.sql import Connection, Query
+from switchboard.store.sql import Query
 
 T = TypeVar("T")
 Operation = Callable[..., Coroutine[Any, Any, T]]
@@ -59,13 +59,13 @@ class SqlStore:
         """Work was committed that other processes' workers should hear of."""
 
     async def _fetch_into(self, into: type[T], query: Query, *args: Any) -> list[T]:
-        return await self._read(_fetch_into, into, query, *args)
+        return await self._read(ops.fetch_into, into, query, *args)
 
     async def _execute(self, query: Query, *args: Any) -> int:
-        return await self._write(_execute, query, *args)
+        return await self._write(ops.execute, query, *args)
 
     async def ping(self) -> None:
-        await self._read(_fetchval, Query("SELECT 1"))
+        await self._read(ops.fetchval, Query("SELECT 1"))
 
     # accounts and keys
 
@@ -134,7 +134,8 @@ class SqlStore:
     async def list_callbacks(
         self, account_id: int, *, state: CallbackState | None, limit: int, before_id: int | None = None
     ) -> list[CallbackView]:
-        rows = await self._read(_fetch, q.LIST_CALLBACKS, account_id, state, before_id, limit)
+        query = q.LIST_CALLBACKS[state is not None, before_id is not None]
+        rows = await self._read(ops.fetch, query, account_id, None if state is None else state.value, before_id, limit)
         return [ops.callback_view(r, []) for r in rows]
 
     async def get_callback(self, account_id: int, callback_id: int) -> CallbackView | None:
@@ -144,7 +145,7 @@ class SqlStore:
         return await self._write(ops.replay_callback, account_id, callback_id, now)
 
     async def pending_callbacks(self) -> int:
-        return int(await self._read(_fetchval, q.PENDING_CALLBACKS))
+        return int(await self._read(ops.fetchval, q.PENDING_CALLBACKS))
 
     # inbound messages
 
@@ -184,7 +185,7 @@ class SqlStore:
     async def cancels_requested(self, call_ids: list[int]) -> list[int]:
         if not call_ids:
             return []
-        return [int(r[0]) for r in await self._read(_fetch, q.CANCELS_REQUESTED, call_ids)]
+        return [int(r[0]) for r in await self._read(ops.fetch, q.CANCELS_REQUESTED, call_ids)]
 
     async def create_campaign(self, campaign: Campaign, audio: bytes) -> None:
         await self._execute(q.INSERT_CAMPAIGN, *ops.values(campaign), audio)
@@ -200,19 +201,3 @@ class SqlStore:
 
     async def delete_campaign(self, account_id: int, campaign_id: str, *, now: int) -> bool:
         return await self._execute(q.DELETE_CAMPAIGN, now, campaign_id, account_id) == 1
-
-
-async def _fetch(c: Connection, query: Query, *args: Any) -> list[tuple[Any, ...]]:
-    return await c.fetch(query, *args)
-
-
-async def _fetch_into(c: Connection, into: type[T], query: Query, *args: Any) -> list[T]:
-    return await c.fetch_into(into, query, *args)
-
-
-async def _fetchval(c: Connection, query: Query, *args: Any) -> Any:
-    return await c.fetchval(query, *args)
-
-
-async def _execute(c: Connection, query: Query, *args: Any) -> int:
-    return await c.execute(query, *args)
