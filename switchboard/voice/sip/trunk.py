@@ -279,9 +279,9 @@ class SipTrunk:
         self._started = True
         try:
             await self._ready()
+        except TransportError as exc:
+            raise SipTrunkError(f"trunk {self.name}: {exc}") from exc
         except OSError as exc:
-            if isinstance(exc, TransportError):
-                raise SipTrunkError(f"trunk {self.name}: {exc}") from exc
             log.error("trunk %s: cannot reach %s: %s", self.name, self.settings.host, exc)
 
     async def stop(self) -> None:
@@ -374,7 +374,7 @@ class SipTrunk:
             return CallResult(CallStatus.FAILED, CallReason.GENERAL_ERROR, None, None, self._clock.now_ms(), None, True)
         try:
             transport, destination = await self._ready()
-        except OSError as exc:
+        except (TransportError, OSError) as exc:  # the socket cannot be bound, or the host cannot be reached
             return self._failed(f"trunk {self.name} unreachable: {exc}")
         s = self.settings
         try:
