@@ -16,12 +16,9 @@ from typing import Any, Literal
 import msgspec
 
 from switchboard.callbacks import RETRY_SCHEDULE
+from switchboard.errors import ConfigError as ConfigError  # cli.py's import; drop with the cli package
 
 ENV_PREFIX = "SWITCHBOARD_"
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message says which key and why."""
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

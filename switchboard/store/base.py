@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal, Protocol
 
+from switchboard.errors import DuplicateName as DuplicateName  # cli.py's import; drop with the cli package
 from switchboard.store.records import (
     Account,
     ApiKey,
@@ -39,15 +40,6 @@ from switchboard.store.records import (
     Receipt,
     StoredInbound,
 )
-
-
-class StoreError(Exception):
-    """The store could not do what was asked (the database is unreachable, a constraint failed)."""
-
-
-class DuplicateName(StoreError):
-    """An account with that name exists already."""
-
 
 Replay = Literal["replayed", "pending", "missing"]
 """What `replay_callback` did: replayed it; nothing, it is pending already; nothing, the account has no such

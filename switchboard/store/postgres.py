@@ -19,8 +19,9 @@ from typing import Any
 import asyncpg
 
 from switchboard.domain.statuses import SmsStatus
+from switchboard.errors import DuplicateName, StoreError
 from switchboard.store import changes, postgres_calls
-from switchboard.store.base import DuplicateName, Replay, StoreError
+from switchboard.store.base import Replay
 from switchboard.store.records import (
     Account,
     ApiKey,

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from switchboard.domain.statuses import CallStatus
+from switchboard.errors import StoreError
 from switchboard.store import calls
-from switchboard.store.base import StoreError
 from switchboard.store.records import (
     CallbackEvent,
     CallEnd,

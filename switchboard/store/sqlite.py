@@ -25,8 +25,9 @@ from typing import Any, TextIO, TypeVar
 import msgspec
 
 from switchboard.domain.statuses import SmsStatus
+from switchboard.errors import DuplicateName, StoreError
 from switchboard.store import changes, sqlite_calls
-from switchboard.store.base import DuplicateName, Replay, StoreError
+from switchboard.store.base import Replay
 from switchboard.store.records import (
     Account,
     ApiKey,

@@ -43,6 +43,7 @@ from typing import Protocol
 import numpy as np
 
 from switchboard.domain.clock import Clock, SystemClock
+from switchboard.errors import RenderFailed, TtsError, UnsupportedLocale
 
 log = logging.getLogger("switchboard.voice.tts")
 
@@ -50,22 +51,6 @@ MAX_TEXT_CHARS = 5_000
 """The longest text rendered (about 4 minutes of speech, 8 when it is all digits)."""
 MAX_AUDIO_SECONDS = 15 * 60
 """Rendering stops with RenderFailed past this much audio."""
-
-
-class TtsError(Exception):
-    """Text to speech failed; the root of this module's errors."""
-
-
-class UnsupportedLocale(TtsError):
-    """The locale is not one the engine speaks (API error 5004)."""
-
-    def __init__(self, locale: str) -> None:
-        super().__init__(f"locale {locale!r} is not supported")
-        self.locale = locale
-
-
-class RenderFailed(TtsError):
-    """The engine did not produce audio for the text."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -17,13 +17,13 @@ from switchboard.domain.clock import SystemClock
 from switchboard.domain.ids import IdGenerator
 from switchboard.domain.routing import Route, Router
 from switchboard.domain.statuses import CallReason, CallStatus
+from switchboard.errors import PromptError, RenderFailed, StoreError
 from switchboard.store import migrate
-from switchboard.store.base import StoreError
 from switchboard.store.records import Account, CallEnd, CallProgress, CallView, Campaign, NewCall, NewCallRequest
 from switchboard.store.sqlite import SqliteStore
 from switchboard.voice import tts
 from switchboard.voice.dialer import ABANDONED, Dialer, DialerSettings
-from switchboard.voice.prompts import AudioLibrary, PromptError
+from switchboard.voice.prompts import AudioLibrary
 from switchboard.voice.simulator import SimulatedTrunk
 from switchboard.voice.trunk import AnsweredHook, CallResult, OutboundCall, Trunk
 
@@ -50,7 +50,7 @@ class ToneEngine:
     async def render(self, text: str, *, locale: str, voice: str | None = None) -> tts.Rendered:
         self.renders += 1
         if self.fail:
-            raise tts.RenderFailed("the engine is broken")
+            raise RenderFailed("the engine is broken")
         t = np.arange(int(16_000 * AUDIO_SECONDS)) / 16_000
         return tts.Rendered(samples=(np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16), rate=16_000)
 

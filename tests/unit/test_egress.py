@@ -7,15 +7,8 @@ import socket
 
 import pytest
 
-from switchboard.callbacks.egress import (
-    EgressRefused,
-    Rule,
-    Target,
-    _getaddrinfo,
-    check_address,
-    check_url,
-    resolve,
-)
+from switchboard.callbacks.egress import Rule, Target, _getaddrinfo, check_address, check_url, resolve
+from switchboard.errors import EgressRefused
 
 # (url, the rule that must refuse it) with allow_private=False. https unless the scheme is the point, so
 # that the refusal is proven to come from the host, not from the scheme.

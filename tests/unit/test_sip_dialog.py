@@ -18,10 +18,11 @@ import pytest
 
 from switchboard.domain.clock import Clock, FakeClock, SystemClock
 from switchboard.domain.statuses import CallReason, CallStatus
+from switchboard.errors import SipTrunkError
 from switchboard.voice.sip.message import Headers, Request, Response, new_branch, parse, response_to
 from switchboard.voice.sip.rtp import RtpClock, RtpStream
 from switchboard.voice.sip.transaction import Timers
-from switchboard.voice.sip.trunk import NumberFormat, SipTrunk, SipTrunkError, SipTrunkSettings, format_number
+from switchboard.voice.sip.trunk import NumberFormat, SipTrunk, SipTrunkSettings, format_number
 from switchboard.voice.trunk import CallResult, OutboundCall, StopReason
 
 FAST = Timers(t1=0.01, t2=0.08, t4=0.1, d=0.2)

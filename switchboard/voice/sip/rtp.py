@@ -22,7 +22,7 @@ Longer than our usual ~400 lines, and on purpose one module: the stream and the 
 (`RtpStream._send_next` is the clock's inner loop, kept a plain method call for speed), and the packet
 layout they write is the one `RtpPacket` reads.
 
-Errors. `RtpError` (a ValueError) is the only exception this module raises: a datagram that is not an RTP
+Errors. `RtpError` is the only exception this module raises: a datagram that is not an RTP
 packet, a header field out of range, a port range with no free port, a stream used after `close`.
 """
 
@@ -41,6 +41,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from switchboard.errors import RtpError
+
 __all__ = [
     "CLOCK_RATE",
     "FRAME_SAMPLES",
@@ -49,7 +51,6 @@ __all__ = [
     "PT_PCMU",
     "Received",
     "RtpClock",
-    "RtpError",
     "RtpPacket",
     "RtpStream",
 ]
@@ -73,10 +74,6 @@ receives; tests ask for more. (Kept, 10 minutes of a call is 30,000 packets: 500
 the garbage collector's full passes over them stalled the clock for up to 90 ms.)"""
 LATENESS_WINDOW = 1 << 16  # lateness samples an RtpClock keeps: ~5 minutes of ticks
 PHASES = 4  # sub-slots of a frame the clock spreads streams over (RtpClock)
-
-
-class RtpError(ValueError):
-    """A datagram that is not RTP, a value the header cannot carry, no free port, or a closed stream."""
 
 
 @dataclass(frozen=True, slots=True)
