@@ -43,8 +43,9 @@ again later may help (each class says whether it can); `StoreError` is the datab
 
 Lower libraries' errors are translated once, where they enter: sqlite3 and asyncpg in each store backend
 (`_translate`), aiohttp, ssl and OSError in `callbacks.transport.HttpTransport.post`, OSError and timeouts
-in `sms.smpp.session.Session.connect` and its read loop, OSError in `voice.sip.transport.SipTransport.open`.
-`except Exception` appears only at task and loop boundaries, where it logs and converts.
+in `sms.smpp.session.Session.connect` and its read loop, OSError in `voice.sip.transport.SipTransport.open`
+and `voice.sip.rtp.RtpStream.open`. `except Exception` appears only at task and loop boundaries, where it
+logs and converts.
 
 None of these is also a built-in exception (ValueError, OSError, TimeoutError): a caller catches ours by
 name, and an `except OSError` meant for a socket, or an `except TimeoutError` meant for its own
@@ -163,8 +164,8 @@ class AuthError(ProtocolError):
 
 
 class RtpError(ProtocolError):
-    """A datagram that is not RTP, a value the header cannot carry; or, from `RtpStream`, no free port or a
-    stream used after `close`."""
+    """A datagram that is not RTP, a value the header cannot carry; or, from `RtpStream`, no free port, a
+    socket that cannot be opened, or a stream used after `close`."""
 
 
 # --- peers over the network ------------------------------------------------------------------------------

@@ -144,7 +144,8 @@ class SipTrunkSettings:
 
 
 class MediaOpener(Protocol):
-    """How a call's RtpStream is opened: `RtpStream.open`, or a test's wrapper around it."""
+    """How a call's RtpStream is opened: `RtpStream.open`, or a test's wrapper around it; RtpError when it
+    cannot be."""
 
     def __call__(
         self, *, clock: RtpClock, rng: random.Random, host: str, port_range: tuple[int, int] | None
@@ -377,7 +378,7 @@ class SipTrunk:
             media = await self._open_media(
                 clock=self._rtp_clock, rng=self._rng, host=s.bind_host, port_range=s.rtp_ports
             )
-        except (RtpError, OSError) as exc:
+        except RtpError as exc:
             return self._failed(f"no RTP port: {exc}")
         dialog: OutgoingCall | None = None
         try:
