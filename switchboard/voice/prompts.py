@@ -68,11 +68,14 @@ class AudioLibrary:
         return await self._once(f"tts:{key}", lambda: self._render(key, text, locale, voice))
 
     async def _render(self, key: str, text: str, locale: str, voice: str | None) -> bytes:
-        pcm = await asyncio.to_thread(self._cache.get, key)
-        if pcm is None:
-            rendered = await self._engine.render(text, locale=locale, voice=voice)
-            pcm = await asyncio.to_thread(_telephony_bytes, rendered)
-            await asyncio.to_thread(self._cache.put, key, pcm)
+        try:
+            pcm = await asyncio.to_thread(self._cache.get, key)
+            if pcm is None:
+                rendered = await self._engine.render(text, locale=locale, voice=voice)
+                pcm = await asyncio.to_thread(_telephony_bytes, rendered)
+                await asyncio.to_thread(self._cache.put, key, pcm)
+        except OSError as e:  # the cache's disk (full, unreadable): the one place its errors become ours
+            raise TtsError(f"the speech cache cannot be used: {e}") from e
         return pcm
 
     async def campaign(self, campaign_id: str) -> bytes:

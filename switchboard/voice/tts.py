@@ -17,7 +17,8 @@ tab become spaces (a NUL would end the C string); never read as SSML or phonemes
     ├── UnsupportedLocale     not in the table, or not a locale at all (the API's 5004)
     └── RenderFailed          no audio: unknown voice, espeak-ng failed, over MAX_AUDIO_SECONDS
 
-`TtsCache` raises ValueError for a key it did not make (a programming error) and lets OSError through.
+`TtsCache` raises ValueError for a key it did not make (a programming error) and lets OSError through
+(`prompts.AudioLibrary`, its one caller, turns that into TtsError).
 """
 
 from __future__ import annotations
