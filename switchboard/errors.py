@@ -39,20 +39,22 @@
 
 The families are what a caller may catch as one: `ProtocolError` is every codec's refusal of what a peer
 sent or what the wire cannot carry; `NetworkError` is a peer that did not answer as asked, where trying
-again later may help (each class says whether it can); `StoreError` is the database, whatever the driver.
+again later may help (`.permanent`, where there is one, says when it cannot); `StoreError` is the database,
+whatever the driver.
 
 Lower libraries' errors are translated once, where they enter: sqlite3 and asyncpg in each store backend
 (`_translate`), aiohttp, ssl and OSError in `callbacks.transport.HttpTransport.post`, OSError and timeouts
 in `sms.smpp.session.Session.connect` and its read loop, OSError in `voice.sip.transport.SipTransport.open`
-and `voice.sip.rtp.RtpStream.open`. `except Exception` appears only at task and loop boundaries, where it
-logs and converts.
+and `voice.sip.rtp.RtpStream.open`, the speech cache's OSError in `voice.prompts.AudioLibrary`. `except
+Exception` appears only at task and loop boundaries, where it logs and converts.
 
 None of these is also a built-in exception (ValueError, OSError, TimeoutError): a caller catches ours by
 name, and an `except OSError` meant for a socket, or an `except TimeoutError` meant for its own
 `asyncio.timeout`, never catches one of ours by accident.
 
 This module imports nothing of ours, so any module, `domain` included, may import it. Where an attribute's
-type is one of ours (a `CommandStatus`, an egress `Rule`), it is annotated with the built-in it is made of.
+type is one of ours it is annotated with what that is made of: `.status` an int (a `CommandStatus`), `.rule`
+an `enum.Enum` (an egress `Rule`); `Refused.response` is Starlette's Response, imported for type checking only.
 """
 
 from __future__ import annotations
