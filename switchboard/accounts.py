@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from switchboard.callbacks import egress, signing
 from switchboard.domain.clock import Clock
 from switchboard.domain.ids import IdGenerator
+from switchboard.errors import AccountError, EgressRefused, RotationInProgress
 from switchboard.store.base import Store
 from switchboard.store.records import Account, ApiKey
 
@@ -24,14 +25,6 @@ _CACHE_MAX = 10_000
 _NAME_MAX = 64
 RESOLVE_TIMEOUT = 5.0
 """Seconds to look a callback URL's host up when it is set."""
-
-
-class AccountError(Exception):
-    """A request about accounts that cannot be done; the message says why."""
-
-
-class RotationInProgress(AccountError):
-    """The webhook secret cannot be rotated again yet."""
 
 
 class _Keep:
@@ -109,7 +102,7 @@ class Accounts:
                         allow_loopback=self._allow_loopback,
                         resolver=self._resolver,
                     )
-        except egress.EgressRefused as e:
+        except EgressRefused as e:
             raise AccountError(f"{what} refused: {e.detail} ({e.rule.value})") from None
         except TimeoutError:
             raise AccountError(f"{what} refused: its host did not resolve within {RESOLVE_TIMEOUT:g} s") from None

@@ -19,14 +19,11 @@ from typing import Any, Literal
 import msgspec
 
 from switchboard.callbacks import RETRY_SCHEDULE
+from switchboard.errors import ConfigError
 
 ENV_PREFIX = "SWITCHBOARD_"
 DEFAULT_URL = "http://127.0.0.1:8080"
 """Where the client commands find the server when neither --url nor SWITCHBOARD_URL says."""
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message says which key and why."""
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

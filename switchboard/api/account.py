@@ -15,13 +15,14 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from switchboard.accounts import KEEP, AccountError, Accounts, RotationInProgress
-from switchboard.api.auth import Endpoint, Handler, Refused, authenticated
-from switchboard.api.http import BodyTooLarge, ClientGone, json_bytes, read_body
+from switchboard.accounts import KEEP, Accounts
+from switchboard.api.auth import Endpoint, Handler, authenticated
+from switchboard.api.http import json_bytes, read_body
 from switchboard.api.params import id_number
 from switchboard.callbacks import signing
 from switchboard.domain.clock import Clock, format_time
-from switchboard.domain.lenient_json import MAX_BODY_BYTES, InvalidJson, parse_body
+from switchboard.domain.lenient_json import MAX_BODY_BYTES, parse_body
+from switchboard.errors import AccountError, BodyTooLarge, ClientGone, InvalidJson, Refused, RotationInProgress
 from switchboard.store.base import Store
 from switchboard.store.records import Account, CallbackState, CallbackView
 

@@ -23,7 +23,8 @@ from switchboard.api.http import Message, Receive, Scope, Send, json_bytes, resp
 from switchboard.api.openapi import DOCS_PAGE, openapi_document
 from switchboard.api.sms import SmsApi
 from switchboard.api.voice import VoiceApi
-from switchboard.store.base import Store, StoreError
+from switchboard.errors import StoreError
+from switchboard.store.base import Store
 
 access_log = logging.getLogger("switchboard.access")
 

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from switchboard.accounts import Accounts
 from switchboard.api.http import Scope, header
 from switchboard.domain.errors import SmsError, VoiceError
-from switchboard.store.base import StoreError
+from switchboard.errors import Refused, StoreError
 from switchboard.store.records import Account
 
 log = logging.getLogger("switchboard.api")
@@ -59,13 +59,6 @@ async def account_or_error(
         log.exception("authentication lookup failed")
         return errors.UNAVAILABLE
     return errors.AUTHENTICATION_FAILED if account is None else account
-
-
-class Refused(Exception):
-    """Raised inside an `authenticated` handler to answer with `response` at once."""
-
-    def __init__(self, response: Response) -> None:
-        self.response = response
 
 
 def authenticated(

@@ -29,14 +29,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from switchboard.accounts import Accounts
-from switchboard.api.auth import Endpoint, Handler, Refused, authenticated
-from switchboard.api.http import BodyTooLarge, ClientGone, json_bytes, read_body
+from switchboard.api.auth import Endpoint, Handler, authenticated
+from switchboard.api.http import json_bytes, read_body
 from switchboard.domain.clock import format_time
 from switchboard.domain.errors import VoiceError
-from switchboard.domain.lenient_json import MAX_BODY_BYTES, InvalidJson, parse_body
+from switchboard.domain.lenient_json import MAX_BODY_BYTES, parse_body
 from switchboard.domain.voice_request import MAX_MESSAGE_CHARS, campaign_guid
+from switchboard.errors import AudioError, BodyTooLarge, ClientGone, InvalidJson, Refused, TtsError, UnsupportedLocale
 from switchboard.store.records import Account, Campaign
-from switchboard.voice import audio, tts
 from switchboard.voice.service import VoiceService
 
 log = logging.getLogger("switchboard.api")
@@ -121,9 +121,9 @@ class CampaignApi:
             return campaign_error(VoiceError.LOCALE_UNSUPPORTED)
         try:
             campaign = await self.voice.create_campaign_from_text(account, name=name, text=text, locale=locale)
-        except tts.UnsupportedLocale:
+        except UnsupportedLocale:
             return campaign_error(VoiceError.LOCALE_UNSUPPORTED)
-        except tts.TtsError as e:
+        except TtsError as e:
             log.exception("rendering campaign text for account %s failed", account.name)
             detail = f"{VoiceError.UNAVAILABLE.text} (text to speech failed: {e})"
             return campaign_error(VoiceError.UNAVAILABLE, detail=detail)
@@ -152,7 +152,7 @@ class CampaignApi:
                 return campaign_error(VoiceError.AUDIO_INVALID, detail="Invalid audio: the upload was cut off")
             try:
                 campaign = await self.voice.create_campaign_from_wav(account, name=name, data=data)
-            except audio.AudioError as e:
+            except AudioError as e:
                 return campaign_error(VoiceError.AUDIO_INVALID, detail=f"{VoiceError.AUDIO_INVALID.text}: {e}")
         finally:
             self.uploads.release()

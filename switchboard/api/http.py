@@ -9,6 +9,8 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
+from switchboard.errors import BodyTooLarge, ClientGone
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -16,14 +18,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 JSON = b"application/json"
 _encode = msgspec.json.Encoder().encode
-
-
-class BodyTooLarge(Exception):
-    """The request body is over the limit."""
-
-
-class ClientGone(Exception):
-    """The client disconnected before its whole body arrived: nothing of it may be acted on."""
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

@@ -4,8 +4,9 @@ reading of an ID."""
 
 from __future__ import annotations
 
-from switchboard.api.http import BodyTooLarge, ClientGone, Receive, Scope, read_body
-from switchboard.domain.lenient_json import MAX_BODY_BYTES, InvalidJson, parse_body
+from switchboard.api.http import Receive, Scope, read_body
+from switchboard.domain.lenient_json import MAX_BODY_BYTES, parse_body
+from switchboard.errors import BodyTooLarge, ClientGone, InvalidJson
 
 LOOKUP_NAMES = ("id", "referenceid", "mobileno")
 

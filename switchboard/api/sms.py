@@ -11,28 +11,17 @@ from typing import Any
 
 from switchboard.accounts import Accounts
 from switchboard.api.auth import account_or_error
-from switchboard.api.http import (
-    BodyTooLarge,
-    ClientGone,
-    Receive,
-    Scope,
-    Send,
-    header,
-    json_bytes,
-    query,
-    read_body,
-    respond,
-)
+from switchboard.api.http import Receive, Scope, Send, header, json_bytes, query, read_body, respond
 from switchboard.api.params import add_body_params, id_number
 from switchboard.api.ratelimit import RateLimiter
 from switchboard.callbacks import egress
 from switchboard.domain.clock import Clock, format_time
 from switchboard.domain.errors import SmsError
-from switchboard.domain.lenient_json import MAX_BODY_BYTES, InvalidJson, parse_body
+from switchboard.domain.lenient_json import MAX_BODY_BYTES, parse_body
 from switchboard.domain.sms_request import validate_send
 from switchboard.domain.statuses import SmsStatus, least_advanced
+from switchboard.errors import BodyTooLarge, ClientGone, EgressRefused, InvalidJson, StoreError
 from switchboard.sms.service import SmsService
-from switchboard.store.base import StoreError
 from switchboard.store.records import MessageView
 
 log = logging.getLogger("switchboard.api")
@@ -79,7 +68,7 @@ class SmsApi:
                     allow_private=self.allow_private_callbacks,
                     allow_loopback=self.allow_loopback_callbacks,
                 )
-            except egress.EgressRefused:
+            except EgressRefused:
                 return await sms_error(send, SmsError.CALLBACK_INVALID)
         wait = self.limiter.allow(account.id)
         if wait:

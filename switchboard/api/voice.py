@@ -16,28 +16,17 @@ from typing import Any
 
 from switchboard.accounts import Accounts
 from switchboard.api.auth import account_or_error
-from switchboard.api.http import (
-    BodyTooLarge,
-    ClientGone,
-    Receive,
-    Scope,
-    Send,
-    header,
-    json_bytes,
-    query,
-    read_body,
-    respond,
-)
+from switchboard.api.http import Receive, Scope, Send, header, json_bytes, query, read_body, respond
 from switchboard.api.params import add_body_params, id_number
 from switchboard.api.ratelimit import RateLimiter
 from switchboard.callbacks import egress
 from switchboard.domain import numbers
 from switchboard.domain.clock import Clock, format_time
 from switchboard.domain.errors import VoiceError
-from switchboard.domain.lenient_json import MAX_BODY_BYTES, InvalidJson, parse_body
+from switchboard.domain.lenient_json import MAX_BODY_BYTES, parse_body
 from switchboard.domain.statuses import CallStatus
 from switchboard.domain.voice_request import NOT_A_GUID, validate_call
-from switchboard.store.base import StoreError
+from switchboard.errors import BodyTooLarge, ClientGone, EgressRefused, InvalidJson, StoreError
 from switchboard.store.records import Account, CallRequestView
 from switchboard.voice.service import VoiceService
 
@@ -107,7 +96,7 @@ class VoiceApi:
                     allow_private=self.allow_private_callbacks,
                     allow_loopback=self.allow_loopback_callbacks,
                 )
-            except egress.EgressRefused:
+            except EgressRefused:
                 return await self._refuse(send, VoiceError.CALLBACK_INVALID, account)
         if request.campaign_id is not None:
             try:

@@ -41,8 +41,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from switchboard.callbacks import RETRY_SCHEDULE, signing
-from switchboard.callbacks.transport import DeliveryFailed, NotSent, Response, Transport
+from switchboard.callbacks.transport import Response, Transport
 from switchboard.domain.clock import Clock
+from switchboard.errors import DeliveryFailed, NotSent
 from switchboard.store.base import Store
 from switchboard.store.records import CallbackResult, CallbackState, ClaimedCallback
 

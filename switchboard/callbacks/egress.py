@@ -48,7 +48,9 @@ from urllib.parse import quote, urlsplit
 
 import idna  # a dependency of httpx; IDNA 2008 with UTS 46 mapping, as httpx and browsers encode names
 
-__all__ = ["EgressRefused", "Resolver", "Rule", "Target", "check_address", "check_url", "resolve"]
+from switchboard.errors import EgressRefused
+
+__all__ = ["Resolver", "Rule", "Target", "check_address", "check_url", "resolve"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -104,15 +106,6 @@ class Rule(enum.Enum):
     """An address that is not globally routable, given as a literal or found by resolution."""
     UNRESOLVABLE = "unresolvable"
     """The name did not resolve, or resolved to nothing usable. Unlike the others this may change by itself."""
-
-
-class EgressRefused(Exception):
-    """A callback target that must not be contacted; ``rule`` says which check refused it."""
-
-    def __init__(self, rule: Rule, detail: str) -> None:
-        super().__init__(f"callback target refused ({rule.value}): {detail}")
-        self.rule = rule
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)

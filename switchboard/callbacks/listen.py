@@ -12,7 +12,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TextIO
 
-from switchboard.callbacks.signing import InvalidSignature, verify
+from switchboard.callbacks.signing import verify
+from switchboard.errors import InvalidSignature
 
 MAX_BODY_BYTES = 1024 * 1024
 

@@ -21,6 +21,8 @@ import hmac
 from collections.abc import Callable, Mapping, Sequence
 from secrets import token_bytes
 
+from switchboard.errors import InvalidSignature
+
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 24
 """Random bytes in a new secret; the spec asks for between 24 and 64."""
@@ -36,11 +38,6 @@ SIGNATURE_HEADER = "webhook-signature"
 _VERSION = "v1"
 # Integer seconds; 11 digits would be the year 5138, so a longer value is a mistake (milliseconds, most likely).
 _TIMESTAMP_LIMIT = 10**11
-
-
-class InvalidSignature(Exception):
-    """A callback that must not be trusted: a header missing or malformed, a timestamp outside the tolerance,
-    or no v1 signature that matches. The message says which, for the receiver's log."""
 
 
 def new_secret(*, random_bytes: Callable[[int], bytes] = token_bytes) -> str:

@@ -31,6 +31,7 @@ from yarl import URL
 
 from switchboard import __version__
 from switchboard.callbacks import egress
+from switchboard.errors import DeliveryFailed, EgressRefused, NotSent
 
 USER_AGENT = f"Switchboard-Webhooks/{__version__}"
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -44,23 +45,6 @@ class Response:
     """The Retry-After header as sent, if any."""
     latency_ms: int = field(default=0, compare=False)
     """From sending (after any wait for one of the host's connections) to the answer."""
-
-
-class DeliveryFailed(Exception):
-    """No HTTP answer: the target was refused by the egress guard, did not resolve, could not be connected
-    to, or did not answer in time. `permanent` when trying again cannot help (the URL itself is refused)."""
-
-    def __init__(self, reason: str, *, permanent: bool = False, latency_ms: int = 0) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.permanent = permanent
-        self.latency_ms = latency_ms
-        """From sending to giving up (the timeout, at most), not counting the wait for a connection."""
-
-
-class NotSent(DeliveryFailed):
-    """The post waited for one of its host's connections longer than the transport allows (`max_wait`) and
-    was never sent: not an attempt; try it again later."""
 
 
 class Transport(Protocol):
@@ -150,7 +134,7 @@ class HttpTransport:
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
         try:
             target = _checked_url(url, self._allow_private, self._allow_loopback)
-        except egress.EgressRefused as e:
+        except EgressRefused as e:
             raise DeliveryFailed(str(e), permanent=True) from None
         # The normalised URL: the host as checked (an A-label name, a canonical address), encoded already.
         request_url = URL(f"{target.scheme}://{target.host_header}{target.path_and_query}", encoded=True)
@@ -186,7 +170,7 @@ class HttpTransport:
             ) as answer:
                 await answer.content.read(MAX_RESPONSE_BYTES)
                 return Response(answer.status, answer.headers.get("Retry-After"), _ms_since(started))
-        except egress.EgressRefused as e:  # from GuardedResolver: the name resolved to a refused address
+        except EgressRefused as e:  # from GuardedResolver: the name resolved to a refused address
             reason = str(e)
         except TimeoutError:
             reason = f"no answer within {self._timeout.total:g} s"

@@ -17,8 +17,9 @@ from collections.abc import Callable, Sequence
 from switchboard import __version__
 from switchboard.cli import admin, client, serve
 from switchboard.cli.carriers import carriers
-from switchboard.cli.common import LISTEN_PORT, CliError
-from switchboard.config import ClientSettings, ConfigError, client_settings
+from switchboard.cli.common import LISTEN_PORT
+from switchboard.config import ClientSettings, client_settings
+from switchboard.errors import CliError, ConfigError
 
 __all__ = ["CliError", "main", "parser"]
 

@@ -7,7 +7,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from switchboard.cli.common import CliError, load_config, run
+from switchboard.cli.common import load_config, run
+from switchboard.errors import CliError
 
 
 def _with_gateway(args: argparse.Namespace, action: Callable[[Any], Awaitable[int]]) -> int:
@@ -27,8 +28,7 @@ def _with_gateway(args: argparse.Namespace, action: Callable[[Any], Awaitable[in
 
 
 def accounts(args: argparse.Namespace) -> int:
-    from switchboard.accounts import AccountError
-    from switchboard.store.base import DuplicateName
+    from switchboard.errors import AccountError, DuplicateName
 
     async def create(g: Any) -> int:
         try:
@@ -65,7 +65,7 @@ def accounts(args: argparse.Namespace) -> int:
 
 
 def keys(args: argparse.Namespace) -> int:
-    from switchboard.accounts import AccountError
+    from switchboard.errors import AccountError
 
     async def action(g: Any) -> int:
         try:

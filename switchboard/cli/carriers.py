@@ -7,8 +7,9 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from switchboard.cli.common import CliError, load_config, run
+from switchboard.cli.common import load_config, run
 from switchboard.config import Config, SmsCarrierConfig
+from switchboard.errors import CliError
 
 if TYPE_CHECKING:
     from switchboard.sms.smpp.probe import MessageOutcome, ProbeMessage, ProbeReport

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from switchboard.cli.common import CliError
+from switchboard.errors import CliError
 
 SMS_FINAL = frozenset({"Delivered", "Undelivered", "Expired", "Rejected", "Failed", "Cancelled"})
 CALL_FINAL = frozenset({"Answered", "Busy", "NoAnswer", "Failed"})

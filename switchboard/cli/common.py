@@ -14,10 +14,6 @@ LISTEN_PORT = 8081
 """Where `callbacks listen` listens by default, and where the demo account's callbacks go under `make run`."""
 
 
-class CliError(Exception):
-    """A mistake the user can fix; printed without a traceback, exit status 2."""
-
-
 def load_config(args: argparse.Namespace, **extra: Any) -> Config:
     """The configuration: the file given with --config, the environment, then the flags in `args` (those a
     command does not take are absent) and `extra` ({"server.port": 9000}; None values are ignored)."""

@@ -32,7 +32,9 @@ from collections.abc import Iterator
 
 import msgspec
 
-__all__ = ["MAX_BODY_BYTES", "MAX_DEPTH", "MAX_TOKENS", "InvalidJson", "parse_body"]
+from switchboard.errors import InvalidJson
+
+__all__ = ["MAX_BODY_BYTES", "MAX_DEPTH", "MAX_TOKENS", "parse_body"]
 
 MAX_BODY_BYTES = 1 << 20
 """Largest body read at all (the API answers 413 / error 130 above it before calling `parse_body`)."""
@@ -62,10 +64,6 @@ _LEADING_ZERO = re.compile(r"-?0[0-9]")
 # Token kinds: the punctuation character itself, or one of these.
 _STRING = "s"
 _SCALAR = "v"
-
-
-class InvalidJson(ValueError):
-    """The body cannot be read as JSON, even leniently."""
 
 
 def parse_body(body: bytes) -> object:

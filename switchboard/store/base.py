@@ -40,19 +40,6 @@ from switchboard.store.records import (
     StoredInbound,
 )
 
-
-class StoreError(Exception):
-    """The store could not do what was asked (the database is unreachable, a constraint failed)."""
-
-
-class DuplicateName(StoreError):
-    """An account with that name exists already."""
-
-
-class IntegrityViolation(StoreError):
-    """The database refused a write for a constraint (a key used twice, a row that references nothing)."""
-
-
 Replay = Literal["replayed", "pending", "missing"]
 """What `replay_callback` did: replayed it; nothing, it is pending already; nothing, the account has no such
 callback."""

@@ -12,9 +12,10 @@ import dataclasses
 from typing import Any, TypeVar
 
 from switchboard.domain.statuses import CallStatus, SmsStatus
+from switchboard.errors import DuplicateName, StoreError
 from switchboard.store import calls, changes
 from switchboard.store import queries as q
-from switchboard.store.base import DuplicateName, Replay, StoreError
+from switchboard.store.base import Replay
 from switchboard.store.records import (
     Account,
     ApiKey,

@@ -23,9 +23,9 @@ import asyncpg
 import msgspec
 
 from switchboard.domain.statuses import SmsStatus
+from switchboard.errors import IntegrityViolation, StoreError
 from switchboard.store import calls, changes, queries
 from switchboard.store import operations as ops
-from switchboard.store.base import IntegrityViolation, StoreError
 from switchboard.store.records import (
     ClaimedCall,
     ClaimedCallback,

@@ -25,9 +25,9 @@ from typing import Any, TextIO, TypeVar
 
 import msgspec
 
+from switchboard.errors import IntegrityViolation, StoreError
 from switchboard.store import calls, changes, queries
 from switchboard.store import operations as ops
-from switchboard.store.base import IntegrityViolation, StoreError
 from switchboard.store.records import (
     ClaimedCall,
     ClaimedCallback,

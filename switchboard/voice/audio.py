@@ -11,7 +11,7 @@ References:
   chunks (word-aligned) and the WAVE fmt/data chunks; Microsoft's WAVEFORMATEX (mmreg.h format tags) and
   WAVEFORMATEXTENSIBLE (a sub-format GUID whose first two bytes are the format tag).
 
-Errors: `AudioError` (a `ValueError`) is the only exception `read_wav` raises, whatever the bytes; its message
+Errors: `AudioError` is the only exception `read_wav` raises, whatever the bytes; its message
 is written for the person who uploaded the file. Passing an array of the wrong dtype is a programming error
 and raises `TypeError`.
 """
@@ -27,6 +27,8 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+from switchboard.errors import AudioError
+
 TELEPHONY_RATE = 8000
 """RFC 3551 Table 4: G.711 is clocked at 8,000 Hz."""
 FRAME_BYTES = 160
@@ -36,10 +38,6 @@ MIN_RATE, MAX_RATE = 8000, 192000
 Int16Array = npt.NDArray[np.int16]
 Float32Array = npt.NDArray[np.float32]
 _Table = TypeVar("_Table", npt.NDArray[np.uint8], npt.NDArray[np.int16])
-
-
-class AudioError(ValueError):
-    """The audio cannot be used; the message says why in words an uploader understands."""
 
 
 def _build_ulaw_encoder() -> npt.NDArray[np.uint8]:

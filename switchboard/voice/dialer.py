@@ -30,9 +30,10 @@ from switchboard.domain.clock import Clock
 from switchboard.domain.rate import TokenBucket
 from switchboard.domain.routing import Router
 from switchboard.domain.statuses import CallReason, CallStatus
-from switchboard.store.base import Store, StoreError
+from switchboard.errors import PromptError, StoreError
+from switchboard.store.base import Store
 from switchboard.store.records import CallEnd, CallProgress, ClaimedCall
-from switchboard.voice.prompts import AudioLibrary, PromptError
+from switchboard.voice.prompts import AudioLibrary
 from switchboard.voice.trunk import CallResult, OutboundCall, StopReason, Trunk
 
 log = logging.getLogger("switchboard.voice.dialer")

@@ -15,16 +15,13 @@ from collections.abc import Awaitable, Callable
 
 import numpy as np
 
+from switchboard.errors import PromptError, TtsError
 from switchboard.store.base import Store
 from switchboard.voice import audio, tts
 
 MEMORY_BYTES = 64 * 1024 * 1024
 """Audio kept in memory, recently used first: about 70 minutes of 8 kHz 16-bit audio (a campaign is at most
 10 minutes, 9.6 MB)."""
-
-
-class PromptError(Exception):
-    """The audio of a call could not be prepared (the call fails with General Error)."""
 
 
 class AudioLibrary:
@@ -54,28 +51,31 @@ class AudioLibrary:
         """The canonical form of a locale the engine speaks; None when it speaks no such one."""
         try:
             canonical = tts.normalize_locale(value)
-        except tts.TtsError:
+        except TtsError:
             return None
         return canonical if self._engine.locale_voice(canonical) is not None else None
 
     @staticmethod
     def convert_wav(data: bytes) -> bytes:
-        """An uploaded WAV as 8 kHz 16-bit PCM; raises `audio.AudioError` when it cannot be read. Blocking
+        """An uploaded WAV as 8 kHz 16-bit PCM; raises `AudioError` when it cannot be read. Blocking
         (numpy and soxr): call it in a thread."""
         return audio.to_telephony(audio.read_wav(data)).astype("<i2").tobytes()
 
     async def speak(self, text: str, *, locale: str, voice: str | None = None) -> bytes:
         """`text` spoken in `locale`, from memory, the cache or rendered now (once, however many ask at the same
-        time); raises `tts.TtsError`."""
+        time); raises `TtsError`."""
         key = self._cache.key(self._engine, text, locale, voice)
         return await self._once(f"tts:{key}", lambda: self._render(key, text, locale, voice))
 
     async def _render(self, key: str, text: str, locale: str, voice: str | None) -> bytes:
-        pcm = await asyncio.to_thread(self._cache.get, key)
-        if pcm is None:
-            rendered = await self._engine.render(text, locale=locale, voice=voice)
-            pcm = await asyncio.to_thread(_telephony_bytes, rendered)
-            await asyncio.to_thread(self._cache.put, key, pcm)
+        try:
+            pcm = await asyncio.to_thread(self._cache.get, key)
+            if pcm is None:
+                rendered = await self._engine.render(text, locale=locale, voice=voice)
+                pcm = await asyncio.to_thread(_telephony_bytes, rendered)
+                await asyncio.to_thread(self._cache.put, key, pcm)
+        except OSError as e:  # the cache's disk (full, unreadable): the one place its errors become ours
+            raise TtsError(f"the speech cache cannot be used: {e}") from e
         return pcm
 
     async def campaign(self, campaign_id: str) -> bytes:
@@ -135,7 +135,7 @@ class AudioLibrary:
             if message is None or locale is None:
                 raise PromptError("a call needs a message and a locale, or a campaign")
             return await self.speak(message, locale=locale)
-        except tts.TtsError as e:
+        except TtsError as e:
             raise PromptError(f"text to speech failed: {e}") from e
 
 

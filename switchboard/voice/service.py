@@ -116,7 +116,7 @@ class VoiceService:
     # campaigns
 
     async def create_campaign_from_wav(self, account: Account, *, name: str, data: bytes) -> Campaign:
-        """A campaign from an uploaded WAV, converted once to 8 kHz; raises `audio.AudioError` for a file
+        """A campaign from an uploaded WAV, converted once to 8 kHz; raises `AudioError` for a file
         that cannot be read."""
         async with self._converting:
             pcm = await asyncio.to_thread(self._audio.convert_wav, data)
@@ -124,7 +124,7 @@ class VoiceService:
 
     async def create_campaign_from_text(self, account: Account, *, name: str, text: str, locale: str) -> Campaign:
         """A campaign from text spoken in `locale` (canonical, supported), rendered once; raises
-        `tts.TtsError` when it cannot be rendered."""
+        `TtsError` when it cannot be rendered."""
         pcm = await self._audio.speak(text, locale=locale)
         return await self._store_campaign(account, name=name, source="tts", text=text, locale=locale, pcm=pcm)
 

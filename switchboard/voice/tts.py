@@ -17,7 +17,8 @@ tab become spaces (a NUL would end the C string); never read as SSML or phonemes
     ├── UnsupportedLocale     not in the table, or not a locale at all (the API's 5004)
     └── RenderFailed          no audio: unknown voice, espeak-ng failed, over MAX_AUDIO_SECONDS
 
-`TtsCache` raises ValueError for a key it did not make (a programming error) and lets OSError through.
+`TtsCache` raises ValueError for a key it did not make (a programming error) and lets OSError through
+(`prompts.AudioLibrary`, its one caller, turns that into TtsError).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import Protocol
 import numpy as np
 
 from switchboard.domain.clock import Clock, SystemClock
+from switchboard.errors import RenderFailed, TtsError, UnsupportedLocale
 
 log = logging.getLogger("switchboard.voice.tts")
 
@@ -50,22 +52,6 @@ MAX_TEXT_CHARS = 5_000
 """The longest text rendered (about 4 minutes of speech, 8 when it is all digits)."""
 MAX_AUDIO_SECONDS = 15 * 60
 """Rendering stops with RenderFailed past this much audio."""
-
-
-class TtsError(Exception):
-    """Text to speech failed; the root of this module's errors."""
-
-
-class UnsupportedLocale(TtsError):
-    """The locale is not one the engine speaks (API error 5004)."""
-
-    def __init__(self, locale: str) -> None:
-        super().__init__(f"locale {locale!r} is not supported")
-        self.locale = locale
-
-
-class RenderFailed(TtsError):
-    """The engine did not produce audio for the text."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,8 +16,9 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from switchboard.callbacks import RETRY_SCHEDULE, signing
 from switchboard.callbacks.dispatcher import Dispatcher, DispatcherSettings
-from switchboard.callbacks.transport import DeliveryFailed, NotSent, Response
+from switchboard.callbacks.transport import Response
 from switchboard.domain.statuses import SmsStatus
+from switchboard.errors import DeliveryFailed, InvalidSignature, NotSent
 from switchboard.store.base import Store
 from switchboard.store.records import Account, CallbackResult, CallbackState, Receipt
 from tests.contract.conftest import Factory, FakeClock
@@ -267,7 +268,7 @@ async def test_after_a_rotation_both_secrets_verify_for_a_day_then_only_the_new_
     # As of the (fake) time it was sent: the new secret verifies, the old one no longer does.
     sent_at = int(late.headers["webhook-timestamp"])
     signing.verify(secret=new_secret, headers=late.headers, body=late.raw, now=sent_at)
-    with pytest.raises(signing.InvalidSignature):
+    with pytest.raises(InvalidSignature):
         signing.verify(secret=account.webhook_secret, headers=late.headers, body=late.raw, now=sent_at)
 
 

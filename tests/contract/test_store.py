@@ -10,7 +10,8 @@ import msgspec
 import pytest
 
 from switchboard.domain.statuses import SmsStatus
-from switchboard.store.base import DuplicateName, IntegrityViolation, Store, StoreError
+from switchboard.errors import DuplicateName, IntegrityViolation, StoreError
+from switchboard.store.base import Store
 from switchboard.store.postgres import PostgresStore
 from switchboard.store.records import HeldReceipts, HistoryEntry, InFlight, Outcome, Receipt
 from switchboard.store.sqlite import SqliteStore

@@ -34,7 +34,8 @@ import pytest
 import pytest_asyncio
 
 from switchboard.callbacks.egress import Rule
-from switchboard.callbacks.transport import DeliveryFailed, HttpTransport, Response
+from switchboard.callbacks.transport import HttpTransport, Response
+from switchboard.errors import DeliveryFailed
 
 OK_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 BODY = b'{"event":"canary"}'

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from switchboard.callbacks.transport import DeliveryFailed, HttpTransport, NotSent, Response
+from switchboard.callbacks.transport import HttpTransport, Response
+from switchboard.errors import DeliveryFailed, NotSent
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from switchboard.errors import PduError
 from switchboard.sms.smpp.pdu import (
     BindTransceiver,
     BindTransceiverResp,
@@ -21,7 +22,6 @@ from switchboard.sms.smpp.pdu import (
     EnquireLinkResp,
     FrameReader,
     Pdu,
-    PduError,
     SubmitSm,
     SubmitSmResp,
     Unbind,

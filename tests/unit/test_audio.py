@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from switchboard.errors import AudioError
 from switchboard.voice.audio import (
-    AudioError,
     Codec,
     Pcm,
     alaw_decode,

@@ -17,13 +17,13 @@ from switchboard.domain.clock import SystemClock
 from switchboard.domain.ids import IdGenerator
 from switchboard.domain.routing import Route, Router
 from switchboard.domain.statuses import CallReason, CallStatus
+from switchboard.errors import PromptError, RenderFailed, StoreError, TtsError
 from switchboard.store import migrate
-from switchboard.store.base import StoreError
 from switchboard.store.records import Account, CallEnd, CallProgress, CallView, Campaign, NewCall, NewCallRequest
 from switchboard.store.sqlite import SqliteStore
 from switchboard.voice import tts
 from switchboard.voice.dialer import ABANDONED, Dialer, DialerSettings
-from switchboard.voice.prompts import AudioLibrary, PromptError
+from switchboard.voice.prompts import AudioLibrary
 from switchboard.voice.simulator import SimulatedTrunk
 from switchboard.voice.trunk import AnsweredHook, CallResult, OutboundCall, Trunk
 
@@ -50,7 +50,7 @@ class ToneEngine:
     async def render(self, text: str, *, locale: str, voice: str | None = None) -> tts.Rendered:
         self.renders += 1
         if self.fail:
-            raise tts.RenderFailed("the engine is broken")
+            raise RenderFailed("the engine is broken")
         t = np.arange(int(16_000 * AUDIO_SECONDS)) / 16_000
         return tts.Rendered(samples=(np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16), rate=16_000)
 
@@ -541,3 +541,18 @@ async def test_a_call_dialled_elsewhere_while_it_waited_here_is_not_dialled_agai
     assert len(trunk.started) == 1  # the first call only: the other was dialled once, elsewhere
     second = view.calls[1]
     assert (second.status, second.reason, second.detail) == (CallStatus.FAILED, CallReason.GENERAL_ERROR, ABANDONED)
+
+
+async def test_a_speech_cache_that_cannot_be_written_fails_the_prompt_not_the_dialer(
+    store: SqliteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tts.TtsCache(tmp_path / "tts")
+
+    def disk_full(key: str, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache, "put", disk_full)
+    library = AudioLibrary(engine=ToneEngine(), cache=cache, store=store)
+    with pytest.raises(PromptError, match="speech cache cannot be used") as raised:
+        await library.for_call(message="Your code is 1234", locale="en-US", campaign_id=None)
+    assert isinstance(raised.value.__cause__, TtsError)  # what the API answers as its 5015

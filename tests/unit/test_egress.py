@@ -8,19 +8,12 @@ from typing import Any, cast
 
 import pytest
 
-from switchboard.accounts import AccountError, Accounts
-from switchboard.callbacks.egress import (
-    EgressRefused,
-    Rule,
-    Target,
-    _getaddrinfo,
-    check_address,
-    check_url,
-    resolve,
-)
-from switchboard.callbacks.transport import DeliveryFailed, HttpTransport
+from switchboard.accounts import Accounts
+from switchboard.callbacks.egress import Rule, Target, _getaddrinfo, check_address, check_url, resolve
+from switchboard.callbacks.transport import HttpTransport
 from switchboard.domain.clock import FakeClock
 from switchboard.domain.ids import IdGenerator
+from switchboard.errors import AccountError, DeliveryFailed, EgressRefused
 
 # (url, the rule that must refuse it) with allow_private=False. https unless the scheme is the point, so
 # that the refusal is proven to come from the host, not from the scheme.

@@ -8,6 +8,7 @@ from switchboard import config
 from switchboard.domain.clock import format_time
 from switchboard.domain.ids import IdGenerator, id_time
 from switchboard.domain.statuses import SmsStatus, can_transition, least_advanced
+from switchboard.errors import ConfigError
 
 
 def test_ids_are_unique_time_ordered_and_fit_63_bits() -> None:
@@ -108,12 +109,12 @@ def test_the_data_dir_moves_the_default_database() -> None:
 def test_a_bad_config_says_which_key_and_why(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
     f = tmp_path / "c.toml"
     f.write_text(text)
-    with pytest.raises(config.ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(".", r"\.")):
         config.load(f, env=env)
 
 
 def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(config.ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         config.load(tmp_path / "nope.toml", env={})
 
 

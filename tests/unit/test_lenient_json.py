@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from switchboard.domain.lenient_json import MAX_BODY_BYTES, MAX_DEPTH, InvalidJson, parse_body
+from switchboard.domain.lenient_json import MAX_BODY_BYTES, MAX_DEPTH, parse_body
+from switchboard.errors import InvalidJson, RequestError
 
 # The vendor document's samples, exactly as printed (seed/optimum-measures-api.txt).
 VENDOR_SMS = b"""
@@ -131,8 +132,8 @@ def test_what_cannot_be_read_even_leniently_is_invalid_json(body: bytes) -> None
         parse_body(body)
 
 
-def test_invalid_json_is_a_value_error() -> None:
-    assert issubclass(InvalidJson, ValueError)
+def test_invalid_json_is_a_request_error() -> None:
+    assert issubclass(InvalidJson, RequestError)  # what the API answers with its documented error
 
 
 def test_nesting_is_bounded_on_the_repair_path() -> None:

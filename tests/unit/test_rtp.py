@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import random
 import socket
@@ -13,15 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from switchboard.voice.sip.rtp import (
-    FRAME_SAMPLES,
-    PT_PCMA,
-    PT_PCMU,
-    RtpClock,
-    RtpError,
-    RtpPacket,
-    RtpStream,
-)
+from switchboard.errors import RtpError
+from switchboard.voice.sip.rtp import FRAME_SAMPLES, PT_PCMA, PT_PCMU, RtpClock, RtpPacket, RtpStream
 
 Opener = Callable[..., Awaitable[RtpStream]]
 
@@ -116,7 +110,7 @@ def test_parse_refuses_what_is_not_rtp_with_rtp_error_only(data: bytes) -> None:
 )
 def test_encode_refuses_values_the_header_cannot_carry(fields: dict[str, int]) -> None:
     values = {"payload_type": 0, "sequence": 0, "timestamp": 0, "ssrc": 0, **fields}
-    with pytest.raises(ValueError):  # RtpError is a ValueError
+    with pytest.raises(RtpError):
         RtpPacket(**values).encode()  # type: ignore[arg-type]
 
 
@@ -240,6 +234,15 @@ async def test_a_port_range_gives_an_even_port_in_it_or_rtp_error(open_stream: O
         await open_stream(port_range=(port, port + 1))  # its only even port is taken
     with pytest.raises(RtpError):
         await open_stream(port_range=(port + 1, port + 1))  # no even port at all
+
+
+async def test_a_socket_that_cannot_be_opened_is_an_rtp_error(clock: RtpClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_descriptors(*args: object) -> socket.socket:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    with monkeypatch.context() as patched, pytest.raises(RtpError, match="Too many open files"):
+        patched.setattr(socket, "socket", no_descriptors)
+        await RtpStream.open(clock=clock, rng=random.Random(), host="127.0.0.1")
 
 
 async def test_misuse_is_refused_with_rtp_error(open_stream: Opener, clock: RtpClock) -> None:

@@ -9,18 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from switchboard.voice.sip.sdp import (
-    PCMA,
-    PCMU,
-    Codec,
-    Connection,
-    Negotiated,
-    RtpMap,
-    SdpError,
-    negotiate,
-    offer,
-    parse,
-)
+from switchboard.errors import SdpError
+from switchboard.voice.sip.sdp import PCMA, PCMU, Codec, Connection, Negotiated, RtpMap, negotiate, offer, parse
 
 
 def sdp(text: str) -> bytes:

@@ -15,14 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from switchboard.callbacks.signing import (
-    ROTATION_GRACE_MS,
-    InvalidSignature,
-    new_secret,
-    sign,
-    valid_secrets,
-    verify,
-)
+from switchboard.callbacks.signing import ROTATION_GRACE_MS, new_secret, sign, valid_secrets, verify
+from switchboard.errors import InvalidSignature
 
 OLD = "whsec_" + base64.b64encode(b"o" * 24).decode()
 NEW = "whsec_" + base64.b64encode(b"n" * 24).decode()

@@ -15,14 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from switchboard.voice.sip.auth import (
-    AuthError,
-    Challenge,
-    authorization,
-    choose_challenge,
-    new_cnonce,
-    parse_challenge,
-)
+from switchboard.errors import AuthError
+from switchboard.voice.sip.auth import Challenge, authorization, choose_challenge, new_cnonce, parse_challenge
 
 
 def fields(value: str) -> dict[str, str]:

@@ -18,10 +18,11 @@ import pytest
 
 from switchboard.domain.clock import Clock, FakeClock, SystemClock
 from switchboard.domain.statuses import CallReason, CallStatus
+from switchboard.errors import SipTrunkError
 from switchboard.voice.sip.message import Headers, Request, Response, new_branch, parse, response_to
 from switchboard.voice.sip.rtp import RtpClock, RtpStream
 from switchboard.voice.sip.transaction import Timers
-from switchboard.voice.sip.trunk import NumberFormat, SipTrunk, SipTrunkError, SipTrunkSettings, format_number
+from switchboard.voice.sip.trunk import NumberFormat, SipTrunk, SipTrunkSettings, format_number
 from switchboard.voice.trunk import CallResult, OutboundCall, StopReason
 
 FAST = Timers(t1=0.01, t2=0.08, t4=0.1, d=0.2)
@@ -967,6 +968,24 @@ async def test_a_sip_port_already_taken_fails_start(h: Harness) -> None:
         taken.bind(("127.0.0.1", 0))
         with pytest.raises(SipTrunkError, match="cannot bind"):
             await h.trunk(bind_port=taken.getsockname()[1])
+
+
+async def test_a_sip_port_still_taken_when_a_call_comes_fails_the_call_and_does_not_raise(h: Harness) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        with pytest.raises(SipTrunkError):
+            await h.trunk(bind_port=taken.getsockname()[1])
+        trunk = SipTrunk(
+            name="t1",
+            settings=SipTrunkSettings(host="127.0.0.1", port=h.uas.port, bind_host="127.0.0.1",
+                                      bind_port=taken.getsockname()[1]),
+            clock=SystemClock(),
+            rtp_clock=h.rtp_clock,
+        )  # fmt: skip
+        _, task = await h.dial(trunk)  # dialling opens the socket again: the port is still taken
+        result = await result_of(task)
+    assert (result.status, result.reason, result.call_time) == (CallStatus.FAILED, CallReason.GENERAL_ERROR, None)
+    assert result.detail is not None and "cannot bind" in result.detail
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from switchboard.errors import SipParseError
 from switchboard.voice.sip.message import (
     MAGIC_COOKIE,
     MAX_HEADER_LINES,
@@ -23,7 +24,6 @@ from switchboard.voice.sip.message import (
     NameAddr,
     Request,
     Response,
-    SipParseError,
     TransactionKey,
     Via,
     ack_for_failure,

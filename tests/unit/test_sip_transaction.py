@@ -12,6 +12,7 @@ from typing import cast
 
 import pytest
 
+from switchboard.errors import TransactionError
 from switchboard.voice.sip.message import (
     CSeq,
     Headers,
@@ -29,7 +30,6 @@ from switchboard.voice.sip.transaction import (
     NonInviteClientTransaction,
     State,
     Timers,
-    TransactionError,
 )
 from switchboard.voice.sip.transport import SipTransport
 

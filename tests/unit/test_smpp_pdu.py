@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import switchboard.sms.smpp.pdu as codec
 from switchboard.domain.encoding import gsm7_septets, ucs2_bytes
+from switchboard.errors import PduError, ProtocolError
 from switchboard.sms.smpp.pdu import (
     MAX_PDU_LENGTH,
     AlertNotification,
@@ -41,7 +42,6 @@ from switchboard.sms.smpp.pdu import (
     NetworkErrorCode,
     Outbind,
     Pdu,
-    PduError,
     SubmitSm,
     SubmitSmResp,
     Tlv,
@@ -354,7 +354,7 @@ def test_the_error_carries_the_header_it_could_read() -> None:
     assert (error.command_id, error.sequence, error.status) == (CommandId.DELIVER_SM, 43, S.ESME_RINVMSGLEN)
     error = refused(bytes.fromhex("00000020 00000015"))
     assert (error.command_id, error.sequence) == (0x15, None)
-    assert isinstance(error, ValueError)  # either name catches it
+    assert isinstance(error, ProtocolError)  # the family of every codec's refusal catches it
 
 
 def test_receipted_message_id_without_its_nul_is_tolerated() -> None:

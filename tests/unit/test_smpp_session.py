@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from switchboard.domain.clock import FakeClock
+from switchboard.errors import BindFailed, ConnectionLost, MalformedResponse, Nacked, PduError, ResponseTimeout
 from switchboard.sms.smpp.pdu import (
     BindTransceiver,
     BindTransmitter,
@@ -24,25 +25,13 @@ from switchboard.sms.smpp.pdu import (
     EnquireLinkResp,
     GenericNack,
     Pdu,
-    PduError,
     SubmitSm,
     SubmitSmResp,
     Unbind,
     UnbindResp,
     encode,
 )
-from switchboard.sms.smpp.session import (
-    MAX_SEQUENCE,
-    BindFailed,
-    BindMode,
-    ConnectionLost,
-    MalformedResponse,
-    Nacked,
-    Reconnector,
-    ResponseTimeout,
-    Session,
-    State,
-)
+from switchboard.sms.smpp.session import MAX_SEQUENCE, BindMode, Reconnector, Session, State
 from tests.unit.fake_smsc import Connection, FakeSmsc
 
 S = CommandStatus

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.errors import StoreError
 from switchboard.store import migrate
-from switchboard.store.base import StoreError
 from switchboard.store.sqlite import SqliteStore
 
 

@@ -15,17 +15,9 @@ import numpy as np
 import pytest
 
 from switchboard.domain.clock import FakeClock
+from switchboard.errors import RenderFailed, TtsError, UnsupportedLocale
 from switchboard.voice import tts
-from switchboard.voice.tts import (
-    MAX_TEXT_CHARS,
-    EspeakEngine,
-    Rendered,
-    RenderFailed,
-    TtsCache,
-    TtsError,
-    UnsupportedLocale,
-    normalize_locale,
-)
+from switchboard.voice.tts import MAX_TEXT_CHARS, EspeakEngine, Rendered, TtsCache, normalize_locale
 
 CONTRACT_LOCALES = ["hi-IN", "en-US", "en-GB", "es-ES", "fr-FR", "ar", "bn-IN", "ta-IN", "te-IN", "mr-IN", "gu-IN",
                     "ur-PK"]  # fmt: skip

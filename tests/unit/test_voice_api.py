@@ -32,9 +32,10 @@ from switchboard.api.voice import VoiceApi
 from switchboard.domain.clock import FakeClock, format_time
 from switchboard.domain.ids import IdGenerator
 from switchboard.domain.statuses import CallReason, CallStatus
+from switchboard.errors import RenderFailed, StoreError
 from switchboard.sms.service import SmsService
 from switchboard.store import migrate
-from switchboard.store.base import Store, StoreError
+from switchboard.store.base import Store
 from switchboard.store.records import CallEnd, CallProgress
 from switchboard.store.sqlite import SqliteStore
 from switchboard.voice import tts
@@ -71,7 +72,7 @@ class FakeEngine:
 
     async def render(self, text: str, *, locale: str, voice: str | None = None) -> tts.Rendered:
         if "FAIL" in text:
-            raise tts.RenderFailed("the fake engine was told to fail")
+            raise RenderFailed("the fake engine was told to fail")
         t = np.arange(8000) / 16000
         return tts.Rendered(samples=(np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16), rate=16000)
 

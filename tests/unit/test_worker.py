@@ -214,7 +214,7 @@ async def test_a_claim_whose_worker_died_is_handed_out_again_after_its_lease(sto
 async def test_a_receipt_is_stored_before_the_sink_returns_and_a_failed_write_raises(store: SqliteStore) -> None:
     """A carrier acknowledges a receipt to its SMSC when the sink returns: by then it must be committed, and
     when it could not be, the sink must raise (the SMSC is then asked to send it again)."""
-    from switchboard.store.base import StoreError
+    from switchboard.errors import StoreError
 
     clock = FakeClock()
     mid = await put(store, clock, ["+16175551212"])

@@ -93,13 +93,13 @@ from switchboard.domain.encoding import (
 )
 from switchboard.domain.rate import TokenBucket
 from switchboard.domain.statuses import SmsStatus
+from switchboard.errors import ConnectionLost, MalformedResponse, Nacked, PduError, ResponseTimeout
 from switchboard.sms.carrier import InboundSink, OutboundSms, ReceiptSink, SubmitResult
 from switchboard.sms.smpp.pdu import (
     CommandStatus,
     DataSm,
     DeliverSm,
     MessageState,
-    PduError,
     SubmitSm,
     SubmitSmResp,
     is_transient,
@@ -113,12 +113,8 @@ from switchboard.sms.smpp.session import (
     DEFAULT_RESPONSE_TIMEOUT,
     DEFAULT_WINDOW,
     BindMode,
-    ConnectionLost,
     Handler,
-    MalformedResponse,
-    Nacked,
     Reconnector,
-    ResponseTimeout,
     Session,
 )
 from switchboard.store.records import InboundMessage, InFlight, Receipt

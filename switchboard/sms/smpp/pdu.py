@@ -39,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, get_args
 
+from switchboard.errors import PduError
+
 __all__ = [
     "HEADER_LENGTH",
     "INTERFACE_VERSION",
@@ -65,7 +67,6 @@ __all__ = [
     "NetworkErrorCode",
     "Outbind",
     "Pdu",
-    "PduError",
     "SubmitSm",
     "SubmitSmResp",
     "Tlv",
@@ -328,25 +329,6 @@ _TLV_SIZES: dict[int, int] = {
     TlvTag.NETWORK_ERROR_CODE: 3,
     TlvTag.MESSAGE_STATE: 1,
 }
-
-
-class PduError(ValueError):
-    """A frame or a PDU the wire cannot carry, and the command_status that names what is wrong.
-
-    `command_id` and `sequence` are what could be read of the header (None when the frame was too short).
-    A session answers a request it could not decode in one of two ways: a generic_nack (§4.3) with `status`
-    and `sequence` when the header is at fault (RINVCMDLEN, RINVCMDID), else the request's own response with
-    `status` (e.g. a deliver_sm_resp with RINVMSGLEN). After an error from `FrameReader` the stream cannot be
-    resynchronised: the session nacks and closes.
-    """
-
-    def __init__(
-        self, message: str, *, status: CommandStatus, command_id: int | None = None, sequence: int | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.command_id = command_id
-        self.sequence = sequence
 
 
 @dataclass(frozen=True, slots=True)

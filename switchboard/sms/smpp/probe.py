@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from switchboard.domain.encoding import encoding_for
+from switchboard.errors import BindFailed, ConnectionLost, SmppError, SwitchboardError
 from switchboard.sms.carrier import Carrier, OutboundSms
 from switchboard.sms.smpp.connector import SmppCarrier
 from switchboard.sms.smpp.pdu import CommandStatus, DataSm, DeliverSm, status_name
-from switchboard.sms.smpp.session import BindFailed, ConnectionLost, Session, SmppError
+from switchboard.sms.smpp.session import Session
 from switchboard.store.records import Receipt
 
 __all__ = ["BindOutcome", "MessageOutcome", "ProbeMessage", "ProbeReport", "ReceiptOutcome", "probe"]
@@ -188,7 +189,7 @@ async def _binds(carrier: SmppCarrier, limit: float) -> list[BindOutcome]:
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
 
 
-class _NotOurReceipt(Exception):
+class _NotOurReceipt(SwitchboardError):
     pass
 
 

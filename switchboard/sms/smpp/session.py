@@ -25,7 +25,7 @@ tested without waiting.
 
 States: NEW → CONNECTING → BOUND → UNBINDING → CLOSED, and any state → CLOSED when the connection ends.
 
-Errors. One tree; every request ends with a response or one of these:
+Errors. One tree (a branch of `switchboard.errors`); every request ends with a response or one of these:
 
     SmppError
      ├── ConnectionLost     not connected (connect failed, not bound yet, closing) or the connection ended
@@ -37,7 +37,7 @@ Errors. One tree; every request ends with a response or one of these:
      └── MalformedResponse  a response we could not decode: .status from its header, .error the PduError
 
 A response with an error status (submit_sm_resp with ESME_RTHROTTLED) is returned, not raised: the
-connector decides with `pdu.is_transient(status)`. `PduError` (the codec's, a ValueError) is raised by
+connector decides with `pdu.is_transient(status)`. `PduError` (the codec's) is raised by
 `request` before anything is sent when the PDU cannot be encoded; its .status says why, as the SMSC would.
 
 What the connector does: take a bound session (`Reconnector.session`), `queue_submit()` on it, treat
@@ -59,6 +59,15 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Protocol, cast, runtime_checkable
 
 from switchboard.domain.clock import Clock
+from switchboard.errors import (
+    BindFailed,
+    ConnectionLost,
+    MalformedResponse,
+    Nacked,
+    PduError,
+    ResponseTimeout,
+    SmppError,
+)
 from switchboard.sms.smpp.pdu import (
     RESPONSE_BIT,
     BindReceiver,
@@ -78,7 +87,6 @@ from switchboard.sms.smpp.pdu import (
     FrameReader,
     GenericNack,
     Pdu,
-    PduError,
     SubmitSm,
     SubmitSmResp,
     Unbind,
@@ -90,16 +98,10 @@ from switchboard.sms.smpp.pdu import (
 
 __all__ = [
     "BatchHandler",
-    "BindFailed",
     "BindMode",
-    "ConnectionLost",
     "Handler",
-    "MalformedResponse",
-    "Nacked",
     "Reconnector",
-    "ResponseTimeout",
     "Session",
-    "SmppError",
     "State",
 ]
 
@@ -135,43 +137,9 @@ PERMANENT_BIND_STATUSES = frozenset(
 """Bind refusals that name our configuration (§5.1.3): waiting will not fix them, an operator will."""
 
 
-class SmppError(Exception):
-    """Base of the session's errors (tree in the module docstring)."""
-
-
-class ConnectionLost(SmppError):
-    """No connection to send on, or it ended while the request waited."""
-
-
-class ResponseTimeout(SmppError):
-    """No response within response_timeout; the request may or may not have been acted on."""
-
-
-class _StatusError(SmppError):
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(f"{message}: {status_name(status)}")
-        self.status = status
-
-
-class BindFailed(_StatusError):
-    """The SMSC answered our bind with an error status (or a generic_nack, or we could not encode the bind)."""
-
-    @property
-    def permanent(self) -> bool:
-        """True for credentials the SMSC refuses (password, system_id, system_type)."""
-        return self.status in PERMANENT_BIND_STATUSES
-
-
-class Nacked(_StatusError):
-    """The SMSC answered generic_nack: it could not take our PDU at all (§4.3)."""
-
-
-class MalformedResponse(_StatusError):
-    """The response to a request could not be decoded; .status is its header's command_status."""
-
-    def __init__(self, message: str, *, status: int, error: PduError) -> None:
-        super().__init__(message, status=status)
-        self.error = error
+def _bind_failed(message: str, status: int) -> BindFailed:
+    """BindFailed with the status's name in its message, permanent for a refusal of our configuration."""
+    return BindFailed(f"{message}: {status_name(status)}", status=status, permanent=status in PERMANENT_BIND_STATUSES)
 
 
 class BindMode(enum.Enum):
@@ -322,7 +290,7 @@ class Session:
             encode(self._bind)  # a system_id or password the wire cannot carry is refused before we dial
         except PduError as error:
             self._abort("bind cannot be encoded")
-            raise BindFailed(f"cannot bind to {self.peer}: {error}", status=error.status) from error
+            raise _bind_failed(f"cannot bind to {self.peer}: {error}", error.status) from error
         try:
             async with asyncio.timeout(self._response_timeout):
                 reader, self._writer = await asyncio.open_connection(self._host, self._port)
@@ -335,14 +303,14 @@ class Session:
             response = await self._exchange(self._bind)
         except Nacked as error:
             await self._end("bind nacked")
-            raise BindFailed(f"{self.peer} nacked our bind", status=error.status) from error
+            raise _bind_failed(f"{self.peer} nacked our bind", error.status) from error
         except BaseException:
             await self._end("bind not completed")
             raise
         assert isinstance(response, BindTransmitterResp | BindReceiverResp | BindTransceiverResp)  # _on_response
         if response.status != CommandStatus.ESME_ROK:
             await self._end("bind refused")
-            raise BindFailed(f"{self.peer} refused our bind", status=response.status)
+            raise _bind_failed(f"{self.peer} refused our bind", response.status)
         if self._state is not State.CONNECTING:  # the SMSC unbound or closed right after its bind_resp
             await self._end("lost after bind")
             raise ConnectionLost(f"{self.peer} closed the connection just after binding")
@@ -592,9 +560,8 @@ class Session:
                 self._forget(waiter)
                 if not waiter.future.done():
                     header_status = int.from_bytes(frame[8:12], "big")
-                    waiter.future.set_exception(
-                        MalformedResponse(f"{self.peer}: malformed response", status=header_status, error=error)
-                    )
+                    message = f"{self.peer}: malformed response: {status_name(header_status)}"
+                    waiter.future.set_exception(MalformedResponse(message, status=header_status, error=error))
             return
         header_fault = error.status in (CommandStatus.ESME_RINVCMDLEN, CommandStatus.ESME_RINVCMDID)
         if error.command_id == CommandId.DELIVER_SM and not header_fault:
@@ -613,7 +580,9 @@ class Session:
             log.warning("smpp %s: %s #%d matches no request (late?); dropped", self.peer, name, sequence)
         elif isinstance(pdu, GenericNack):
             self._forget(waiter)
-            waiter.future.set_exception(Nacked(f"{self.peer} nacked #{pdu.sequence}", status=pdu.status))
+            waiter.future.set_exception(
+                Nacked(f"{self.peer} nacked #{pdu.sequence}: {status_name(pdu.status)}", status=pdu.status)
+            )
         elif pdu.command_id != waiter.response_id:
             name, sequence = pdu.command_id.name, pdu.sequence
             log.warning("smpp %s: %s #%d answers a request of another type; dropped", self.peer, name, sequence)

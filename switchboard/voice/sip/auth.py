@@ -25,7 +25,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["ALGORITHMS", "AuthError", "Challenge", "authorization", "choose_challenge", "new_cnonce", "parse_challenge"]
+from switchboard.errors import AuthError
+
+__all__ = ["ALGORITHMS", "Challenge", "authorization", "choose_challenge", "new_cnonce", "parse_challenge"]
 
 
 class _Digest(Protocol):
@@ -45,10 +47,6 @@ MAX_NONCE_COUNT = 0xFFFFFFFF
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _UNQUOTED = re.compile(r"[^\s,\"]+")
 _SPACE = " \t\r\n"
-
-
-class AuthError(ValueError):
-    """A challenge we cannot read or answer, or an input the header cannot carry."""
 
 
 class RandomSource(Protocol):

@@ -60,9 +60,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from switchboard.domain.clock import Clock
+from switchboard.errors import AuthError, SdpError, SipParseError
 from switchboard.voice import audio
 from switchboard.voice.sip import sdp
-from switchboard.voice.sip.auth import AuthError, Challenge, authorization, choose_challenge, new_cnonce
+from switchboard.voice.sip.auth import Challenge, authorization, choose_challenge, new_cnonce
 from switchboard.voice.sip.message import (
     MAX_FORWARDS,
     CSeq,
@@ -71,7 +72,6 @@ from switchboard.voice.sip.message import (
     RandomSource,
     Request,
     Response,
-    SipParseError,
     Via,
     cancel_for,
     new_branch,
@@ -396,7 +396,7 @@ class OutgoingCall:
         await self._confirm(ok)
         try:
             negotiated = self._negotiate(ok)
-        except sdp.SdpError as exc:
+        except SdpError as exc:
             ended = await self._hang_up()
             detail = f"SIP {ok.status} {ok.reason} without usable SDP: {exc}"
             return self._outcome(Ending.UNUSABLE_ANSWER, ok, ended_at=ended, detail=detail)
@@ -700,7 +700,7 @@ class OutgoingCall:
             codecs = (_sdp_codec(self._negotiated),) if self._negotiated is not None else self._settings.codecs
             try:
                 offered = self._reachable(sdp.negotiate(sdp.parse(request.body), offered=codecs))
-            except sdp.SdpError as exc:
+            except SdpError as exc:
                 log.info("call %s: re-INVITE refused: %s", self.call_id, exc)
                 self._respond(request, source, 488, "Not Acceptable Here")
                 return
@@ -742,7 +742,7 @@ class OutgoingCall:
         if ack.body and self._negotiated is not None:
             try:  # the answer to the offer of our 2xx, when the re-INVITE had none
                 answer = self._reachable(sdp.negotiate(sdp.parse(ack.body), offered=(_sdp_codec(self._negotiated),)))
-            except sdp.SdpError:
+            except SdpError:
                 return
             if answer.we_send:
                 self._media.set_remote(answer.address, answer.port)
@@ -754,7 +754,7 @@ class OutgoingCall:
             return
         try:
             self._early = sdp.negotiate(sdp.parse(response.body), offered=self._settings.codecs)
-        except sdp.SdpError as exc:
+        except SdpError as exc:
             log.debug("call %s: early SDP ignored: %s", self.call_id, exc)
 
     def _negotiate(self, ok: Response) -> sdp.Negotiated:
@@ -763,7 +763,7 @@ class OutgoingCall:
             return self._reachable(sdp.negotiate(sdp.parse(ok.body), offered=self._settings.codecs))
         if self._early is not None:
             return self._reachable(self._early)  # the 2xx repeats no SDP: the answer was the early one's (§13.2.1)
-        raise sdp.SdpError("the 2xx has no SDP answer")
+        raise SdpError("the 2xx has no SDP answer")
 
     def _reachable(self, negotiated: sdp.Negotiated) -> sdp.Negotiated:
         """`negotiated`, if our media socket can send to its address: an IP address of the socket's family.
@@ -774,10 +774,10 @@ class OutgoingCall:
         try:
             version = ipaddress.ip_address(negotiated.address).version
         except ValueError:
-            raise sdp.SdpError(f"the media address {negotiated.address!r} is not an IP address") from None
+            raise SdpError(f"the media address {negotiated.address!r} is not an IP address") from None
         ours = ipaddress.ip_address(self._media.local_address[0]).version
         if version != ours:
-            raise sdp.SdpError(f"the media address {negotiated.address} is not IPv{ours}, as our RTP socket is")
+            raise SdpError(f"the media address {negotiated.address} is not IPv{ours}, as our RTP socket is")
         return negotiated
 
     def _play(self, negotiated: sdp.Negotiated) -> None:

@@ -41,6 +41,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
+from switchboard.errors import SipParseError
+
 __all__ = [
     "MAGIC_COOKIE",
     "MAX_HEADER_LINES",
@@ -52,7 +54,6 @@ __all__ = [
     "RandomSource",
     "Request",
     "Response",
-    "SipParseError",
     "TransactionKey",
     "Uri",
     "Via",
@@ -121,10 +122,6 @@ _CSEQ = re.compile(rf"([0-9]{{1,10}})[ \t]+({_TOKEN})")
 _VIA = re.compile(rf"SIP[ \t]*/[ \t]*2\.0[ \t]*/[ \t]*({_TOKEN})[ \t]+([^;]+)(.*)", re.IGNORECASE | re.DOTALL)
 _TEL = re.compile(r"[0-9A-Fa-f*#+().\-]+")
 _PARAM_VALUE = re.compile(r"[^\s\";,<>]+")
-
-
-class SipParseError(ValueError):
-    """A SIP message, header value or URI the grammar refuses, or a value the wire cannot carry."""
 
 
 class RandomSource(Protocol):

@@ -22,8 +22,9 @@ Longer than our usual ~400 lines, and on purpose one module: the stream and the 
 (`RtpStream._send_next` is the clock's inner loop, kept a plain method call for speed), and the packet
 layout they write is the one `RtpPacket` reads.
 
-Errors. `RtpError` (a ValueError) is the only exception this module raises: a datagram that is not an RTP
-packet, a header field out of range, a port range with no free port, a stream used after `close`.
+Errors. `RtpError` is the only exception this module raises: a datagram that is not an RTP packet, a
+header field out of range, a port range with no free port, a socket that cannot be opened, a stream used
+after `close`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from switchboard.errors import RtpError
+
 __all__ = [
     "CLOCK_RATE",
     "FRAME_SAMPLES",
@@ -49,7 +52,6 @@ __all__ = [
     "PT_PCMU",
     "Received",
     "RtpClock",
-    "RtpError",
     "RtpPacket",
     "RtpStream",
 ]
@@ -73,10 +75,6 @@ receives; tests ask for more. (Kept, 10 minutes of a call is 30,000 packets: 500
 the garbage collector's full passes over them stalled the clock for up to 90 ms.)"""
 LATENESS_WINDOW = 1 << 16  # lateness samples an RtpClock keeps: ~5 minutes of ticks
 PHASES = 4  # sub-slots of a frame the clock spreads streams over (RtpClock)
-
-
-class RtpError(ValueError):
-    """A datagram that is not RTP, a value the header cannot carry, no free port, or a closed stream."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +245,10 @@ class RtpStream:
             family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
         except ValueError as exc:
             raise RtpError(f"the media address must be an IP address, not {host!r}") from exc
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+        except OSError as exc:  # out of file descriptors, or the family is not supported here
+            raise RtpError(f"cannot create a UDP socket: {exc}") from exc
         try:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
@@ -255,6 +256,9 @@ class RtpStream:
             _bind(sock, host, port_range, rng)
             protocol = _Protocol()
             transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: protocol, sock=sock)
+        except OSError as exc:  # the one place the socket's errors become ours (module docstring)
+            sock.close()
+            raise RtpError(f"cannot open RTP on {host}: {exc}") from exc
         except BaseException:
             sock.close()
             raise

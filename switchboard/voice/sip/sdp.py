@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from switchboard.errors import SdpError
+
 __all__ = [
     "DIRECTIONS",
     "PCMA",
@@ -35,7 +37,6 @@ __all__ = [
     "Negotiated",
     "Origin",
     "RtpMap",
-    "SdpError",
     "SessionDescription",
     "negotiate",
     "offer",
@@ -72,10 +73,6 @@ _PORT = re.compile(r"([0-9]{1,5})(?:/([0-9]{1,5}))?")
 _RTPMAP = re.compile(r"([0-9]{1,3})[ \t]+([^/\s]+)/([0-9]{1,6})(?:/([0-9]{1,2}))?")
 _PTIME = re.compile(r"([0-9]{1,4})(?:\.[0-9]{1,4})?")
 _TELEPHONE_EVENT = "telephone-event"
-
-
-class SdpError(ValueError):
-    """A session description we cannot read, or an answer we cannot use (see the module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ Timers use the values of §17.1.1.1 and Table 4 of RFC 3261 by default; `Timers`
 (and a trunk on a fast LAN) can shrink them.
 
 Errors. Nothing here raises for what the network does: a timeout is reported through `on_timeout`, and a
-response in a state that does not expect it is ignored. `TransactionError` (a RuntimeError) is raised only
+response in a state that does not expect it is ignored. `TransactionError` is raised only
 for misuse: starting a transaction twice.
 """
 
@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from switchboard.errors import TransactionError
 from switchboard.voice.sip.message import Request, Response, TransactionKey, ack_for_failure, transaction_key
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
     "State",
     "TimerHandle",
     "Timers",
-    "TransactionError",
 ]
 
 T1 = 0.5
@@ -60,10 +60,6 @@ T4 = 5.0
 TIMER_D = 32.0
 """RFC 3261 §17.1.1.2: Timer D is at least 32 s on an unreliable transport (it outlives the far end's
 retransmissions of its final response, 64·T1)."""
-
-
-class TransactionError(RuntimeError):
-    """A transaction used in a way its state machine does not allow (a programming error)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ for, best effort). On it:
   does with a broken UDP message: the transport never stops on a bad datagram, and an exception from a
   dialog's handler is logged and counted, not raised into the event loop.
 
-Errors. `TransportError` (an OSError) is raised by `open` when the socket cannot be created or bound; a
+Errors. `TransportError` is raised by `open` when the socket cannot be created or bound; a
 send on a closed transport is dropped silently (the call it belonged to is being torn down).
 """
 
@@ -34,11 +34,11 @@ import logging
 import socket
 from typing import Any, Protocol, TypeVar
 
+from switchboard.errors import SipParseError, TransportError
 from switchboard.voice.sip.message import (
     MAGIC_COOKIE,
     Request,
     Response,
-    SipParseError,
     TransactionKey,
     parse,
     response_to,
@@ -61,7 +61,6 @@ __all__ = [
     "Address",
     "DialogHandler",
     "SipTransport",
-    "TransportError",
     "local_address_towards",
 ]
 
@@ -77,10 +76,6 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
 """The methods we take inside a call (§20.5); an INVITE there is a re-INVITE, §14."""
 MAX_REMEMBERED_ANSWERS = 20_000
 """Answers kept for retransmitted requests (Timer J). Bounds what a flood of distinct requests can hold."""
-
-
-class TransportError(OSError):
-    """The UDP socket could not be opened or bound."""
 
 
 class DialogHandler(Protocol):

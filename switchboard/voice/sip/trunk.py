@@ -31,7 +31,7 @@ seconds, beside the calls rather than before one: getaddrinfo tells no TTL, and 
 (DNS failover) must not keep us on the old address until a restart. A look-up that fails or takes more than
 `resolve_timeout` keeps the last address known; with none known yet, the call fails and the trunk is down.
 
-Errors. `SipTrunkError` (a ValueError) is raised by the constructor for settings that cannot work, and by
+Errors. `SipTrunkError` is raised by the constructor for settings that cannot work, and by
 `start` when the SIP socket cannot be bound. `dial` never raises for what happens on the line, nor for a
 trunk that cannot be reached: those are results (Failed / General Error with a detail).
 """
@@ -53,12 +53,13 @@ from typing import Protocol
 
 from switchboard.domain.clock import Clock
 from switchboard.domain.statuses import CallReason, CallStatus, sip_outcome
+from switchboard.errors import RtpError, SipTrunkError, TransportError
 from switchboard.voice import audio
 from switchboard.voice.sip import sdp
 from switchboard.voice.sip.dialog import CallOutcome, DialogSettings, Ending, OutgoingCall, encode_frames
-from switchboard.voice.sip.rtp import RtpClock, RtpError, RtpStream
+from switchboard.voice.sip.rtp import RtpClock, RtpStream
 from switchboard.voice.sip.transaction import Timers
-from switchboard.voice.sip.transport import Address, SipTransport, TransportError, local_address_towards
+from switchboard.voice.sip.transport import Address, SipTransport, local_address_towards
 from switchboard.voice.trunk import AnsweredHook, CallResult, OutboundCall
 
 __all__ = [
@@ -67,7 +68,6 @@ __all__ = [
     "NumberFormat",
     "SharedFrames",
     "SipTrunk",
-    "SipTrunkError",
     "SipTrunkSettings",
     "format_number",
     "resolve_host",
@@ -80,10 +80,6 @@ STOP_GRACE = 2.0
 _CODECS = {"PCMU": sdp.PCMU, "PCMA": sdp.PCMA}
 # RFC 3261 §25.1: user = 1*( unreserved / escaped / user-unreserved ); the rest is %-escaped.
 _USER_SAFE = "-_.!~*'()&=+$,;?/"
-
-
-class SipTrunkError(ValueError):
-    """Settings a SIP trunk cannot work with, or a SIP socket that cannot be bound."""
 
 
 class NumberFormat(enum.StrEnum):
@@ -148,7 +144,8 @@ class SipTrunkSettings:
 
 
 class MediaOpener(Protocol):
-    """How a call's RtpStream is opened: `RtpStream.open`, or a test's wrapper around it."""
+    """How a call's RtpStream is opened: `RtpStream.open`, or a test's wrapper around it; RtpError when it
+    cannot be."""
 
     def __call__(
         self, *, clock: RtpClock, rng: random.Random, host: str, port_range: tuple[int, int] | None
@@ -279,9 +276,9 @@ class SipTrunk:
         self._started = True
         try:
             await self._ready()
+        except TransportError as exc:
+            raise SipTrunkError(f"trunk {self.name}: {exc}") from exc
         except OSError as exc:
-            if isinstance(exc, TransportError):
-                raise SipTrunkError(f"trunk {self.name}: {exc}") from exc
             log.error("trunk %s: cannot reach %s: %s", self.name, self.settings.host, exc)
 
     async def stop(self) -> None:
@@ -374,14 +371,14 @@ class SipTrunk:
             return CallResult(CallStatus.FAILED, CallReason.GENERAL_ERROR, None, None, self._clock.now_ms(), None, True)
         try:
             transport, destination = await self._ready()
-        except OSError as exc:
+        except (TransportError, OSError) as exc:  # the socket cannot be bound, or the host cannot be reached
             return self._failed(f"trunk {self.name} unreachable: {exc}")
         s = self.settings
         try:
             media = await self._open_media(
                 clock=self._rtp_clock, rng=self._rng, host=s.bind_host, port_range=s.rtp_ports
             )
-        except (RtpError, OSError) as exc:
+        except RtpError as exc:
             return self._failed(f"no RTP port: {exc}")
         dialog: OutgoingCall | None = None
         try:
