@@ -256,11 +256,14 @@ class PostgresStore(SqlStore):
                 self._node_holder = await asyncpg.connect(self._dsn, timeout=self._connect_timeout)
             except _DRIVER_ERRORS as e:
                 raise _translate(e) from e
-        for _ in range(1024):
-            node = int(await self._node_holder.fetchval("SELECT nextval('switchboard_node_seq') % 1024"))
-            if await self._node_holder.fetchval("SELECT pg_try_advisory_lock($1, $2)", _NODE_LOCKS, node):
-                self._node = node
-                return node
+        try:
+            for _ in range(1024):
+                node = int(await self._node_holder.fetchval("SELECT nextval('switchboard_node_seq') % 1024"))
+                if await self._node_holder.fetchval("SELECT pg_try_advisory_lock($1, $2)", _NODE_LOCKS, node):
+                    self._node = node
+                    return node
+        except _DRIVER_ERRORS as e:
+            raise _translate(e) from e
         raise StoreError("all 1,024 id nodes are held by live processes")
 
     # what only PostgreSQL does: Sends grouped into one statement, claims with SKIP LOCKED

@@ -213,7 +213,10 @@ class _Writer(threading.Thread):
 
 def _lease_node(path: str) -> tuple[TextIO, int]:
     for node in range(1024):
-        f = open(f"{path}.node-{node}.lock", "a")  # held open, and so locked, until the store closes
+        try:
+            f = open(f"{path}.node-{node}.lock", "a")  # held open, and so locked, until the store closes
+        except OSError as e:
+            raise StoreError(f"sqlite: cannot create a node lock beside {path}: {e}") from e
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -352,10 +355,10 @@ class SqliteStore(SqlStore):
                 f"SQLite {'.'.join(map(str, MIN_SQLITE))} or newer is needed (UPDATE … FROM, JSON functions); "
                 f"this Python has {sqlite3.sqlite_version}"
             )
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(enable_wal, self.path)
-        except sqlite3.Error as e:
+        except (OSError, sqlite3.Error) as e:
             raise StoreError(f"sqlite: cannot open {self.path}: {e}") from e
         self._writer = _Writer(self.path, asyncio.get_running_loop(), self._wal_limit)
         self._writer.start()

@@ -69,3 +69,11 @@ async def test_the_wal_stays_bounded_under_back_to_back_commits(tmp_path: Path, 
         assert largest < 24 << 20, largest
     else:
         assert largest > 32 << 20, largest
+
+
+async def test_a_database_path_that_cannot_be_made_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    store = SqliteStore(path=str(tmp_path / "file" / "sb.db"))
+    with pytest.raises(StoreError, match="cannot open"):
+        await store.open()
+    await store.close()
