@@ -1,6 +1,6 @@
 """The built-in voice trunk simulator: the default trunk when none is configured, labelled as simulated.
 
-Every number rings for `ring_seconds`, answers, and hears the audio to its end (in real time), except the
+Every number rings for `ring_seconds`, answers, and hears the audio to its end (on its clock's time), except the
 reserved test numbers +1 500 555 00NN (ARCHITECTURE.md §3, docs/voice.md):
 
 | NN | outcome |
@@ -15,7 +15,6 @@ reserved test numbers +1 500 555 00NN (ARCHITECTURE.md §3, docs/voice.md):
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 from switchboard.domain.clock import Clock
@@ -87,7 +86,7 @@ class SimulatedTrunk:
     async def _wait(self, call: OutboundCall, seconds: float) -> bool:
         """Let `seconds` pass; True when the call was stopped meanwhile."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(call.stop.wait(), max(0.0, seconds))
+            await self._clock.wait_for(call.stop.wait(), max(0.0, seconds))
         return call.stop.is_set()
 
     def _end(
