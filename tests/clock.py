@@ -27,8 +27,11 @@ class FakeClock:
       that steps of seconds and of milliseconds add up exactly.
     - `sleep(s)` parks the caller until the clock reaches now + s; `wait_for(aw, s)` races `aw` against such a
       sleep (TimeoutError, `aw` cancelled, if the sleep ends first). `sleep(0)` only yields, as asyncio's.
+    - `call_later(s, callback)` makes it the SIP transactions' `Scheduler` too: the callback runs when the
+      clock reaches now + s, from inside the call that moved it, with the clock reading that very time.
     - `advance(seconds=s)` (or `advance(ms=n)`) moves time forward at once and wakes every sleeper then due, earliest
-      deadline first, ties in the order they went to sleep; they run when the caller next yields to the loop.
+      deadline first, ties in the order they went to sleep; they run when the caller next yields to the loop
+      (timers' callbacks at once, each at its time, so those they set within the step run in it too).
       It jumps: a loop that sleeps 1 s wakes once in `advance(seconds=10)`, and counts its next second from there.
     - `run(s)` lets `s` seconds pass as they would, and `run_until(condition)` lets time pass until the
       condition holds: both move time from deadline to deadline (trio's autojump), each time waking the
@@ -45,7 +48,7 @@ class FakeClock:
     def __init__(self, start_ms: int = START_MS) -> None:
         self._start_us = start_ms * 1000
         self._us = 0
-        self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []  # (deadline, order, future): a heap
+        self._sleepers: list[tuple[int, int, asyncio.Future[None] | _Timer]] = []  # (deadline, order, _): a heap
         self._order = 0
         self._holds = 0
         self._released = asyncio.Event()
@@ -71,6 +74,12 @@ class FakeClock:
         heapq.heappush(self._sleepers, (self._us + _us(seconds), self._order, future))
         await future  # a cancelled sleeper stays in the heap, done, and is skipped
 
+    def call_later(self, delay: float, callback: Callable[[], object]) -> _Timer:
+        timer = _Timer(callback)
+        self._order += 1
+        heapq.heappush(self._sleepers, (self._us + _us(delay), self._order, timer))
+        return timer
+
     async def wait_for(self, aw: Awaitable[T], seconds: float) -> T:
         task = asyncio.ensure_future(aw)
         timer = asyncio.ensure_future(self.sleep(seconds))
@@ -92,8 +101,7 @@ class FakeClock:
         step = _us(seconds) + ms * 1000
         if step < 0:
             raise ValueError("a clock does not go back")
-        self._us += step
-        self._wake()
+        self._move_to(self._us + step)
         return self.now_ms()
 
     @contextlib.asynccontextmanager
@@ -154,19 +162,40 @@ class FakeClock:
                 return
 
     def _move_to(self, us: int) -> None:
+        """Move to `us`, waking what is due on the way: each timer's callback runs with the clock at its time."""
+        while self._sleepers and self._sleepers[0][0] <= us:
+            deadline, _, waker = heapq.heappop(self._sleepers)
+            if waker.done():
+                continue
+            self._us = max(self._us, deadline)
+            if isinstance(waker, _Timer):
+                waker.fire()
+            else:
+                waker.set_result(None)
         self._us = max(self._us, us)
-        self._wake()
 
     def _next_deadline(self) -> int | None:
         while self._sleepers and self._sleepers[0][2].done():
             heapq.heappop(self._sleepers)
         return self._sleepers[0][0] if self._sleepers else None
 
-    def _wake(self) -> None:
-        while self._sleepers and self._sleepers[0][0] <= self._us:
-            _, _, future = heapq.heappop(self._sleepers)
-            if not future.done():
-                future.set_result(None)
+
+class _Timer:
+    """A timer of `FakeClock.call_later` (a TimerHandle)."""
+
+    def __init__(self, callback: Callable[[], object]) -> None:
+        self._callback: Callable[[], object] | None = callback
+
+    def cancel(self) -> None:
+        self._callback = None
+
+    def done(self) -> bool:
+        return self._callback is None
+
+    def fire(self) -> None:
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
 
 
 def held(target: T, clock: FakeClock) -> T:
