@@ -136,7 +136,10 @@ class Dispatcher:
             self._claiming.cancel()
             await asyncio.gather(self._claiming, return_exceptions=True)
         if self._deliveries:
-            _, waiting = await asyncio.wait(self._deliveries, timeout=self._settings.timeout_ms / 1000 + 1)
+            deliveries = set(self._deliveries)
+            with contextlib.suppress(TimeoutError):
+                await self._clock.wait_for(asyncio.wait(deliveries), self._settings.timeout_ms / 1000 + 1)
+            waiting = {t for t in deliveries if not t.done()}
             for task in waiting:
                 task.cancel()
             await asyncio.gather(*waiting, return_exceptions=True)
@@ -171,19 +174,19 @@ class Dispatcher:
                 )
             except Exception:
                 log.exception("claiming callbacks failed; trying again")
-                await asyncio.sleep(s.poll_interval)
+                await self._clock.sleep(s.poll_interval)
                 continue
             deferred = sum(not self._start(c) for c in claimed)
             if deferred * 2 > len(claimed):
                 # Mostly for hosts that are full: claim again when an attempt ends, not at once.
                 self._room.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._room.wait(), s.poll_interval)
+                    await self._clock.wait_for(self._room.wait(), s.poll_interval)
                 continue
             if len(claimed) == min(room, s.batch_size):
                 continue  # there may be more due now
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), s.poll_interval)
+                await self._clock.wait_for(self._wake.wait(), s.poll_interval)
 
     def _start(self, c: ClaimedCallback) -> bool:
         """Start an attempt, or hand the event back when its host is full; whether it started."""
@@ -252,7 +255,7 @@ class Dispatcher:
                         return
                     log.exception("writing callback results failed; trying again")
                     self._results_ready.set()
-                    await asyncio.sleep(self._settings.poll_interval)
+                    await self._clock.sleep(self._settings.poll_interval)
                     continue
                 self.delivered += sum(r.state is CallbackState.DELIVERED for r in pending)
             if self._closing and not self._results:

@@ -1,10 +1,20 @@
-"""Time, injected everywhere so that tests can move it (STYLE.md: a fake clock for anything about time)."""
+"""Time, injected everywhere so that tests can move it (STYLE.md: a fake clock for anything about time).
+
+A `Clock` reads the time and also waits on it: the loops that poll, back off or pace (the SMS worker, the
+callback dispatcher, the dialer, the simulators) sleep and time out through their clock, never through
+`asyncio.sleep` or `asyncio.wait_for` directly, so that a test's fake clock (tests/clock.py) makes a minute
+of their time pass at once instead of waiting for it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 class Clock(Protocol):
@@ -14,31 +24,28 @@ class Clock(Protocol):
     def monotonic(self) -> float:
         """Seconds from an arbitrary start, never going backwards."""
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait this long on this clock (0 or less: only let other tasks run, as `asyncio.sleep(0)`)."""
+
+    async def wait_for(self, aw: Awaitable[T], seconds: float) -> T:
+        """`aw`'s result, or TimeoutError (with `aw` cancelled) once `seconds` have passed on this clock; as
+        `asyncio.wait_for`."""
+
 
 class SystemClock:
+    """The real time, and the event loop's sleeping and timeouts."""
+
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
 
     def monotonic(self) -> float:
         return time.monotonic()
 
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start_ms: int = 1_767_225_600_000) -> None:  # 2026-01-01T00:00:00Z
-        self._ms = start_ms
-        self._mono = 0.0
-
-    def now_ms(self) -> int:
-        return self._ms
-
-    def monotonic(self) -> float:
-        return self._mono
-
-    def advance(self, seconds: float) -> None:
-        self._ms += int(seconds * 1000)
-        self._mono += seconds
+    async def wait_for(self, aw: Awaitable[T], seconds: float) -> T:
+        return await asyncio.wait_for(aw, seconds)
 
 
 def format_time(ms: int | None) -> str:

@@ -92,7 +92,7 @@ class SimulatedCarrier:
     async def submit(self, messages: list[OutboundSms]) -> list[SubmitResult]:
         wait = self._bucket.take(len(messages))
         if wait:
-            await asyncio.sleep(wait)
+            await self._clock.sleep(wait)
         now = self._clock.monotonic()
         results = []
         for m in messages:
@@ -122,7 +122,7 @@ class SimulatedCarrier:
 
     async def _emit_receipts(self) -> None:
         while not self._stopping:
-            await asyncio.sleep(TICK_SECONDS)
+            await self._clock.sleep(TICK_SECONDS)
             now = self._clock.monotonic()
             due: list[Receipt] = []
             for q in self._queues.values():

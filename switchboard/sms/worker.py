@@ -158,13 +158,13 @@ class SmsWorker:
                     continue
             except Exception:
                 log.exception("claiming work failed; trying again")
-                await asyncio.sleep(s.poll_interval)
+                await self._clock.sleep(s.poll_interval)
                 continue
             finally:
                 if not handed_over:  # also when cancelled half way: stop() waits for every slot
                     self._slots.release()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), s.poll_interval)
+                await self._clock.wait_for(self._wake.wait(), s.poll_interval)
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._batches.discard(task)
@@ -243,9 +243,9 @@ class SmsWorker:
                 return
             with contextlib.suppress(TimeoutError):
                 if waiting:
-                    await asyncio.wait_for(self._stopping.wait(), s.poll_interval)
+                    await self._clock.wait_for(self._stopping.wait(), s.poll_interval)
                 else:
-                    await asyncio.wait_for(self._held.wait(), HELD_SWEEP_SECONDS)
+                    await self._clock.wait_for(self._held.wait(), HELD_SWEEP_SECONDS)
 
     async def _sweep(self) -> bool:
         """One sweep; True when held receipts remain."""

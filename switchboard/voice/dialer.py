@@ -87,8 +87,8 @@ class Dialer:
         """Called after calls ended (their records are in the outbox)."""
         self._trunks = {name: _TrunkState(t, clock) for name, t in router.carriers.items()}
         self._wake = asyncio.Event()
+        """Set when calls were stored (`wake`) or a channel was freed: the claim loop looks now."""
         self._look_for_cancels = asyncio.Event()
-        self._freed = asyncio.Event()
         self._calls: dict[int, OutboundCall] = {}
         """Calls under way (audio ready, being placed or on the line), by call id."""
         self._claims: dict[int, ClaimedCall] = {}
@@ -130,7 +130,10 @@ class Dialer:
             if call_id not in self._placing:
                 call.request_stop(StopReason.SHUTDOWN)  # waiting for its turn: no call is placed now
         if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=self._settings.stop_grace)
+            tasks = set(self._tasks)
+            with contextlib.suppress(TimeoutError):
+                await self._clock.wait_for(asyncio.wait(tasks), self._settings.stop_grace)
+            pending = {t for t in tasks if not t.done()}
             if pending:
                 log.warning("hanging up %d calls under way: the gateway is stopping", len(self._calls))
                 for call in self._calls.values():
@@ -148,7 +151,6 @@ class Dialer:
         s = self._settings
         while True:
             self._wake.clear()
-            self._freed.clear()
             free = min(s.batch_size, self._free_channels() - self._waiting())
             claimed: list[ClaimedCall] = []
             if free > 0:
@@ -162,12 +164,8 @@ class Dialer:
                 self._spawn(c)
             if len(claimed) == free > 0:
                 continue  # there may be more due
-            waits = [asyncio.create_task(self._wake.wait()), asyncio.create_task(self._freed.wait())]
-            try:
-                await asyncio.wait(waits, timeout=s.poll_interval, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
+            with contextlib.suppress(TimeoutError):
+                await self._clock.wait_for(self._wake.wait(), s.poll_interval)
 
     def _waiting(self) -> int:
         """Claimed calls not yet holding a channel (preparing audio or waiting for their trunk)."""
@@ -232,7 +230,7 @@ class Dialer:
                 await self._dial(c, call, state)
             finally:
                 state.active -= 1
-                self._freed.set()
+                self._wake.set()  # a channel is free
 
     async def _abandoned(self, c: ClaimedCall) -> None:
         """End a call whose dialer died mid-call. If it was being cancelled, the cancel is what the client asked
@@ -247,7 +245,7 @@ class Dialer:
         wait = state.pace.take(1)
         if wait > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(call.stop.wait(), wait)
+                await self._clock.wait_for(call.stop.wait(), wait)
         if call.stop.is_set():  # cancelled (or stopping) before it was dialled
             if call.stop_reason is StopReason.CANCEL:
                 await self._end(c, *self._stopped_as(call), detail=None)
@@ -315,17 +313,16 @@ class Dialer:
             trunk=None,
             detail=detail,
         )
-        loop = asyncio.get_running_loop()
-        give_up, pause = loop.time() + self._settings.end_retry, 0.1
+        give_up, pause = self._clock.monotonic() + self._settings.end_retry, 0.1
         while True:
             try:
                 await self._store.end_calls([end._replace(attempt=self._attempt(c))])
                 break
             except StoreError as e:
-                if not retry or loop.time() + pause > give_up:
+                if not retry or self._clock.monotonic() + pause > give_up:
                     raise
                 log.warning("writing the end of call %d failed (%s); trying again in %.1f s", c.id, e, pause)
-                await asyncio.sleep(pause)
+                await self._clock.sleep(pause)
                 pause = min(pause * 2, 5.0)
         self._on_written()
 
@@ -338,7 +335,7 @@ class Dialer:
         """Hand cancels made through the API to the calls under way here."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._look_for_cancels.wait(), self._settings.cancel_poll)
+                await self._clock.wait_for(self._look_for_cancels.wait(), self._settings.cancel_poll)
             self._look_for_cancels.clear()
             if not self._calls:
                 continue

@@ -1,6 +1,6 @@
 """The built-in voice trunk simulator: the default trunk when none is configured, labelled as simulated.
 
-Every number rings for `ring_seconds`, answers, and hears the audio to its end (in real time), except the
+Every number rings for `ring_seconds`, answers, and hears the audio to its end (on its clock's time), except the
 reserved test numbers +1 500 555 00NN (ARCHITECTURE.md §3, docs/voice.md):
 
 | NN | outcome |
@@ -19,6 +19,7 @@ As a SIP trunk does, `stop` ends the calls still under way (their results say `s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from switchboard.domain.clock import Clock
 from switchboard.domain.statuses import CallReason, CallStatus
@@ -94,13 +95,18 @@ class SimulatedTrunk:
         return self._end(CallStatus.ANSWERED, CallReason.NA, call_time, answer_time, "simulated: played to the end")
 
     async def _wait(self, call: OutboundCall, ending: asyncio.Event, seconds: float) -> bool:
-        """Let `seconds` pass; True when the call was stopped meanwhile, or the trunk (`ending`)."""
-        waiters = [asyncio.ensure_future(call.stop.wait()), asyncio.ensure_future(ending.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+        """Let `seconds` pass on the clock; True when the call was stopped meanwhile, or the trunk (`ending`)."""
+
+        async def stopped() -> None:
+            waiters = [asyncio.ensure_future(call.stop.wait()), asyncio.ensure_future(ending.wait())]
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+        with contextlib.suppress(TimeoutError):
+            await self._clock.wait_for(stopped(), max(0.0, seconds))
         return call.stop.is_set() or ending.is_set()
 
     def _end(

@@ -39,6 +39,7 @@ from switchboard.store.records import (
     Outcome,
 )
 from switchboard.store.sqlite import SqliteStore
+from tests.clock import FakeClock
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -181,23 +182,10 @@ async def store(backend: Backend) -> AsyncIterator[Store]:
         await s.close()
 
 
-class FakeClock:
-    """Milliseconds since the epoch that move only when a test says so."""
-
-    def __init__(self, now: int = START_MS) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, ms: int) -> int:
-        self.now += ms
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    """The tests' one fake clock, from START_MS; the store tests move it in milliseconds (`advance(ms=…)`)."""
+    return FakeClock(START_MS)
 
 
 class Factory:
@@ -206,7 +194,7 @@ class Factory:
     def __init__(self, store: Store, clock: FakeClock) -> None:
         self.store = store
         self.clock = clock
-        self.ids = IdGenerator(node=0, clock_ms=clock)
+        self.ids = IdGenerator(node=0, clock_ms=clock.now_ms)
         self._names = 0
 
     async def account(self, name: str | None = None) -> Account:
@@ -217,7 +205,7 @@ class Factory:
             sms_callback_url=None,
             voice_callback_url=None,
             webhook_secret="whsec_test",
-            created_at=self.clock(),
+            created_at=self.clock.now_ms(),
         )
         await self.store.create_account(account)
         return account
@@ -229,7 +217,7 @@ class Factory:
             digest=digest or secrets.token_hex(32),
             prefix="sbk_test",
             label=None,
-            created_at=self.clock(),
+            created_at=self.clock.now_ms(),
             revoked_at=None,
         )
         await self.store.add_api_key(key)
@@ -249,7 +237,7 @@ class Factory:
         """A Send request. A number starting with "+" is valid and due `delay` ms from now (never when
         `delay` is None); any other is stored Failed with an error log, as the API does."""
         numbers = ["+16175550100"] if numbers is None else numbers
-        now = self.clock()
+        now = self.clock.now_ms()
         message_id = self.ids.block(len(numbers) + 1)
         destinations: list[NewDestination] = []
         errors: list[NewErrorLog] = []
@@ -285,10 +273,10 @@ class Factory:
     async def sent(self, account: Account, carrier: str = "sim", **kw: Any) -> Sent:
         """A one-destination message that a carrier accepted."""
         message_id = await self.send(account, **kw)
-        [claimed] = await self.store.claim(now=self.clock(), limit=1, lease_ms=30_000)
+        [claimed] = await self.store.claim(now=self.clock.now_ms(), limit=1, lease_ms=30_000)
         ref = secrets.token_hex(8)
         outcome = Outcome(claimed.id, claimed.attempt, SmsStatus.SENT, carrier=carrier, carrier_ref=ref)
-        await self.store.finish([outcome], now=self.clock())
+        await self.store.finish([outcome], now=self.clock.now_ms())
         return Sent(account.id, message_id, claimed.id, carrier, ref)
 
     async def destination(self, sent: Sent) -> DestinationView:

@@ -25,7 +25,8 @@ from switchboard.store.records import (
     NewCall,
     NewCallRequest,
 )
-from tests.contract.conftest import Backend, Factory, FakeClock
+from tests.clock import FakeClock
+from tests.contract.conftest import Backend, Factory
 
 LEASE = 30_000
 CALL_LEASE = 120_000
@@ -71,7 +72,7 @@ class Caller:
             callback_url=callback_url,
             ring_timeout=25,
             destination_count=len(numbers),
-            created_at=self.make.clock(),
+            created_at=self.make.clock.now_ms(),
             idempotency_key=idempotency_key,
         )
         return request, [NewCall(n, e164(n), str(uuid.uuid4())) for n in numbers]
@@ -147,7 +148,7 @@ async def test_accept_queues_one_call_per_destination(calls: Caller, make: Facto
     assert {(c.status, c.reason, c.call_time, c.end_time, c.duration) for c in view.calls} == {
         (CallStatus.RECEIVED, "", None, None, 0)
     }
-    first, second = await calls.claim(clock())
+    first, second = await calls.claim(clock.now_ms())
     assert (first.id, first.status, first.attempt, first.e164, first.mobile_no) == (
         request.id + 1, CallStatus.RECEIVED, 1, "+16175550100", "0016175550100",
     )  # fmt: skip
@@ -181,8 +182,8 @@ async def test_an_invalid_number_fails_at_once_with_its_record(calls: Caller, ma
         CallStatus.FAILED, CallReason.GENERAL_ERROR, None, None,
     )  # fmt: skip
     assert good.status is CallStatus.RECEIVED
-    assert [c.id for c in await calls.claim(clock())] == [good.id]  # the invalid one is never dialled
-    [cdr] = await calls.records(clock())
+    assert [c.id for c in await calls.claim(clock.now_ms())] == [good.id]  # the invalid one is never dialled
+    [cdr] = await calls.records(clock.now_ms())
     assert (cdr.kind, cdr.subject_id, cdr.sequence, cdr.url, cdr.from_account) == (
         "voice", bad.id, 1, "https://hooks.example/cdr", False,
     )  # fmt: skip
@@ -196,7 +197,7 @@ async def test_records_go_to_the_account_voice_url_or_nowhere(calls: Caller, mak
     await calls.accept(account, ["12"], callback="no")
     assert await calls.store.pending_callbacks() == 0
     await calls.accept(account, ["12"], callback="yes")
-    [cdr] = await calls.records(clock())
+    [cdr] = await calls.records(clock.now_ms())
     assert (cdr.kind, cdr.url, cdr.from_account) == ("voice", "https://hooks.example/voice", True)
 
 
@@ -214,7 +215,7 @@ async def test_an_idempotency_key_answers_with_the_earlier_request(calls: Caller
 async def test_another_accounts_request_is_not_found(calls: Caller, make: Factory, clock: FakeClock) -> None:
     account, other = await make.account(), await make.account()
     older = await calls.accept(account, reference_id="same")
-    clock.advance(5)
+    clock.advance(ms=5)
     newer = await calls.accept(account, reference_id="same")
     assert await calls.store.get_call_request(other.id, older) is None
     assert await calls.store.find_call_request_by_reference(other.id, "same") is None
@@ -230,12 +231,12 @@ async def test_another_accounts_request_is_not_found(calls: Caller, make: Factor
 async def test_a_claimed_call_is_not_handed_out_again(calls: Caller, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     await calls.accept(account, ["+16175550100", "+16175550101"])
-    [first] = await calls.claim(clock(), limit=1)
-    [second] = await calls.claim(clock())
+    [first] = await calls.claim(clock.now_ms(), limit=1)
+    [second] = await calls.claim(clock.now_ms())
     assert second.id == first.id + 1
-    assert await calls.claim(clock.advance(LEASE - 1)) == []
+    assert await calls.claim(clock.advance(ms=LEASE - 1)) == []
     # A queued call whose dialer died before dialling it is simply due again.
-    again = await calls.claim(clock.advance(1))
+    again = await calls.claim(clock.advance(ms=1))
     assert [(c.id, c.status, c.attempt) for c in again] == [
         (first.id, CallStatus.RECEIVED, 2), (second.id, CallStatus.RECEIVED, 2),
     ]  # fmt: skip
@@ -244,7 +245,7 @@ async def test_a_claimed_call_is_not_handed_out_again(calls: Caller, make: Facto
 async def test_dialers_claiming_at_once_never_share_a_call(calls: Caller, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     await calls.accept(account, [f"+1617555{n:04d}" for n in range(20)])
-    batches = await asyncio.gather(*(calls.claim(clock(), limit=5) for _ in range(4)))
+    batches = await asyncio.gather(*(calls.claim(clock.now_ms(), limit=5) for _ in range(4)))
     claimed = [c.id for batch in batches for c in batch]
     assert len(claimed) == len(set(claimed)) == 20
 
@@ -252,21 +253,23 @@ async def test_dialers_claiming_at_once_never_share_a_call(calls: Caller, make: 
 async def test_progress_records_dialing_and_answer(calls: Caller, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     request_id = await calls.accept(account)
-    [c] = await calls.claim(clock())
-    dialed_at = clock.advance(200)
+    [c] = await calls.claim(clock.now_ms())
+    dialed_at = clock.advance(ms=200)
     assert await calls.store.progress_calls([dialing(c, dialed_at)]) == [c.id]
     view = await calls.call(account, request_id)
     assert (view.status, view.call_time, view.trunk, view.answer_time) == (
         CallStatus.DIALING, dialed_at, "trunk-a", None,
     )  # fmt: skip
     # Its lease is now the progress's: not due before lease_until, although the claim's lease ran out.
-    assert await calls.claim(clock.advance(LEASE)) == []
-    answered_at = clock.advance(3_000)
+    assert await calls.claim(clock.advance(ms=LEASE)) == []
+    answered_at = clock.advance(ms=3_000)
     assert await calls.store.progress_calls([answered(c, answered_at)]) == [c.id]
     view = await calls.call(account, request_id)
     assert (view.status, view.call_time, view.answer_time) == (CallStatus.IN_PROGRESS, dialed_at, answered_at)
     # Backwards, or from a superseded claim: ignored.
-    assert await calls.store.progress_calls([dialing(c, clock.advance(1)), dialing(c, clock(), attempt=0)]) == []
+    assert (
+        await calls.store.progress_calls([dialing(c, clock.advance(ms=1)), dialing(c, clock.now_ms(), attempt=0)]) == []
+    )
     assert (await calls.call(account, request_id)).status is CallStatus.IN_PROGRESS
     assert await calls.claim(answered_at + CALL_LEASE - 1) == []
     [abandoned] = await calls.claim(answered_at + CALL_LEASE)
@@ -278,36 +281,36 @@ async def test_an_abandoned_call_is_ended_by_its_next_claim_only(
 ) -> None:
     account = await make.account()
     request_id = await calls.accept(account)
-    [c] = await calls.claim(clock())
-    dialed_at = clock.advance(100)
+    [c] = await calls.claim(clock.now_ms())
+    dialed_at = clock.advance(ms=100)
     await calls.store.progress_calls([dialing(c, dialed_at)])
-    [again] = await calls.claim(clock.advance(CALL_LEASE))
+    [again] = await calls.claim(clock.advance(ms=CALL_LEASE))
     assert (again.status, again.attempt) == (CallStatus.DIALING, c.attempt + 1)
     # The first dialer's late progress and end belong to a superseded claim.
-    assert await calls.store.progress_calls([answered(c, clock())]) == []
-    await calls.store.end_calls([CallEnd(c.id, c.attempt, CallStatus.ANSWERED, CallReason.NA, clock())])
+    assert await calls.store.progress_calls([answered(c, clock.now_ms())]) == []
+    await calls.store.end_calls([CallEnd(c.id, c.attempt, CallStatus.ANSWERED, CallReason.NA, clock.now_ms())])
     assert (await calls.call(account, request_id)).status is CallStatus.DIALING
-    assert await calls.records(clock()) == []
-    end = CallEnd(again.id, again.attempt, CallStatus.FAILED, CallReason.GENERAL_ERROR, clock(),
+    assert await calls.records(clock.now_ms()) == []
+    end = CallEnd(again.id, again.attempt, CallStatus.FAILED, CallReason.GENERAL_ERROR, clock.now_ms(),
                   detail="dialer stopped")  # fmt: skip
     await calls.store.end_calls([end])
     view = await calls.call(account, request_id)
     assert (view.status, view.reason, view.detail, view.call_time, view.end_time) == (
-        CallStatus.FAILED, CallReason.GENERAL_ERROR, "dialer stopped", dialed_at, clock(),
+        CallStatus.FAILED, CallReason.GENERAL_ERROR, "dialer stopped", dialed_at, clock.now_ms(),
     )  # fmt: skip
-    [cdr] = await calls.records(clock())
+    [cdr] = await calls.records(clock.now_ms())
     assert cdr.body == record(c, request_id, "Failed", "General Error", call_time=dialed_at)
 
 
 async def test_an_end_writes_the_call_and_its_record_once(calls: Caller, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     request_id = await calls.accept(account, reference_id="ref-9")
-    [c] = await calls.claim(clock())
-    dialed_at = clock.advance(100)
+    [c] = await calls.claim(clock.now_ms())
+    dialed_at = clock.advance(ms=100)
     await calls.store.progress_calls([dialing(c, dialed_at)])
-    answered_at = clock.advance(4_000)
+    answered_at = clock.advance(ms=4_000)
     await calls.store.progress_calls([answered(c, answered_at)])
-    ended_at = clock.advance(10_900)  # 10.9 s answered: "10" whole seconds
+    ended_at = clock.advance(ms=10_900)  # 10.9 s answered: "10" whole seconds
     end = CallEnd(c.id, c.attempt, CallStatus.ANSWERED, CallReason.CALLER_HANG_UP, ended_at, detail="BYE from callee")
     await calls.store.end_calls([end])
     view = await calls.call(account, request_id)
@@ -324,23 +327,24 @@ async def test_an_end_writes_the_call_and_its_record_once(calls: Caller, make: F
     assert (await calls.call(account, request_id)).status is CallStatus.ANSWERED
     assert await calls.store.pending_callbacks() == 1
     # Final: never handed to a dialer again.
-    assert await calls.claim(clock.advance(10 * CALL_LEASE)) == []
+    assert await calls.claim(clock.advance(ms=10 * CALL_LEASE)) == []
 
 
 async def test_an_end_carries_the_times_the_dialer_knows(calls: Caller, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     request_id = await calls.accept(account, ["+16175550100", "+16175550101"], callback="no")
-    first, second = await calls.claim(clock())
+    now = clock.now_ms()
+    first, second = await calls.claim(now)
     await calls.store.end_calls(
-        [CallEnd(first.id, first.attempt, CallStatus.BUSY, CallReason.NA, clock() + 900, call_time=clock() + 100,
+        [CallEnd(first.id, first.attempt, CallStatus.BUSY, CallReason.NA, now + 900, call_time=now + 100,
                  trunk="trunk-b", detail="SIP 486 Busy Here"),
-         CallEnd(second.id, second.attempt, CallStatus.FAILED, CallReason.GENERAL_ERROR, clock() + 5,
+         CallEnd(second.id, second.attempt, CallStatus.FAILED, CallReason.GENERAL_ERROR, now + 5,
                  detail="no route"),
-         CallEnd(first.id, first.attempt, CallStatus.NO_ANSWER, CallReason.TIMEOUT, clock() + 999)]
+         CallEnd(first.id, first.attempt, CallStatus.NO_ANSWER, CallReason.TIMEOUT, now + 999)]
     )  # fmt: skip
     busy, failed = (await calls.view(account, request_id)).calls
     assert (busy.status, busy.reason, busy.call_time, busy.end_time, busy.duration, busy.trunk, busy.detail) == (
-        CallStatus.BUSY, CallReason.NA, clock() + 100, clock() + 900, 0, "trunk-b", "SIP 486 Busy Here",
+        CallStatus.BUSY, CallReason.NA, clock.now_ms() + 100, clock.now_ms() + 900, 0, "trunk-b", "SIP 486 Busy Here",
     )  # fmt: skip
     assert (failed.status, failed.call_time, failed.trunk, failed.detail) == (CallStatus.FAILED, None, None, "no route")
     assert await calls.store.pending_callbacks() == 0  # the request asked for no records
@@ -354,30 +358,30 @@ async def test_cancel_ends_queued_calls_and_asks_dialers_to_stop_the_others(
 ) -> None:
     account = await make.account()
     request_id = await calls.accept(account, ["+16175550100", "+16175550101", "+16175550102"])
-    done, under_way = await calls.claim(clock(), limit=2)
-    await calls.store.end_calls([CallEnd(done.id, done.attempt, CallStatus.BUSY, CallReason.NA, clock())])
-    await calls.store.progress_calls([dialing(under_way, clock())])
-    [busy_cdr] = await calls.records(clock())
+    done, under_way = await calls.claim(clock.now_ms(), limit=2)
+    await calls.store.end_calls([CallEnd(done.id, done.attempt, CallStatus.BUSY, CallReason.NA, clock.now_ms())])
+    await calls.store.progress_calls([dialing(under_way, clock.now_ms())])
+    [busy_cdr] = await calls.records(clock.now_ms())
     assert await calls.store.cancels_requested([done.id, under_way.id]) == []
 
-    result = await calls.store.cancel_calls(account.id, request_id, now=clock.advance(50))
+    result = await calls.store.cancel_calls(account.id, request_id, now=clock.advance(ms=50))
     assert result == CancelResult(ended=1, stopping=1, finished=1)
     busy, dialled, queued = (await calls.view(account, request_id)).calls
     assert (busy.status, busy.reason) == (CallStatus.BUSY, CallReason.NA)
     assert (dialled.status, dialled.reason) == (CallStatus.DIALING, "")
-    assert (queued.status, queued.reason, queued.end_time) == (CallStatus.FAILED, CallReason.CANCEL, clock())
-    [cancel_cdr] = await calls.records(clock())
+    assert (queued.status, queued.reason, queued.end_time) == (CallStatus.FAILED, CallReason.CANCEL, clock.now_ms())
+    [cancel_cdr] = await calls.records(clock.now_ms())
     assert cancel_cdr.id != busy_cdr.id and cancel_cdr.subject_id == queued.id
     assert cancel_cdr.body == record(queued, request_id, "Failed", "Cancel", mobile_no="+16175550102")
-    assert await calls.claim(clock()) == []  # the queued call is never dialled
+    assert await calls.claim(clock.now_ms()) == []  # the queued call is never dialled
     # The call under way is reported to its dialer (the queued one too, in case a dialer held it already).
     assert await calls.store.cancels_requested([done.id, under_way.id, queued.id]) == [under_way.id, queued.id]
     await calls.store.end_calls(
-        [CallEnd(under_way.id, under_way.attempt, CallStatus.FAILED, CallReason.CANCEL, clock.advance(20))]
+        [CallEnd(under_way.id, under_way.attempt, CallStatus.FAILED, CallReason.CANCEL, clock.advance(ms=20))]
     )
     assert (await calls.call(account, request_id, 1)).reason == CallReason.CANCEL
-    assert len(await calls.records(clock())) == 1
-    assert await calls.store.cancel_calls(account.id, request_id, now=clock()) == CancelResult(0, 0, 3)
+    assert len(await calls.records(clock.now_ms())) == 1
+    assert await calls.store.cancel_calls(account.id, request_id, now=clock.now_ms()) == CancelResult(0, 0, 3)
 
 
 async def test_a_call_cancelled_while_its_dialer_held_it_is_not_dialled(
@@ -385,32 +389,32 @@ async def test_a_call_cancelled_while_its_dialer_held_it_is_not_dialled(
 ) -> None:
     account = await make.account()
     request_id = await calls.accept(account)
-    [held] = await calls.claim(clock())  # claimed, waiting for a free channel on its trunk
-    assert await calls.store.cancel_calls(account.id, request_id, now=clock()) == CancelResult(1, 0, 0)
+    [held] = await calls.claim(clock.now_ms())  # claimed, waiting for a free channel on its trunk
+    assert await calls.store.cancel_calls(account.id, request_id, now=clock.now_ms()) == CancelResult(1, 0, 0)
     assert await calls.store.cancels_requested([held.id]) == [held.id]
-    assert await calls.store.progress_calls([dialing(held, clock.advance(10))]) == []  # it tells the dialer
+    assert await calls.store.progress_calls([dialing(held, clock.advance(ms=10))]) == []  # it tells the dialer
     view = await calls.call(account, request_id)
     assert (view.status, view.reason, view.call_time) == (CallStatus.FAILED, CallReason.CANCEL, None)
-    await calls.store.end_calls([CallEnd(held.id, held.attempt, CallStatus.FAILED, CallReason.CANCEL, clock())])
+    await calls.store.end_calls([CallEnd(held.id, held.attempt, CallStatus.FAILED, CallReason.CANCEL, clock.now_ms())])
     assert await calls.store.pending_callbacks() == 1
 
 
 async def test_cancel_of_one_number_leaves_the_others(calls: Caller, make: Factory, clock: FakeClock) -> None:
     account, other = await make.account(), await make.account()
     request_id = await calls.accept(account, ["0016175550100", "+16175550101"], callback="no")
-    result = await calls.store.cancel_calls(account.id, request_id, mobile_no="0016175550100", now=clock())
+    result = await calls.store.cancel_calls(account.id, request_id, mobile_no="0016175550100", now=clock.now_ms())
     assert result == CancelResult(ended=1, stopping=0, finished=0)
-    [left] = await calls.claim(clock())
+    [left] = await calls.claim(clock.now_ms())
     assert left.mobile_no == "+16175550101"
     # The number in E.164 finds a call written another way.
-    assert await calls.store.cancel_calls(account.id, request_id, mobile_no="+16175550100", now=clock()) == (
+    assert await calls.store.cancel_calls(account.id, request_id, mobile_no="+16175550100", now=clock.now_ms()) == (
         CancelResult(0, 0, 1)
     )
-    assert await calls.store.cancel_calls(account.id, request_id, mobile_no="+4930123", now=clock()) == (
+    assert await calls.store.cancel_calls(account.id, request_id, mobile_no="+4930123", now=clock.now_ms()) == (
         CancelResult(0, 0, 0)
     )
-    assert await calls.store.cancel_calls(other.id, request_id, now=clock()) is None
-    assert await calls.store.cancel_calls(account.id, request_id + 999, now=clock()) is None
+    assert await calls.store.cancel_calls(other.id, request_id, now=clock.now_ms()) is None
+    assert await calls.store.cancel_calls(account.id, request_id + 999, now=clock.now_ms()) is None
     assert (await calls.call(account, request_id, 1)).status is CallStatus.RECEIVED
 
 
@@ -420,7 +424,7 @@ async def test_cancel_of_one_number_leaves_the_others(calls: Caller, make: Facto
 def campaign(account: Account, clock: FakeClock, name: str) -> Campaign:
     return Campaign(
         id=str(uuid.uuid4()), account_id=account.id, name=name, source="tts", text="Hello", locale="en-GB",
-        duration_ms=1_250, created_at=clock(),
+        duration_ms=1_250, created_at=clock.now_ms(),
     )  # fmt: skip
 
 
@@ -429,17 +433,17 @@ async def test_campaigns_are_the_accounts_own_until_deleted(store: Store, make: 
     older = campaign(account, clock, "older")
     pcm = bytes(range(256)) * 40
     await store.create_campaign(older, pcm)
-    clock.advance(10)
+    clock.advance(ms=10)
     newer = campaign(account, clock, "newer")
     await store.create_campaign(newer, b"\x00\x01")
     assert await store.get_campaign(account.id, older.id) == older
     assert await store.list_campaigns(account.id) == [newer, older]
     assert await store.get_campaign(other.id, older.id) is None
     assert await store.list_campaigns(other.id) == []
-    assert await store.delete_campaign(other.id, older.id, now=clock()) is False
+    assert await store.delete_campaign(other.id, older.id, now=clock.now_ms()) is False
 
-    assert await store.delete_campaign(account.id, older.id, now=clock()) is True
-    assert await store.delete_campaign(account.id, older.id, now=clock()) is False
+    assert await store.delete_campaign(account.id, older.id, now=clock.now_ms()) is True
+    assert await store.delete_campaign(account.id, older.id, now=clock.now_ms()) is False
     assert await store.get_campaign(account.id, older.id) is None
     assert await store.list_campaigns(account.id) == [newer]
     assert await store.campaign_audio(older.id) == pcm  # queued calls may still play it

@@ -5,6 +5,7 @@ Three days of retries run in well under a second."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
@@ -21,22 +22,10 @@ from switchboard.domain.statuses import SmsStatus
 from switchboard.errors import DeliveryFailed, InvalidSignature, NotSent
 from switchboard.store.base import Store
 from switchboard.store.records import Account, CallbackResult, CallbackState, Receipt
-from tests.contract.conftest import Factory, FakeClock
+from tests.clock import FakeClock, held
+from tests.contract.conftest import Factory
 
 URL = "https://hooks.example.com/sms"
-
-
-class MsClock:
-    """The domain Clock over the contract tests' millisecond clock."""
-
-    def __init__(self, ms: FakeClock) -> None:
-        self._ms = ms
-
-    def now_ms(self) -> int:
-        return self._ms()
-
-    def monotonic(self) -> float:
-        return self._ms() / 1000
 
 
 @dataclass
@@ -58,7 +47,7 @@ class FakeTransport:
     closed: bool = False
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
-        self.posts.append(Post(self.clock(), url, msgspec.json.decode(body), body, dict(headers)))
+        self.posts.append(Post(self.clock.now_ms(), url, msgspec.json.decode(body), body, dict(headers)))
         answer = self.answer(len(self.posts), url)
         if isinstance(answer, DeliveryFailed):
             raise answer
@@ -66,6 +55,13 @@ class FakeTransport:
 
     async def close(self) -> None:
         self.closed = True
+
+
+async def stop(d: Dispatcher, clock: FakeClock) -> None:
+    """Stop the dispatcher, letting fake time pass for the attempts it waits for."""
+    stopping = asyncio.ensure_future(d.stop())
+    await clock.run_until(stopping.done, within=60)
+    await stopping
 
 
 async def with_url(store: Store, account: Account, url: str | None = URL) -> Account:
@@ -79,7 +75,8 @@ def dispatcher(
     store: Store, transport: FakeTransport, clock: FakeClock, jitter: float = 0.5, **kw: object
 ) -> Dispatcher:
     settings = DispatcherSettings(**kw)  # type: ignore[arg-type]
-    return Dispatcher(store=store, transport=transport, clock=MsClock(clock), settings=settings,
+    # The clock waits for the store: time does not move while a claim or a write is in progress.
+    return Dispatcher(store=held(store, clock), transport=transport, clock=clock, settings=settings,
                       random_fraction=lambda: jitter)  # fmt: skip
 
 
@@ -91,7 +88,7 @@ async def run_until_done(d: Dispatcher, store: Store, clock: FakeClock, account:
         due = [v.due_at for v in pending if v.due_at is not None]
         if not due:
             return
-        clock.now = max(clock.now, min(due))
+        clock.advance(ms=max(0, min(due) - clock.now_ms()))
     raise AssertionError("still pending")
 
 
@@ -143,7 +140,8 @@ async def test_a_receiver_that_recovers_gets_the_callback_and_it_stops(
 async def test_a_longer_retry_after_replaces_the_schedule_step(
     store: Store, make: Factory, clock: FakeClock, retry_after: str
 ) -> None:
-    clock.now = 1_924_992_000_000  # 2031-01-01 00:00:00 UTC: the date form asks for the same 120 s
+    # 2031-01-01 00:00:00 UTC: the date form asks for the same 120 s
+    clock.advance(ms=1_924_992_000_000 - clock.now_ms())
     account = await with_url(store, await make.account())
     await make.sent(account, callback="yes")
     answers = [Response(429, retry_after), Response(200, None)]
@@ -173,7 +171,7 @@ async def test_410_gives_up_and_disables_the_account_url_until_it_is_set_again(
 
     await with_url(store, account)  # set again: enabled; a replay now goes out
     transport.answer = lambda n, url: Response(200, None)
-    assert await store.replay_callback(account.id, newest.id, now=clock()) == "replayed"
+    assert await store.replay_callback(account.id, newest.id, now=clock.now_ms()) == "replayed"
     await run_until_done(d, store, clock, account)
     assert len(transport.posts) == 2
 
@@ -217,7 +215,7 @@ async def test_callbacks_of_one_destination_go_out_in_sequence_order(
 ) -> None:
     account = await with_url(store, await make.account())
     sent = await make.sent(account, callback="yes")
-    await store.apply_receipts([Receipt(sent.carrier, sent.ref, SmsStatus.DELIVERED)], now=clock())
+    await store.apply_receipts([Receipt(sent.carrier, sent.ref, SmsStatus.DELIVERED)], now=clock.now_ms())
     # The first attempt of the first event fails: the second event must wait for its retry to succeed.
     transport = FakeTransport(clock, lambda n, url: Response(500 if n == 1 else 200, None))
     await run_until_done(dispatcher(store, transport, clock), store, clock, account)
@@ -231,7 +229,7 @@ async def test_callbacks_of_one_destination_go_out_in_sequence_order(
 async def test_every_post_is_signed_so_that_the_standardwebhooks_package_verifies_it(
     store: Store, make: Factory, clock: FakeClock
 ) -> None:
-    clock.now = int(time.time() * 1000)  # the package checks the timestamp against the real clock
+    clock.advance(ms=int(time.time() * 1000) - clock.now_ms())  # the package checks it against the real clock
     account = await with_url(store, await make.account())
     await make.sent(account, callback="yes")
     transport = FakeTransport(clock)
@@ -247,10 +245,10 @@ async def test_every_post_is_signed_so_that_the_standardwebhooks_package_verifie
 async def test_after_a_rotation_both_secrets_verify_for_a_day_then_only_the_new_one(
     store: Store, make: Factory, clock: FakeClock
 ) -> None:
-    clock.now = int(time.time() * 1000)
+    clock.advance(ms=int(time.time() * 1000) - clock.now_ms())
     account = await with_url(store, await make.account())
     new_secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-    await store.rotate_secret(account.id, new_secret, now=clock())
+    await store.rotate_secret(account.id, new_secret, now=clock.now_ms())
     await make.sent(account, callback="yes")
     transport = FakeTransport(clock)
     d = dispatcher(store, transport, clock)
@@ -260,7 +258,7 @@ async def test_after_a_rotation_both_secrets_verify_for_a_day_then_only_the_new_
     for secret in (account.webhook_secret, new_secret):
         Webhook(secret).verify(post.raw, post.headers)
 
-    clock.advance(24 * 3600 * 1000)
+    clock.advance(ms=24 * 3600 * 1000)
     await make.sent(account, callback="yes")
     await run_until_done(d, store, clock, account)
     late = transport.posts[-1]
@@ -288,16 +286,14 @@ async def test_a_slow_receiver_does_not_hold_up_the_others(store: Store, make: F
             return await super().post(url, body, headers)
 
     transport = Mixed(clock)
-    d = dispatcher(store, transport, clock, max_in_flight=20, batch_size=10, connections_per_host=2, poll_interval=0.01)
+    d = dispatcher(store, transport, clock, max_in_flight=20, batch_size=10, connections_per_host=2, poll_interval=0.1)
     await d.start()
     try:
-        async with asyncio.timeout(10):
-            while sum("fast" in p.url for p in transport.posts) < 10:
-                await asyncio.sleep(0.01)
-                clock.advance(100)  # deferred events come back a second or two later
+        # Deferred events come back a second or two later, while the slow host's attempts still hang.
+        await clock.run_until(lambda: sum("fast" in p.url for p in transport.posts) == 10, within=30)
     finally:
         release.set()
-        await d.stop()
+        await stop(d, clock)
     assert transport.closed
     assert len(await store.list_callbacks(fast.id, state=CallbackState.DELIVERED, limit=100)) == 10
 
@@ -338,10 +334,10 @@ async def test_a_full_host_s_backlog_is_handed_back_for_longer_and_longer_not_ch
         """Never answers: each attempt gives up after the 10 s timeout (of the fake clock)."""
 
         async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
-            started = clock()
-            while clock() < started + 10_000 and not stuck.is_set():  # noqa: ASYNC110 (a fake clock has no event)
-                await asyncio.sleep(0.001)
-            raise DeliveryFailed("no answer within 10 s", latency_ms=clock() - started)
+            started = clock.now_ms()
+            with contextlib.suppress(TimeoutError):
+                await clock.wait_for(stuck.wait(), 10)
+            raise DeliveryFailed("no answer within 10 s", latency_ms=clock.now_ms() - started)
 
     handed_back = [0]
     finish = store.finish_callbacks
@@ -351,17 +347,15 @@ async def test_a_full_host_s_backlog_is_handed_back_for_longer_and_longer_not_ch
         await finish(results)
 
     store.finish_callbacks = counting  # type: ignore[method-assign]
-    d = dispatcher(store, Stuck(clock), clock, connections_per_host=2, poll_interval=0.005)
+    d = dispatcher(store, Stuck(clock), clock, connections_per_host=2, poll_interval=0.5)
     await d.start()
     try:
-        for step in range(360):  # three simulated minutes in steps of 500 ms
-            if step == 120:
-                handed_back.append(0)  # the first minute, then the next two
-            clock.advance(500)
-            await asyncio.sleep(0.003)
+        await clock.run(60)  # the first simulated minute, then the next two
+        handed_back.append(0)
+        await clock.run(120)
     finally:
         stuck.set()
-        await d.stop()
+        await stop(d, clock)
     first_minute, then = handed_back
     assert 96 <= first_minute <= 5 * 96, handed_back
     assert then <= 2 * 96, handed_back

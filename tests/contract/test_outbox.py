@@ -8,7 +8,8 @@ import msgspec
 from switchboard.domain.statuses import SmsStatus
 from switchboard.store.base import Store
 from switchboard.store.records import CallbackResult, CallbackState, ClaimedCallback, Outcome, Receipt
-from tests.contract.conftest import INVALID_NUMBER, Factory, FakeClock
+from tests.clock import FakeClock
+from tests.contract.conftest import INVALID_NUMBER, Factory
 
 LEASE = 30_000
 
@@ -32,7 +33,7 @@ async def test_a_change_writes_its_callback_with_the_contract_body(
 ) -> None:
     account = await make.account()
     sent = await make.sent(account, callback="yes", reference_id="ref-1")
-    [c] = await claim(store, clock())
+    [c] = await claim(store, clock.now_ms())
     assert (c.subject_id, c.sequence, c.kind, c.url, c.from_account) == (sent.destination_id, 1, "sms", None, True)
     assert c.secret == account.webhook_secret
     body = msgspec.json.decode(c.body)
@@ -48,14 +49,14 @@ async def test_no_callback_is_written_when_the_request_asked_for_none(
     store: Store, make: Factory, clock: FakeClock
 ) -> None:
     await make.sent(await make.account(), callback="no")
-    assert await claim(store, clock()) == []
+    assert await claim(store, clock.now_ms()) == []
     assert await store.pending_callbacks() == 0
 
 
 async def test_an_invalid_number_has_its_failed_callback_at_once(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     await make.send(account, ["0049", "+16175550100"], callback="url", callback_url="https://hooks.example/x")
-    [c] = await claim(store, clock())
+    [c] = await claim(store, clock.now_ms())
     body = msgspec.json.decode(c.body)
     assert (body["MobileNo"], body["Status"], body["Error"], body["Sequence"]) == ("0049", "Failed", INVALID_NUMBER, 1)
     assert body["ErrorLogsID"] != ""
@@ -67,25 +68,25 @@ async def test_a_later_event_waits_until_the_earlier_one_is_delivered(
 ) -> None:
     account = await make.account()
     sent = await make.sent(account, callback="yes")
-    await store.apply_receipts([Receipt(sent.carrier, sent.ref, SmsStatus.DELIVERED)], now=clock.advance(10))
-    [first] = await claim(store, clock())
+    await store.apply_receipts([Receipt(sent.carrier, sent.ref, SmsStatus.DELIVERED)], now=clock.advance(ms=10))
+    [first] = await claim(store, clock.now_ms())
     assert first.sequence == 1
-    assert await claim(store, clock.advance(LEASE - 1)) == []  # Delivered waits; Sent is leased
-    await store.finish_callbacks([result(first, CallbackState.DELIVERED, clock())])
-    [second] = await claim(store, clock())
+    assert await claim(store, clock.advance(ms=LEASE - 1)) == []  # Delivered waits; Sent is leased
+    await store.finish_callbacks([result(first, CallbackState.DELIVERED, clock.now_ms())])
+    [second] = await claim(store, clock.now_ms())
     assert (second.sequence, msgspec.json.decode(second.body)["Status"]) == (2, "Delivered")
 
 
 async def test_two_changes_in_one_write_are_due_one_at_a_time(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     await make.send(account, callback="yes")
-    [d] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
+    [d] = await store.claim(now=clock.now_ms(), limit=1, lease_ms=LEASE)
     await store.finish(
         [Outcome(d.id, d.attempt, SmsStatus.SENT, carrier="sim", carrier_ref="r"),
          Outcome(d.id, d.attempt, SmsStatus.DELIVERED)],
-        now=clock(),
+        now=clock.now_ms(),
     )  # fmt: skip
-    assert [c.sequence for c in await claim(store, clock())] == [1]
+    assert [c.sequence for c in await claim(store, clock.now_ms())] == [1]
     assert await store.pending_callbacks() == 2
 
 
@@ -93,12 +94,12 @@ async def test_a_claimed_callback_is_not_handed_out_again_until_its_lease_ends(
     store: Store, make: Factory, clock: FakeClock
 ) -> None:
     await make.sent(await make.account(), callback="yes")
-    [c] = await claim(store, clock())
-    assert await claim(store, clock.advance(LEASE - 1)) == []
-    [again] = await claim(store, clock.advance(1))
+    [c] = await claim(store, clock.now_ms())
+    assert await claim(store, clock.advance(ms=LEASE - 1)) == []
+    [again] = await claim(store, clock.advance(ms=1))
     assert (again.id, again.attempt) == (c.id, c.attempt + 1)
     # The first claim's late result is logged but changes nothing: the second claim owns it.
-    await store.finish_callbacks([result(c, CallbackState.DELIVERED, clock())])
+    await store.finish_callbacks([result(c, CallbackState.DELIVERED, clock.now_ms())])
     view = await store.get_callback(c.account_id, c.id)
     assert view is not None
     assert (view.state, len(view.history)) == (CallbackState.PENDING, 1)
@@ -108,11 +109,13 @@ async def test_a_retry_is_due_at_its_time_and_every_attempt_is_logged(
     store: Store, make: Factory, clock: FakeClock
 ) -> None:
     await make.sent(await make.account(), callback="yes")
-    [c] = await claim(store, clock())
-    await store.finish_callbacks([result(c, CallbackState.PENDING, clock(), status=500, retry_at=clock() + 5000)])
-    assert await claim(store, clock.advance(4999)) == []
-    [c2] = await claim(store, clock.advance(1))
-    await store.finish_callbacks([result(c2, CallbackState.DELIVERED, clock())])
+    [c] = await claim(store, clock.now_ms())
+    await store.finish_callbacks(
+        [result(c, CallbackState.PENDING, clock.now_ms(), status=500, retry_at=clock.now_ms() + 5000)]
+    )
+    assert await claim(store, clock.advance(ms=4999)) == []
+    [c2] = await claim(store, clock.advance(ms=1))
+    await store.finish_callbacks([result(c2, CallbackState.DELIVERED, clock.now_ms())])
     view = await store.get_callback(c.account_id, c.id)
     assert view is not None
     assert view.state is CallbackState.DELIVERED
@@ -125,27 +128,27 @@ async def test_giving_up_makes_the_next_event_due_and_a_replay_sends_it_again(
 ) -> None:
     account = await make.account()
     sent = await make.sent(account, callback="yes")
-    await store.apply_receipts([Receipt(sent.carrier, sent.ref, SmsStatus.DELIVERED)], now=clock())
-    [first] = await claim(store, clock())
-    await store.finish_callbacks([result(first, CallbackState.FAILED, clock(), status=500)])
-    [second] = await claim(store, clock())
+    await store.apply_receipts([Receipt(sent.carrier, sent.ref, SmsStatus.DELIVERED)], now=clock.now_ms())
+    [first] = await claim(store, clock.now_ms())
+    await store.finish_callbacks([result(first, CallbackState.FAILED, clock.now_ms(), status=500)])
+    [second] = await claim(store, clock.now_ms())
     assert second.sequence == 2
     assert [v.id for v in await store.list_callbacks(account.id, state=CallbackState.FAILED, limit=10)] == [first.id]
 
     other = await make.account()
-    assert await store.replay_callback(other.id, first.id, now=clock()) == "missing"
-    assert await store.replay_callback(account.id, second.id, now=clock()) == "pending"  # in flight: left alone
+    assert await store.replay_callback(other.id, first.id, now=clock.now_ms()) == "missing"
+    assert await store.replay_callback(account.id, second.id, now=clock.now_ms()) == "pending"  # in flight: left alone
     # Its destination's second callback is pending: the replay waits until that one is done.
-    assert await store.replay_callback(account.id, first.id, now=clock.advance(1000)) == "replayed"
-    assert await claim(store, clock()) == []
-    await store.finish_callbacks([result(second, CallbackState.DELIVERED, clock())])
-    [replayed] = await claim(store, clock())
+    assert await store.replay_callback(account.id, first.id, now=clock.advance(ms=1000)) == "replayed"
+    assert await claim(store, clock.now_ms()) == []
+    await store.finish_callbacks([result(second, CallbackState.DELIVERED, clock.now_ms())])
+    [replayed] = await claim(store, clock.now_ms())
     assert (replayed.id, replayed.attempt) == (first.id, 1)
     assert await store.list_callbacks(account.id, state=CallbackState.FAILED, limit=10) == []
-    await store.finish_callbacks([result(replayed, CallbackState.DELIVERED, clock())])
+    await store.finish_callbacks([result(replayed, CallbackState.DELIVERED, clock.now_ms())])
     # Nothing else pending: a replay is due at once.
-    assert await store.replay_callback(account.id, second.id, now=clock()) == "replayed"
-    assert [c.id for c in await claim(store, clock())] == [second.id]
+    assert await store.replay_callback(account.id, second.id, now=clock.now_ms()) == "replayed"
+    assert [c.id for c in await claim(store, clock.now_ms())] == [second.id]
 
 
 async def test_a_410_disables_the_account_url(store: Store, make: Factory, clock: FakeClock) -> None:
@@ -153,13 +156,15 @@ async def test_a_410_disables_the_account_url(store: Store, make: Factory, clock
     await store.set_callback_url(account.id, "sms", "https://hooks.example/sms")
     await make.sent(account, callback="yes")
     await make.sent(account, callback="yes")
-    first, second = await claim(store, clock())
+    first, second = await claim(store, clock.now_ms())
     assert first.url == "https://hooks.example/sms" and first.disabled is None
-    await store.finish_callbacks([result(first, CallbackState.FAILED, clock(), status=410, disable="410 Gone")])
+    await store.finish_callbacks([result(first, CallbackState.FAILED, clock.now_ms(), status=410, disable="410 Gone")])
     got = await store.get_account(account.id)
     assert got is not None and got.sms_callback_disabled == "410 Gone"
-    await store.finish_callbacks([result(second, CallbackState.PENDING, clock(), status=500, retry_at=clock())])
-    [again] = await claim(store, clock())
+    await store.finish_callbacks(
+        [result(second, CallbackState.PENDING, clock.now_ms(), status=500, retry_at=clock.now_ms())]
+    )
+    [again] = await claim(store, clock.now_ms())
     assert (again.id, again.disabled) == (second.id, "410 Gone")
 
 
@@ -169,9 +174,9 @@ async def test_a_410_from_a_url_that_was_changed_meanwhile_does_not_disable_the_
     account = await make.account()
     await store.set_callback_url(account.id, "sms", "https://old.example/sms")
     await make.sent(account, callback="yes")
-    [c] = await claim(store, clock())
+    [c] = await claim(store, clock.now_ms())
     await store.set_callback_url(account.id, "sms", "https://new.example/sms")  # while the attempt runs
-    await store.finish_callbacks([result(c, CallbackState.FAILED, clock(), status=410, disable="410 Gone")])
+    await store.finish_callbacks([result(c, CallbackState.FAILED, clock.now_ms(), status=410, disable="410 Gone")])
     got = await store.get_account(account.id)
     assert got is not None
     assert (got.sms_callback_url, got.sms_callback_disabled) == ("https://new.example/sms", None)

@@ -15,7 +15,8 @@ from switchboard.store.base import Store
 from switchboard.store.postgres import PostgresStore
 from switchboard.store.records import HeldReceipts, HistoryEntry, InFlight, Outcome, Receipt
 from switchboard.store.sqlite import SqliteStore
-from tests.contract.conftest import INVALID_NUMBER, Backend, Factory, FakeClock
+from tests.clock import FakeClock
+from tests.contract.conftest import INVALID_NUMBER, Backend, Factory
 
 LEASE = 30_000
 
@@ -63,13 +64,13 @@ async def test_each_callback_url_is_set_and_cleared_on_its_own(store: Store, mak
 
 async def test_rotating_the_secret_keeps_the_previous_one(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
-    await store.rotate_secret(account.id, "whsec_new", now=clock())
+    await store.rotate_secret(account.id, "whsec_new", now=clock.now_ms())
     got = await store.get_account(account.id)
     assert got is not None
     assert (got.webhook_secret, got.previous_webhook_secret, got.secret_rotated_at) == (
         "whsec_new",
         account.webhook_secret,
-        clock(),
+        clock.now_ms(),
     )
 
 
@@ -95,17 +96,17 @@ async def test_revoked_key_is_not_found_and_revoking_again_is_false(
 ) -> None:
     account = await make.account()
     key = await make.key(account)
-    assert await store.revoke_api_key(account.id, key.id, clock()) is True
+    assert await store.revoke_api_key(account.id, key.id, clock.now_ms()) is True
     assert await store.find_api_key(key.digest) is None
-    assert await store.revoke_api_key(account.id, key.id, clock()) is False
+    assert await store.revoke_api_key(account.id, key.id, clock.now_ms()) is False
     [listed] = await store.list_api_keys(account.id)
-    assert listed.revoked_at == clock()
+    assert listed.revoked_at == clock.now_ms()
 
 
 async def test_revoking_another_accounts_key_is_false(store: Store, make: Factory, clock: FakeClock) -> None:
     mine, theirs = await make.account(), await make.account()
     their_key = await make.key(theirs)
-    assert await store.revoke_api_key(mine.id, their_key.id, clock()) is False
+    assert await store.revoke_api_key(mine.id, their_key.id, clock.now_ms()) is False
     assert await store.find_api_key(their_key.digest) == (their_key, theirs)
 
 
@@ -222,7 +223,7 @@ async def test_claim_hands_out_only_due_destinations(store: Store, make: Factory
     await make.send(account, ["+16175550103"], delay=None)  # never due
     await make.send(account, ["not-a-number"])  # Failed, never due
 
-    claimed = await store.claim(now=clock(), limit=10, lease_ms=LEASE)
+    claimed = await store.claim(now=clock.now_ms(), limit=10, lease_ms=LEASE)
     assert [c.message_id for c in claimed] == [due, due_now]
     first = claimed[0]
     assert (first.attempt, first.status, first.e164, first.mobile_no) == (
@@ -242,14 +243,14 @@ async def test_a_claim_carries_the_text_and_sender_exactly_as_stored(
     body = 'a "quote", a \\ backslash,\na newline, a\ttab, ünïcödé, 😀 and {"json": [1]}'
     message = replace(message, body=body, sender='Shop "24"', encoding="ucs2")
     await store.accept(message, destinations, errors)
-    [claimed] = await store.claim(now=clock(), limit=10, lease_ms=LEASE)
+    [claimed] = await store.claim(now=clock.now_ms(), limit=10, lease_ms=LEASE)
     assert (claimed.body, claimed.sender, claimed.encoding) == (body, 'Shop "24"', "ucs2")
 
 
 async def test_claim_respects_the_limit_earliest_due_first(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     ids = [await make.send(account, delay=-d) for d in (10, 50, 30, 40, 20)]
-    claimed = await store.claim(now=clock(), limit=2, lease_ms=LEASE)
+    claimed = await store.claim(now=clock.now_ms(), limit=2, lease_ms=LEASE)
     assert [c.message_id for c in claimed] == [ids[1], ids[3]]
 
 
@@ -258,10 +259,10 @@ async def test_claimed_destination_is_claimed_again_only_after_its_lease(
 ) -> None:
     account = await make.account()
     await make.send(account)
-    [first] = await store.claim(now=clock(), limit=10, lease_ms=LEASE)
-    assert await store.claim(now=clock(), limit=10, lease_ms=LEASE) == []
-    assert await store.claim(now=clock() + LEASE - 1, limit=10, lease_ms=LEASE) == []
-    [again] = await store.claim(now=clock() + LEASE, limit=10, lease_ms=LEASE)
+    [first] = await store.claim(now=clock.now_ms(), limit=10, lease_ms=LEASE)
+    assert await store.claim(now=clock.now_ms(), limit=10, lease_ms=LEASE) == []
+    assert await store.claim(now=clock.now_ms() + LEASE - 1, limit=10, lease_ms=LEASE) == []
+    [again] = await store.claim(now=clock.now_ms() + LEASE, limit=10, lease_ms=LEASE)
     assert (again.id, again.attempt) == (first.id, first.attempt + 1)
 
 
@@ -270,7 +271,7 @@ async def test_concurrent_claims_never_hand_out_one_destination_twice(
 ) -> None:
     account = await make.account()
     await make.send(account, [f"+1617555{n:04d}" for n in range(50)])
-    batches = await asyncio.gather(*(store.claim(now=clock(), limit=10, lease_ms=LEASE) for _ in range(8)))
+    batches = await asyncio.gather(*(store.claim(now=clock.now_ms(), limit=10, lease_ms=LEASE) for _ in range(8)))
     ids = [c.id for batch in batches for c in batch]
     assert len(ids) == len(set(ids)) == 50
 
@@ -278,8 +279,8 @@ async def test_concurrent_claims_never_hand_out_one_destination_twice(
 async def test_sent_outcome_sets_status_carrier_and_history(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     message_id = await make.send(account)
-    [claimed] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
-    now = clock.advance(1_500)
+    [claimed] = await store.claim(now=clock.now_ms(), limit=1, lease_ms=LEASE)
+    now = clock.advance(ms=1_500)
     outcome = Outcome(claimed.id, claimed.attempt, SmsStatus.SENT, carrier="sim", carrier_ref="ref-1")
     await store.finish([outcome], now=now)
 
@@ -296,26 +297,28 @@ async def test_sent_outcome_sets_status_carrier_and_history(store: Store, make: 
 async def test_failed_outcome_keeps_the_error(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     message_id = await make.send(account)
-    [claimed] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
-    await store.finish([Outcome(claimed.id, claimed.attempt, SmsStatus.FAILED, "No route")], now=clock())
+    [claimed] = await store.claim(now=clock.now_ms(), limit=1, lease_ms=LEASE)
+    await store.finish([Outcome(claimed.id, claimed.attempt, SmsStatus.FAILED, "No route")], now=clock.now_ms())
     view = await store.get_message(account.id, message_id)
     assert view is not None
     assert (view.destinations[0].status, view.destinations[0].error) == (SmsStatus.FAILED, "No route")
-    assert await store.history(claimed.id) == [HistoryEntry("Failed", clock(), "No route")]
+    assert await store.history(claimed.id) == [HistoryEntry("Failed", clock.now_ms(), "No route")]
 
 
 async def test_outcome_of_a_superseded_claim_changes_nothing(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     message_id = await make.send(account)
-    [stale] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
-    [current] = await store.claim(now=clock.advance(LEASE), limit=1, lease_ms=LEASE)
-    await store.finish([Outcome(stale.id, stale.attempt, SmsStatus.SENT, carrier="sim", carrier_ref="x")], now=clock())
+    [stale] = await store.claim(now=clock.now_ms(), limit=1, lease_ms=LEASE)
+    [current] = await store.claim(now=clock.advance(ms=LEASE), limit=1, lease_ms=LEASE)
+    await store.finish(
+        [Outcome(stale.id, stale.attempt, SmsStatus.SENT, carrier="sim", carrier_ref="x")], now=clock.now_ms()
+    )
     view = await store.get_message(account.id, message_id)
     assert view is not None
     assert (view.destinations[0].status, view.destinations[0].carrier) == (SmsStatus.RECEIVED, None)
     assert await store.history(stale.id) == []
 
-    await store.finish([Outcome(current.id, current.attempt, SmsStatus.SENT)], now=clock())
+    await store.finish([Outcome(current.id, current.attempt, SmsStatus.SENT)], now=clock.now_ms())
     view = await store.get_message(account.id, message_id)
     assert view is not None and view.destinations[0].status is SmsStatus.SENT
 
@@ -325,9 +328,11 @@ async def test_retry_outcome_sets_the_next_attempt_and_keeps_the_status(
 ) -> None:
     account = await make.account()
     message_id = await make.send(account)
-    [claimed] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
-    retry_at = clock() + 5_000
-    await store.finish([Outcome(claimed.id, claimed.attempt, None, error="throttled", retry_at=retry_at)], now=clock())
+    [claimed] = await store.claim(now=clock.now_ms(), limit=1, lease_ms=LEASE)
+    retry_at = clock.now_ms() + 5_000
+    await store.finish(
+        [Outcome(claimed.id, claimed.attempt, None, error="throttled", retry_at=retry_at)], now=clock.now_ms()
+    )
     view = await store.get_message(account.id, message_id)
     assert view is not None
     assert (view.destinations[0].status, view.destinations[0].error) == (SmsStatus.RECEIVED, "throttled")
@@ -340,9 +345,9 @@ async def test_retry_outcome_sets_the_next_attempt_and_keeps_the_status(
 async def test_outcome_without_status_or_retry_time_is_refused(store: Store, make: Factory, clock: FakeClock) -> None:
     account = await make.account()
     await make.send(account)
-    [claimed] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
+    [claimed] = await store.claim(now=clock.now_ms(), limit=1, lease_ms=LEASE)
     with pytest.raises(ValueError):
-        await store.finish([Outcome(claimed.id, claimed.attempt, None)], now=clock())
+        await store.finish([Outcome(claimed.id, claimed.attempt, None)], now=clock.now_ms())
 
 
 async def test_outcomes_for_one_claim_in_one_batch_follow_the_status_graph(
@@ -350,8 +355,8 @@ async def test_outcomes_for_one_claim_in_one_batch_follow_the_status_graph(
 ) -> None:
     account = await make.account()
     message_id = await make.send(account)
-    [c] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
-    now = clock()
+    [c] = await store.claim(now=clock.now_ms(), limit=1, lease_ms=LEASE)
+    now = clock.now_ms()
     sent = Outcome(c.id, c.attempt, SmsStatus.SENT, carrier="sim", carrier_ref="r")
     await store.finish([sent, Outcome(c.id, c.attempt, SmsStatus.FAILED, "late")], now=now)
     view = await store.get_message(account.id, message_id)
@@ -368,8 +373,8 @@ async def test_two_changes_of_one_destination_in_one_batch_both_apply(
 ) -> None:
     account = await make.account()
     message_id = await make.send(account)
-    [c] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
-    now = clock()
+    [c] = await store.claim(now=clock.now_ms(), limit=1, lease_ms=LEASE)
+    now = clock.now_ms()
     sent = Outcome(c.id, c.attempt, SmsStatus.SENT, carrier="sim", carrier_ref="r")
     await store.finish([sent, Outcome(c.id, c.attempt, SmsStatus.DELIVERED)], now=now)
     view = await store.get_message(account.id, message_id)
@@ -386,9 +391,9 @@ async def test_two_changes_of_one_destination_in_one_batch_both_apply(
 
 
 async def test_empty_batches_do_nothing(store: Store, clock: FakeClock) -> None:
-    await store.finish([], now=clock())
-    assert await store.apply_receipts([], now=clock()) == []
-    assert await store.retry_held_receipts(now=clock(), drop_before=clock()) == HeldReceipts(0, [], 0)
+    await store.finish([], now=clock.now_ms())
+    assert await store.apply_receipts([], now=clock.now_ms()) == []
+    assert await store.retry_held_receipts(now=clock.now_ms(), drop_before=clock.now_ms()) == HeldReceipts(0, [], 0)
 
 
 # receipts
@@ -398,7 +403,7 @@ async def test_delivery_receipt_moves_sent_to_delivered(
     store: Store, make: Factory, clock: FakeClock, backend: Backend
 ) -> None:
     sent = await make.sent(await make.account(), carrier="sim")
-    now = clock.advance(2_000)
+    now = clock.advance(ms=2_000)
     unknown = Receipt("sim", "no-such-ref", SmsStatus.DELIVERED)
     other_carrier = Receipt("other", sent.ref, SmsStatus.DELIVERED)
     receipts = [unknown, Receipt("sim", sent.ref, SmsStatus.DELIVERED), other_carrier]
@@ -419,9 +424,9 @@ async def test_contradictory_receipt_for_a_final_destination_is_only_history(
     store: Store, make: Factory, clock: FakeClock
 ) -> None:
     sent = await make.sent(await make.account())
-    first = clock.advance(1_000)
+    first = clock.advance(ms=1_000)
     assert await store.apply_receipts([Receipt("sim", sent.ref, SmsStatus.DELIVERED)], now=first) == []
-    late = clock.advance(1_000)
+    late = clock.advance(ms=1_000)
     contradiction = Receipt("sim", sent.ref, SmsStatus.UNDELIVERED, "absent")
     assert await store.apply_receipts([contradiction], now=late) == []
     dest = await make.destination(sent)
@@ -439,7 +444,7 @@ async def test_contradictory_receipt_for_a_final_destination_is_only_history(
 
 async def test_two_receipts_in_one_batch_apply_in_order(store: Store, make: Factory, clock: FakeClock) -> None:
     sent = await make.sent(await make.account())
-    now = clock.advance(1_000)
+    now = clock.advance(ms=1_000)
     receipts = [
         Receipt("sim", sent.ref, SmsStatus.UNDELIVERED, "absent"),
         Receipt("sim", sent.ref, SmsStatus.DELIVERED),
@@ -467,7 +472,7 @@ async def claimed_destination(store: Store, make: Factory, clock: FakeClock, **k
     whose carrier has not answered yet."""
     account = await make.account()
     message_id = await make.send(account, **kw)
-    [claimed] = await store.claim(now=clock(), limit=1, lease_ms=LEASE)
+    [claimed] = await store.claim(now=clock.now_ms(), limit=1, lease_ms=LEASE)
     return account.id, message_id, claimed.id, claimed.attempt
 
 
@@ -482,12 +487,12 @@ async def test_a_receipt_before_its_sent_is_held_and_applied_once_sent_is_writte
         store, make, clock, callback="url", callback_url="https://hooks.example/sms"
     )
     early = Receipt("sim", "early", SmsStatus.DELIVERED)
-    assert await store.apply_receipts([early], now=clock.advance(5)) == [early]
+    assert await store.apply_receipts([early], now=clock.advance(ms=5)) == [early]
     assert await backend.count("held_receipts") == 1
-    assert await retry(store, clock.advance(100)) == HeldReceipts(0, [], 1)  # its Sent is not written yet
-    sent_at = clock.advance(100)
+    assert await retry(store, clock.advance(ms=100)) == HeldReceipts(0, [], 1)  # its Sent is not written yet
+    sent_at = clock.advance(ms=100)
     await store.finish([Outcome(dest_id, attempt, SmsStatus.SENT, carrier="sim", carrier_ref="early")], now=sent_at)
-    applied_at = clock.advance(100)
+    applied_at = clock.advance(ms=100)
     assert await retry(store, applied_at) == HeldReceipts(1, [], 0)
     assert await backend.count("held_receipts") == 0
     view = await store.get_message(account_id, message_id)
@@ -502,26 +507,30 @@ async def test_a_receipt_before_its_sent_is_held_and_applied_once_sent_is_writte
     assert [msgspec.json.decode(c.body)["Status"] for c in callbacks] == ["Delivered", "Sent"]
     assert [c.sequence for c in callbacks] == [2, 1]
     assert await store.in_flight("sim", limit=10) == []
-    assert await retry(store, clock.advance(100)) == HeldReceipts(0, [], 0)  # applied once only
+    assert await retry(store, clock.advance(ms=100)) == HeldReceipts(0, [], 0)  # applied once only
 
 
 async def test_held_receipts_that_still_match_nothing_are_dropped_once_older_than_drop_before(
     store: Store, make: Factory, clock: FakeClock, backend: Backend
 ) -> None:
     first = Receipt("sim", "gone-1", SmsStatus.DELIVERED)
-    first_at = clock()
+    first_at = clock.now_ms()
     await store.apply_receipts([first], now=first_at)
     second = Receipt("sim", "gone-2", SmsStatus.UNDELIVERED, "absent")
-    second_at = clock.advance(1_000)
+    second_at = clock.advance(ms=1_000)
     await store.apply_receipts([second], now=second_at)
     # Old too, but its Sent came meanwhile: applied, not dropped.
     _, _, dest_id, attempt = await claimed_destination(store, make, clock)
     late = Receipt("sim", "late", SmsStatus.DELIVERED)
     await store.apply_receipts([late], now=first_at)
-    await store.finish([Outcome(dest_id, attempt, SmsStatus.SENT, carrier="sim", carrier_ref="late")], now=clock())
-    assert await store.retry_held_receipts(now=clock(), drop_before=second_at) == HeldReceipts(1, [first], 1)
+    await store.finish(
+        [Outcome(dest_id, attempt, SmsStatus.SENT, carrier="sim", carrier_ref="late")], now=clock.now_ms()
+    )
+    assert await store.retry_held_receipts(now=clock.now_ms(), drop_before=second_at) == HeldReceipts(1, [first], 1)
     assert await backend.count("held_receipts") == 1
-    assert await store.retry_held_receipts(now=clock(), drop_before=second_at + 1) == HeldReceipts(0, [second], 0)
+    assert await store.retry_held_receipts(now=clock.now_ms(), drop_before=second_at + 1) == HeldReceipts(
+        0, [second], 0
+    )
     assert await backend.count("held_receipts") == 0
 
 
@@ -532,16 +541,17 @@ async def test_held_receipts_of_one_reference_are_applied_in_the_order_they_came
     _, _, b, b_attempt = await claimed_destination(store, make, clock)
     # "a": two receipts in one batch; "b": in two batches. The first of each is the one that counts.
     await store.apply_receipts(
-        [Receipt("sim", "a", SmsStatus.UNDELIVERED, "absent"), Receipt("sim", "a", SmsStatus.DELIVERED)], now=clock()
+        [Receipt("sim", "a", SmsStatus.UNDELIVERED, "absent"), Receipt("sim", "a", SmsStatus.DELIVERED)],
+        now=clock.now_ms(),
     )
-    await store.apply_receipts([Receipt("sim", "b", SmsStatus.EXPIRED, "too late")], now=clock.advance(1))
-    await store.apply_receipts([Receipt("sim", "b", SmsStatus.DELIVERED)], now=clock.advance(1))
+    await store.apply_receipts([Receipt("sim", "b", SmsStatus.EXPIRED, "too late")], now=clock.advance(ms=1))
+    await store.apply_receipts([Receipt("sim", "b", SmsStatus.DELIVERED)], now=clock.advance(ms=1))
     await store.finish(
         [Outcome(a, a_attempt, SmsStatus.SENT, carrier="sim", carrier_ref="a"),
          Outcome(b, b_attempt, SmsStatus.SENT, carrier="sim", carrier_ref="b")],
-        now=clock.advance(1),
+        now=clock.advance(ms=1),
     )  # fmt: skip
-    assert await retry(store, clock.advance(1)) == HeldReceipts(4, [], 0)
+    assert await retry(store, clock.advance(ms=1)) == HeldReceipts(4, [], 0)
     assert [(h.status, h.detail) for h in await store.history(a)] == [
         ("Sent", None), ("Undelivered", "absent"), ("Delivered", "ignored: already Undelivered"),
     ]  # fmt: skip
@@ -555,14 +565,14 @@ async def test_held_receipts_survive_closing_and_opening_the_store(
 ) -> None:
     account_id, message_id, dest_id, attempt = await claimed_destination(store, make, clock)
     early = Receipt("sim", "early", SmsStatus.DELIVERED)
-    assert await store.apply_receipts([early], now=clock()) == [early]
+    assert await store.apply_receipts([early], now=clock.now_ms()) == [early]
     await store.close()  # a crash after the carrier acknowledged the receipt loses nothing either: it is committed
     reopened = SqliteStore.from_url(backend.url) if backend.dialect == "sqlite" else PostgresStore.from_url(backend.url)
     await reopened.open()
     try:
         outcome = Outcome(dest_id, attempt, SmsStatus.SENT, carrier="sim", carrier_ref="early")
-        await reopened.finish([outcome], now=clock.advance(10))
-        assert await retry(reopened, clock.advance(10)) == HeldReceipts(1, [], 0)
+        await reopened.finish([outcome], now=clock.advance(ms=10))
+        assert await retry(reopened, clock.advance(ms=10)) == HeldReceipts(1, [], 0)
         view = await reopened.get_message(account_id, message_id)
         assert view is not None and view.destinations[0].status is SmsStatus.DELIVERED
     finally:
@@ -575,19 +585,19 @@ async def test_a_held_receipt_another_worker_is_matching_is_passed_over(
     if backend.dialect != "postgresql":
         pytest.skip("one process: the embedded store's writer runs one sweep at a time")
     _, _, dest_id, attempt = await claimed_destination(store, make, clock)
-    await store.apply_receipts([Receipt("sim", "r", SmsStatus.DELIVERED)], now=clock())
-    await store.finish([Outcome(dest_id, attempt, SmsStatus.SENT, carrier="sim", carrier_ref="r")], now=clock())
+    await store.apply_receipts([Receipt("sim", "r", SmsStatus.DELIVERED)], now=clock.now_ms())
+    await store.finish([Outcome(dest_id, attempt, SmsStatus.SENT, carrier="sim", carrier_ref="r")], now=clock.now_ms())
     other = await asyncpg.connect(backend.url)  # another worker, in the middle of its sweep
     try:
         transaction = other.transaction()
         await transaction.start()
         await other.execute("SELECT id FROM held_receipts FOR UPDATE")
         async with asyncio.timeout(5):  # passed over, not waited for
-            assert await retry(store, clock()) == HeldReceipts(0, [], 1)  # still held: by the other
+            assert await retry(store, clock.now_ms()) == HeldReceipts(0, [], 1)  # still held: by the other
         await transaction.rollback()
     finally:
         await other.close()
-    assert await retry(store, clock()) == HeldReceipts(1, [], 0)
+    assert await retry(store, clock.now_ms()) == HeldReceipts(1, [], 0)
     assert [h.status for h in await store.history(dest_id)] == ["Sent", "Delivered"]
 
 
@@ -597,11 +607,11 @@ async def test_in_flight_lists_the_carriers_sent_destinations(store: Store, make
     b = await make.sent(account, carrier="sim")
     await make.sent(account, carrier="other")
     c = await make.sent(account, carrier="sim")
-    await store.apply_receipts([Receipt("sim", b.ref, SmsStatus.DELIVERED)], now=clock())
+    await store.apply_receipts([Receipt("sim", b.ref, SmsStatus.DELIVERED)], now=clock.now_ms())
     listed = await store.in_flight("sim", limit=10)
     assert listed == [
-        InFlight(a.destination_id, a.ref, "+16175550100", clock()),
-        InFlight(c.destination_id, c.ref, "+16175550100", clock()),
+        InFlight(a.destination_id, a.ref, "+16175550100", clock.now_ms()),
+        InFlight(c.destination_id, c.ref, "+16175550100", clock.now_ms()),
     ]
     assert [f.destination_id for f in await store.in_flight("sim", limit=1)] == [a.destination_id]
     assert await store.in_flight("nobody", limit=10) == []

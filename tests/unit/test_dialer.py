@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from switchboard.domain.clock import SystemClock
 from switchboard.domain.ids import IdGenerator
 from switchboard.domain.routing import Route, Router
 from switchboard.domain.statuses import CallReason, CallStatus
@@ -26,6 +25,7 @@ from switchboard.voice.dialer import ABANDONED, Dialer, DialerSettings
 from switchboard.voice.prompts import AudioLibrary
 from switchboard.voice.simulator import SimulatedTrunk
 from switchboard.voice.trunk import AnsweredHook, CallResult, OutboundCall, Trunk
+from tests.clock import FakeClock, held
 
 ACCOUNT = Account(1, "acme", None, "https://example.com/cdr", "whsec_x", 0)
 AUDIO_SECONDS = 0.4
@@ -61,8 +61,9 @@ class ToneEngine:
 class Counting:
     """Wraps a trunk and records how many of its calls run at once, and when each was dialled."""
 
-    def __init__(self, trunk: SimulatedTrunk) -> None:
+    def __init__(self, trunk: SimulatedTrunk, clock: FakeClock) -> None:
         self._trunk = trunk
+        self._clock = clock
         self.name = trunk.name
         self.simulated = True
         self.max_calls = trunk.max_calls
@@ -82,13 +83,18 @@ class Counting:
         return None
 
     async def dial(self, call: OutboundCall, *, on_answered: AnsweredHook) -> CallResult:
-        self.started.append(asyncio.get_running_loop().time())
+        self.started.append(self._clock.monotonic())
         self.now += 1
         self.most = max(self.most, self.now)
         try:
             return await self._trunk.dial(call, on_answered=on_answered)
         finally:
             self.now -= 1
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
@@ -103,26 +109,35 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 
 def make_dialer(
-    store: SqliteStore, tmp_path: Path, trunk: Trunk, *, engine: ToneEngine | None = None, **settings: float
+    store: SqliteStore,
+    tmp_path: Path,
+    clock: FakeClock,
+    trunk: Trunk,
+    *,
+    engine: ToneEngine | None = None,
+    **settings: float,
 ) -> Dialer:
+    """A dialer on the fake clock; the clock waits for its store and its audio (they use threads)."""
     audio = AudioLibrary(engine=engine or ToneEngine(), cache=tts.TtsCache(tmp_path / "tts"), store=store)
     router: Router[Trunk] = Router(carriers=[trunk], routes=[Route(trunk.name)], country_of=lambda _: None)
     return Dialer(
-        store=store,
+        store=held(store, clock),
         router=router,
-        audio=audio,
-        clock=SystemClock(),
+        audio=held(audio, clock),
+        clock=clock,
         settings=DialerSettings(poll_interval=0.05, cancel_poll=0.05, **settings),  # type: ignore[arg-type]
     )
 
 
-def simulator(**kwargs: float) -> SimulatedTrunk:
+def simulator(clock: FakeClock, **kwargs: float) -> SimulatedTrunk:
     options = {"ring_seconds": 0.05, "hang_up_after": 0.1, **kwargs}
-    return SimulatedTrunk(name="sim", clock=SystemClock(), **options)  # type: ignore[arg-type]
+    return SimulatedTrunk(name="sim", clock=clock, **options)  # type: ignore[arg-type]
 
 
-async def place(store: SqliteStore, numbers: list[str], *, ring_timeout: int = 5, callback: str = "yes") -> int:
-    ids = IdGenerator(node=0, clock_ms=SystemClock().now_ms)
+async def place(
+    store: SqliteStore, clock: FakeClock, numbers: list[str], *, ring_timeout: int = 5, callback: str = "yes"
+) -> int:
+    ids = IdGenerator(node=0, clock_ms=clock.now_ms)
     request_id = ids.block(len(numbers) + 1)
     request = NewCallRequest(
         id=request_id,
@@ -136,28 +151,38 @@ async def place(store: SqliteStore, numbers: list[str], *, ring_timeout: int = 5
         callback_url=None,
         ring_timeout=ring_timeout,
         destination_count=len(numbers),
-        created_at=SystemClock().now_ms(),
+        created_at=clock.now_ms(),
         idempotency_key=None,
     )
     calls = [NewCall(n, n, f"00000000-0000-4000-8000-{i:012d}") for i, n in enumerate(numbers)]
     return await store.accept_calls(request, calls)
 
 
-async def ended(store: SqliteStore, request_id: int, *, within: float = 10.0) -> list[CallView]:
-    async with asyncio.timeout(within):
-        while True:
-            view = await store.get_call_request(1, request_id)
-            assert view is not None
-            if all(c.status.terminal for c in view.calls):
-                return view.calls
-            await asyncio.sleep(0.02)
+async def ended(clock: FakeClock, store: SqliteStore, request_id: int, *, within: float = 10.0) -> list[CallView]:
+    """The request's calls once all have ended, letting at most `within` seconds of fake time pass."""
+    calls: list[CallView] = []
+
+    async def all_ended() -> bool:
+        nonlocal calls
+        view = await store.get_call_request(1, request_id)
+        assert view is not None
+        calls = view.calls
+        return all(c.status.terminal for c in calls)
+
+    await clock.run_until(all_ended, within=within)
+    return calls
 
 
-async def dialled(dialer: Dialer) -> None:
+async def dialled(clock: FakeClock, dialer: Dialer) -> None:
     """Until the dialer has placed a call."""
-    async with asyncio.timeout(5):
-        while dialer.placed == 0:  # noqa: ASYNC110 (a count, no event to wait on)
-            await asyncio.sleep(0.02)
+    await clock.run_until(lambda: dialer.placed > 0, within=5)
+
+
+async def stop(clock: FakeClock, dialer: Dialer, *, within: float = 60.0) -> None:
+    """Stop the dialer, letting fake time pass for its stop grace."""
+    stopping = asyncio.ensure_future(dialer.stop())
+    await clock.run_until(stopping.done, within=within)
+    await stopping
 
 
 async def records(store: SqliteStore) -> dict[str, dict[str, str]]:
@@ -167,17 +192,17 @@ async def records(store: SqliteStore) -> dict[str, dict[str, str]]:
 
 
 async def test_each_reserved_number_ends_as_the_contract_says_with_its_record(
-    store: SqliteStore, tmp_path: Path
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
 ) -> None:
-    dialer = make_dialer(store, tmp_path, simulator())
+    dialer = make_dialer(store, tmp_path, clock, simulator(clock))
     await dialer.start()
     try:
         numbers = [f"+15005550{n:03d}" for n in range(6)] + ["+4915112345678"]
-        request_id = await place(store, numbers, ring_timeout=5)
+        request_id = await place(store, clock, numbers, ring_timeout=5)
         dialer.wake()
-        calls = await ended(store, request_id)
+        calls = await ended(clock, store, request_id)
     finally:
-        await dialer.stop()
+        await stop(clock, dialer)
     got = {c.mobile_no: (c.status, c.reason) for c in calls}
     assert got == {
         "+15005550000": (CallStatus.ANSWERED, "NA"),
@@ -197,145 +222,151 @@ async def test_each_reserved_number_ends_as_the_contract_says_with_its_record(
     assert cdr["Status"] == "Answered" and cdr["Reason"] == "NA" and cdr["ID"] == str(request_id)
     assert cdr["Calltime"] and cdr["AnswerTime"] and cdr["Duration"] == "0"  # 0.4 s of audio: 0 whole seconds
     assert answered.answer_time is not None and answered.call_time is not None
-    assert answered.end_time is not None and answered.end_time - answered.answer_time >= AUDIO_SECONDS * 1000 * 0.9
+    assert answered.end_time is not None and answered.end_time - answered.answer_time >= AUDIO_SECONDS * 1000
     busy = next(c for c in calls if c.mobile_no == "+15005550001")
     assert cdrs[busy.guid]["AnswerTime"] == "" and busy.trunk == "sim"
 
 
-async def test_the_trunk_limits_queue_calls_rather_than_refuse_them(store: SqliteStore, tmp_path: Path) -> None:
-    trunk = Counting(simulator(max_calls=2, cps=20))
-    dialer = make_dialer(store, tmp_path, trunk)
+async def test_the_trunk_limits_queue_calls_rather_than_refuse_them(
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
+) -> None:
+    trunk = Counting(simulator(clock, max_calls=2, cps=20), clock)
+    dialer = make_dialer(store, tmp_path, clock, trunk)
     await dialer.start()
     try:
-        request_id = await place(store, [f"+4915112345{n:03d}" for n in range(8)])
+        request_id = await place(store, clock, [f"+4915112345{n:03d}" for n in range(8)])
         dialer.wake()
-        calls = await ended(store, request_id, within=20)
+        calls = await ended(clock, store, request_id, within=20)
     finally:
-        await dialer.stop()
+        await stop(clock, dialer)
     assert [c.status for c in calls] == [CallStatus.ANSWERED] * 8
     assert trunk.most == 2  # never more than max_calls at once, and every call was made
     # Paced to 20 setups a second: the k-th starts k/20 s after the first at the soonest. Counted from the first
     # (not between neighbours), so that one start delayed by its Dialing write does not make the next look early.
     started = sorted(trunk.started)
     assert len(started) == 8
-    assert all(t - started[0] >= k / 20 - 0.02 for k, t in enumerate(started)), np.diff(started)
+    assert all(t - started[0] >= k / 20 - 1e-6 for k, t in enumerate(started)), np.diff(started)
 
 
-async def test_speech_is_rendered_once_for_every_call_of_a_request(store: SqliteStore, tmp_path: Path) -> None:
+async def test_speech_is_rendered_once_for_every_call_of_a_request(
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
+) -> None:
     engine = ToneEngine()
-    dialer = make_dialer(store, tmp_path, simulator(), engine=engine)
+    dialer = make_dialer(store, tmp_path, clock, simulator(clock), engine=engine)
     await dialer.start()
     try:
-        request_id = await place(store, [f"+4915112345{n:03d}" for n in range(5)])
+        request_id = await place(store, clock, [f"+4915112345{n:03d}" for n in range(5)])
         dialer.wake()
-        await ended(store, request_id)
+        await ended(clock, store, request_id)
     finally:
-        await dialer.stop()
+        await stop(clock, dialer)
     assert engine.renders == 1
 
 
 async def test_a_call_is_failed_with_general_error_when_its_audio_cannot_be_prepared(
-    store: SqliteStore, tmp_path: Path
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
 ) -> None:
-    dialer = make_dialer(store, tmp_path, simulator(), engine=ToneEngine(fail=True))
+    dialer = make_dialer(store, tmp_path, clock, simulator(clock), engine=ToneEngine(fail=True))
     await dialer.start()
     try:
-        request_id = await place(store, ["+4915112345678"])
+        request_id = await place(store, clock, ["+4915112345678"])
         dialer.wake()
-        [call] = await ended(store, request_id)
+        [call] = await ended(clock, store, request_id)
     finally:
-        await dialer.stop()
+        await stop(clock, dialer)
     assert (call.status, call.reason) == (CallStatus.FAILED, CallReason.GENERAL_ERROR)
     assert call.call_time is None and call.detail is not None and "audio" in call.detail
 
 
 async def test_cancel_through_the_store_hangs_up_a_ringing_call_as_failed_cancel(
-    store: SqliteStore, tmp_path: Path
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
 ) -> None:
-    dialer = make_dialer(store, tmp_path, simulator())
+    dialer = make_dialer(store, tmp_path, clock, simulator(clock))
     await dialer.start()
     try:
-        request_id = await place(store, ["+15005550002"], ring_timeout=30)  # rings until its timeout
+        request_id = await place(store, clock, ["+15005550002"], ring_timeout=30)  # rings until its timeout
         dialer.wake()
-        await dialled(dialer)
-        result = await store.cancel_calls(1, request_id, now=SystemClock().now_ms())
+        await dialled(clock, dialer)
+        result = await store.cancel_calls(1, request_id, now=clock.now_ms())
         assert result is not None and result.stopping == 1
         dialer.wake()
-        [call] = await ended(store, request_id, within=3)  # not the 30 s of ringing
+        [call] = await ended(clock, store, request_id, within=3)  # not the 30 s of ringing
     finally:
-        await dialer.stop()
+        await stop(clock, dialer)
     assert (call.status, call.reason) == (CallStatus.FAILED, CallReason.CANCEL)
     assert (await records(store))[call.guid]["Reason"] == "Cancel"
 
 
 async def test_a_call_whose_dialer_died_mid_call_is_ended_as_general_error_not_dialled_again(
-    store: SqliteStore, tmp_path: Path
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
 ) -> None:
-    request_id = await place(store, ["+4915112345678"])
-    now = SystemClock().now_ms()
+    request_id = await place(store, clock, ["+4915112345678"])
+    now = clock.now_ms()
     [claimed] = await store.claim_calls(now=now, limit=10, lease_ms=1000)
     # The dead dialer got as far as dialling; its lease ran out a moment ago.
     await store.progress_calls([CallProgress(claimed.id, claimed.attempt, CallStatus.DIALING, now, "sim", now - 1)])
-    trunk = Counting(simulator())
-    dialer = make_dialer(store, tmp_path, trunk)
+    trunk = Counting(simulator(clock), clock)
+    dialer = make_dialer(store, tmp_path, clock, trunk)
     await dialer.start()
     try:
         dialer.wake()
-        [call] = await ended(store, request_id)
+        [call] = await ended(clock, store, request_id)
     finally:
-        await dialer.stop()
+        await stop(clock, dialer)
     assert (call.status, call.reason, call.detail) == (CallStatus.FAILED, CallReason.GENERAL_ERROR, ABANDONED)
     assert trunk.started == []  # never dialled twice
     assert call.call_time == now
 
 
 async def test_a_call_abandoned_after_its_answer_claims_no_duration_nobody_measured(
-    store: SqliteStore, tmp_path: Path
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
 ) -> None:
-    request_id = await place(store, ["+4915112345678"])
-    now = SystemClock().now_ms()
+    request_id = await place(store, clock, ["+4915112345678"])
+    now = clock.now_ms()
     [claimed] = await store.claim_calls(now=now, limit=10, lease_ms=1000)
     # Dialled 90 s ago, answered 85 s ago; the dialer died, and its lease ran out a moment ago.
     dialing = CallProgress(claimed.id, claimed.attempt, CallStatus.DIALING, now - 90_000, "sim", now - 1)
     answered = CallProgress(claimed.id, claimed.attempt, CallStatus.IN_PROGRESS, now - 85_000, "sim", now - 1)
     await store.progress_calls([dialing])
     await store.progress_calls([answered])
-    dialer = make_dialer(store, tmp_path, simulator())
+    dialer = make_dialer(store, tmp_path, clock, simulator(clock))
     await dialer.start()
     try:
         dialer.wake()
-        [call] = await ended(store, request_id)
+        [call] = await ended(clock, store, request_id)
     finally:
-        await dialer.stop()
+        await stop(clock, dialer)
     assert (call.status, call.reason, call.detail) == (CallStatus.FAILED, CallReason.GENERAL_ERROR, ABANDONED)
     assert (call.call_time, call.answer_time, call.end_time) == (now - 90_000, now - 85_000, now - 85_000)
     assert call.duration == 0 and (await records(store))[call.guid]["Duration"] == "0"
 
 
-async def test_stopping_hangs_up_calls_that_outlast_the_grace_period(store: SqliteStore, tmp_path: Path) -> None:
-    dialer = make_dialer(store, tmp_path, simulator(), stop_grace=0.2)
+async def test_stopping_hangs_up_calls_that_outlast_the_grace_period(
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
+) -> None:
+    dialer = make_dialer(store, tmp_path, clock, simulator(clock), stop_grace=0.2)
     await dialer.start()
-    request_id = await place(store, ["+15005550002"], ring_timeout=60)
+    request_id = await place(store, clock, ["+15005550002"], ring_timeout=60)
     dialer.wake()
-    await dialled(dialer)
-    async with asyncio.timeout(3):
-        await dialer.stop()
-    [call] = await ended(store, request_id, within=1)
+    await dialled(clock, dialer)
+    stopping_at = clock.monotonic()
+    await stop(clock, dialer, within=3)
+    assert clock.monotonic() - stopping_at == pytest.approx(0.2)  # hung up when the grace ran out, not before
+    [call] = await ended(clock, store, request_id, within=1)
     assert (call.status, call.reason) == (CallStatus.FAILED, CallReason.GENERAL_ERROR)
     assert call.detail == "the gateway stopped during the call"
 
 
 async def test_stopping_leaves_calls_not_yet_dialled_queued_for_the_next_dialer(
-    store: SqliteStore, tmp_path: Path
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
 ) -> None:
-    trunk = Counting(simulator(cps=1))  # the second call waits a second for its turn
-    dialer = make_dialer(store, tmp_path, trunk, stop_grace=0.3, claim_lease_ms=500)
+    trunk = Counting(simulator(clock, cps=1), clock)  # the second call waits a second for its turn
+    dialer = make_dialer(store, tmp_path, clock, trunk, stop_grace=0.3, claim_lease_ms=500)
     await dialer.start()
-    request_id = await place(store, ["+15005550002", "+15005550000"], ring_timeout=60)
+    request_id = await place(store, clock, ["+15005550002", "+15005550000"], ring_timeout=60)
     dialer.wake()
-    await dialled(dialer)
-    async with asyncio.timeout(3):
-        await dialer.stop()
+    await dialled(clock, dialer)
+    await stop(clock, dialer, within=3)
     view = await store.get_call_request(1, request_id)
     assert view is not None
     ringing, waiting = view.calls
@@ -343,53 +374,53 @@ async def test_stopping_leaves_calls_not_yet_dialled_queued_for_the_next_dialer(
     assert waiting.status is CallStatus.RECEIVED  # never dialled: not failed by a restart
     assert len(trunk.started) == 1 and len(await records(store)) == 1
     # The next dialer dials it once the stopped one's claim has run out.
-    after = Counting(simulator())
-    restarted = make_dialer(store, tmp_path, after)
+    after = Counting(simulator(clock), clock)
+    restarted = make_dialer(store, tmp_path, clock, after)
     await restarted.start()
     try:
-        calls = await ended(store, request_id, within=5)
+        calls = await ended(clock, store, request_id, within=5)
     finally:
-        await restarted.stop()
+        await stop(clock, restarted)
     assert (calls[1].status, calls[1].reason) == (CallStatus.ANSWERED, CallReason.NA)
     assert len(after.started) == 1 and len(await records(store)) == 2
 
 
 async def test_a_call_waiting_its_turn_past_its_claim_is_dialled_once_not_claimed_over_and_over(
-    store: SqliteStore, tmp_path: Path
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
 ) -> None:
     # Four setups a second and a claim of 0.2 s: the later calls wait longer than their claim for their turn,
     # so this dialer claims them again meanwhile. They must still be dialled, each once, in about 0.75 s.
-    trunk = Counting(simulator(cps=4))
-    dialer = make_dialer(store, tmp_path, trunk, claim_lease_ms=200)
+    trunk = Counting(simulator(clock, cps=4), clock)
+    dialer = make_dialer(store, tmp_path, clock, trunk, claim_lease_ms=200)
     await dialer.start()
     try:
-        request_id = await place(store, [f"+4915112345{n:03d}" for n in range(4)], ring_timeout=5)
+        request_id = await place(store, clock, [f"+4915112345{n:03d}" for n in range(4)], ring_timeout=5)
         dialer.wake()
-        calls = await ended(store, request_id, within=5)
+        calls = await ended(clock, store, request_id, within=5)
     finally:
-        await dialer.stop()
+        await stop(clock, dialer)
     assert [(c.status, c.reason) for c in calls] == [(CallStatus.ANSWERED, CallReason.NA)] * 4
     assert len(trunk.started) == 4
     assert len(await records(store)) == 4
 
 
-async def test_a_call_claimed_again_while_it_waits_can_still_be_cancelled(store: SqliteStore, tmp_path: Path) -> None:
-    trunk = Counting(simulator(cps=2))
-    dialer = make_dialer(store, tmp_path, trunk, claim_lease_ms=150)
+async def test_a_call_claimed_again_while_it_waits_can_still_be_cancelled(
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
+) -> None:
+    trunk = Counting(simulator(clock, cps=2), clock)
+    dialer = make_dialer(store, tmp_path, clock, trunk, claim_lease_ms=150)
     await dialer.start()
     try:
         # The first rings for a minute; the second waits half a second for its turn, claimed again meanwhile.
-        request_id = await place(store, ["+15005550002", "+15005550002"], ring_timeout=60)
+        request_id = await place(store, clock, ["+15005550002", "+15005550002"], ring_timeout=60)
         dialer.wake()
-        async with asyncio.timeout(5):
-            while len(trunk.started) < 2:  # noqa: ASYNC110 (a count, no event to wait on)
-                await asyncio.sleep(0.02)
-        result = await store.cancel_calls(1, request_id, now=SystemClock().now_ms())
+        await clock.run_until(lambda: len(trunk.started) == 2, within=5)
+        result = await store.cancel_calls(1, request_id, now=clock.now_ms())
         assert result is not None and result.stopping == 2
         dialer.wake()
-        ends = await ended(store, request_id, within=3)
+        ends = await ended(clock, store, request_id, within=3)
     finally:
-        await dialer.stop()
+        await stop(clock, dialer)
     assert [(c.status, c.reason) for c in ends] == [(CallStatus.FAILED, CallReason.CANCEL)] * 2
 
 
@@ -412,17 +443,17 @@ class FlakyEnds:
 
 @pytest.mark.parametrize("failures", [1, 2])
 async def test_an_end_that_could_not_be_written_is_written_again_as_it_happened(
-    store: SqliteStore, tmp_path: Path, failures: int
+    store: SqliteStore, tmp_path: Path, clock: FakeClock, failures: int
 ) -> None:
     flaky = FlakyEnds(store, failures)
-    dialer = make_dialer(flaky, tmp_path, simulator())  # type: ignore[arg-type]
+    dialer = make_dialer(flaky, tmp_path, clock, simulator(clock))  # type: ignore[arg-type]
     await dialer.start()
     try:
-        request_id = await place(store, ["+15005550000"])
+        request_id = await place(store, clock, ["+15005550000"])
         dialer.wake()
-        [call] = await ended(store, request_id, within=5)
+        [call] = await ended(clock, store, request_id, within=5)
     finally:
-        await dialer.stop()
+        await stop(clock, dialer)
     assert (call.status, call.reason) == (CallStatus.ANSWERED, CallReason.NA)  # not Failed: it was answered
     assert flaky.failures == 0 and len(await records(store)) == 1
 
@@ -496,48 +527,49 @@ class FlakyProgress:
 
 
 async def test_a_call_the_store_failed_before_it_was_dialled_is_dialled_later_not_failed(
-    store: SqliteStore, tmp_path: Path
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
 ) -> None:
     flaky = FlakyProgress(store)
-    trunk = Counting(simulator())
-    dialer = make_dialer(flaky, tmp_path, trunk, claim_lease_ms=200)  # type: ignore[arg-type]
+    trunk = Counting(simulator(clock), clock)
+    dialer = make_dialer(flaky, tmp_path, clock, trunk, claim_lease_ms=200)  # type: ignore[arg-type]
     await dialer.start()
     try:
-        request_id = await place(store, ["+15005550000"])
+        request_id = await place(store, clock, ["+15005550000"])
         dialer.wake()
-        [call] = await ended(store, request_id, within=5)
+        [call] = await ended(clock, store, request_id, within=5)
     finally:
-        await dialer.stop()
+        await stop(clock, dialer)
     assert (call.status, call.reason) == (CallStatus.ANSWERED, CallReason.NA)
     assert flaky.failures == 0 and len(trunk.started) == 1
 
 
 async def test_a_call_dialled_elsewhere_while_it_waited_here_is_not_dialled_again(
-    store: SqliteStore, tmp_path: Path
+    store: SqliteStore, tmp_path: Path, clock: FakeClock
 ) -> None:
-    trunk = Counting(simulator(cps=1))  # the second call waits a second for its turn
-    dialer = make_dialer(store, tmp_path, trunk, claim_lease_ms=5_000, stop_grace=0.1)
+    trunk = Counting(simulator(clock, cps=1), clock)  # the second call waits a second for its turn
+    dialer = make_dialer(store, tmp_path, clock, trunk, claim_lease_ms=5_000, stop_grace=0.1)
     await dialer.start()
     try:
-        request_id = await place(store, ["+15005550002", "+15005550000"], ring_timeout=60)
+        request_id = await place(store, clock, ["+15005550002", "+15005550000"], ring_timeout=60)
         dialer.wake()
-        await dialled(dialer)
+        await dialled(clock, dialer)
         # Meanwhile another dialer took the waiting call over (as if this one's claim had run out), dialled it,
         # and died: its lease has run out too, and this dialer claims it again.
-        now = SystemClock().now_ms()
+        now = clock.now_ms()
         [other] = await store.claim_calls(now=now + 10_000, limit=10, lease_ms=1_000)
         assert other.mobile_no == "+15005550000"
         await store.progress_calls([CallProgress(other.id, other.attempt, CallStatus.DIALING, now, "sim", now - 1)])
         dialer.wake()
-        async with asyncio.timeout(5):
-            while True:
-                view = await store.get_call_request(1, request_id)
-                assert view is not None
-                if view.calls[1].status.terminal:
-                    break
-                await asyncio.sleep(0.02)
+        view = None
+
+        async def second_ended() -> bool:
+            nonlocal view
+            view = await store.get_call_request(1, request_id)
+            return view is not None and view.calls[1].status.terminal
+
+        await clock.run_until(second_ended, within=5)
     finally:
-        await dialer.stop()
+        await stop(clock, dialer)
     assert len(trunk.started) == 1  # the first call only: the other was dialled once, elsewhere
     second = view.calls[1]
     assert (second.status, second.reason, second.detail) == (CallStatus.FAILED, CallReason.GENERAL_ERROR, ABANDONED)

@@ -11,9 +11,9 @@ import pytest
 from switchboard.accounts import Accounts
 from switchboard.callbacks.egress import Rule, Target, _getaddrinfo, check_address, check_url, resolve
 from switchboard.callbacks.transport import HttpTransport
-from switchboard.domain.clock import FakeClock
 from switchboard.domain.ids import IdGenerator
 from switchboard.errors import AccountError, DeliveryFailed, EgressRefused
+from tests.clock import FakeClock
 
 # (url, the rule that must refuse it) with allow_private=False. https unless the scheme is the point, so
 # that the refusal is proven to come from the host, not from the scheme.

@@ -23,7 +23,7 @@ def _modules() -> list[str]:
     names = [
         info.name
         for info in pkgutil.walk_packages(switchboard.__path__, prefix="switchboard.")
-        if info.name != "switchboard.__main__"  # importing it runs the CLI
+        if not info.name.endswith(".__main__")  # importing one runs the CLI
     ]
     return ["switchboard", *names]
 

@@ -16,7 +16,7 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
-from switchboard.domain.clock import Clock, FakeClock, SystemClock
+from switchboard.domain.clock import Clock, SystemClock
 from switchboard.domain.statuses import CallReason, CallStatus
 from switchboard.errors import SipTrunkError
 from switchboard.voice.sip.message import Headers, Request, Response, new_branch, parse, response_to
@@ -24,6 +24,7 @@ from switchboard.voice.sip.rtp import RtpClock, RtpStream
 from switchboard.voice.sip.transaction import Timers
 from switchboard.voice.sip.trunk import NumberFormat, SipTrunk, SipTrunkSettings, format_number
 from switchboard.voice.trunk import CallResult, OutboundCall, StopReason
+from tests.clock import FakeClock
 
 FAST = Timers(t1=0.01, t2=0.08, t4=0.1, d=0.2)
 RNG = random.Random(11)
@@ -861,7 +862,7 @@ async def test_a_silent_trunk_is_down_for_a_while_then_tried_again(h: Harness) -
     _, task = await h.dial(trunk, ring_timeout=0.1)
     assert (await result_of(task)).detail == "no response to INVITE within 0.64 s (Timer B)"
     assert not trunk.up
-    clock.advance(31)
+    clock.advance(seconds=31)
     assert trunk.up  # given another chance: the next call tells
     _, task = await h.dial(trunk)
     h.uas.reply(await h.uas.expect("INVITE", 7), 486, "Busy Here")  # after the 7 sends of the first call
@@ -912,13 +913,13 @@ async def test_the_trunk_host_is_looked_up_again_and_calls_follow_its_new_addres
         assert await busy_call(h, trunk, h.uas, moved) is h.uas and dns.lookups == 1  # not before a minute
 
         dns.address = None  # the name stops resolving for a while: the last address known is kept
-        clock.advance(61)
+        clock.advance(seconds=61)
         for _ in range(2):
             assert await busy_call(h, trunk, h.uas, moved) is h.uas
         assert trunk.up and dns.lookups == 2
 
         dns.address = ("127.0.0.1", moved.port)
-        clock.advance(61)
+        clock.advance(seconds=61)
         await busy_call(h, trunk, h.uas, moved)  # the look-up runs beside this call, not before it
         assert await busy_call(h, trunk, h.uas, moved) is moved
         assert dns.lookups == 3

@@ -4,10 +4,8 @@ them, against datagrams sent by the test on the loopback."""
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import cast
 
 import pytest
@@ -32,44 +30,15 @@ from switchboard.voice.sip.transaction import (
     Timers,
 )
 from switchboard.voice.sip.transport import SipTransport
+from tests.clock import FakeClock
 
 RNG = random.Random(5)
-
-
-class FakeScheduler:
-    """Timers on a clock that moves only when `advance` says."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._queue: list[tuple[float, int, Callable[[], object], _Handle]] = []
-        self._order = itertools.count()
-
-    def call_later(self, delay: float, callback: Callable[[], object]) -> _Handle:
-        handle = _Handle()
-        heapq.heappush(self._queue, (self.now + delay, next(self._order), callback, handle))
-        return handle
-
-    def advance(self, seconds: float) -> None:
-        end = self.now + seconds
-        while self._queue and self._queue[0][0] <= end + 1e-9:
-            when, _, callback, handle = heapq.heappop(self._queue)
-            self.now = when
-            if not handle.cancelled:
-                callback()
-        self.now = end
-
-
-class _Handle:
-    cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 class Recorder:
     """The transaction user and the wire: what was sent when, what the TU was told."""
 
-    def __init__(self, scheduler: FakeScheduler) -> None:
+    def __init__(self, scheduler: FakeClock) -> None:
         self.scheduler = scheduler
         self.sent: list[tuple[float, bytes]] = []
         self.responses: list[int] = []
@@ -77,7 +46,7 @@ class Recorder:
         self.terminated = 0
 
     def send(self, data: bytes) -> None:
-        self.sent.append((self.scheduler.now, data))
+        self.sent.append((self.scheduler.monotonic(), data))
 
     def on_response(self, _: ClientTransaction, response: Response) -> None:
         self.responses.append(response.status)
@@ -119,11 +88,11 @@ def answer(req: Request, status: int, reason: str = "X", *, tag: str | None = "t
 
 
 @pytest.fixture
-def clock() -> FakeScheduler:
-    return FakeScheduler()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
-def invite_tx(clock: FakeScheduler, timers: Timers | None = None) -> tuple[InviteClientTransaction, Recorder]:
+def invite_tx(clock: FakeClock, timers: Timers | None = None) -> tuple[InviteClientTransaction, Recorder]:
     rec = Recorder(clock)
     tx = InviteClientTransaction(
         request=request("INVITE"),
@@ -137,7 +106,7 @@ def invite_tx(clock: FakeScheduler, timers: Timers | None = None) -> tuple[Invit
     return tx, rec
 
 
-def non_invite_tx(clock: FakeScheduler, method: str = "BYE") -> tuple[NonInviteClientTransaction, Recorder]:
+def non_invite_tx(clock: FakeClock, method: str = "BYE") -> tuple[NonInviteClientTransaction, Recorder]:
     rec = Recorder(clock)
     tx = NonInviteClientTransaction(
         request=request(method, cseq=2),
@@ -154,39 +123,39 @@ def non_invite_tx(clock: FakeScheduler, method: str = "BYE") -> tuple[NonInviteC
 # --- INVITE client transaction (§17.1.1) ---
 
 
-def test_unanswered_invite_is_retransmitted_doubling_from_t1_until_timer_b(clock: FakeScheduler) -> None:
+def test_unanswered_invite_is_retransmitted_doubling_from_t1_until_timer_b(clock: FakeClock) -> None:
     tx, rec = invite_tx(clock)
     tx.start()
-    clock.advance(31.9)
+    clock.advance(seconds=31.9)
     assert rec.times() == [0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]  # Timer A: T1, 2·T1, 4·T1, ... (§17.1.1.2)
     assert rec.timeouts == 0
-    clock.advance(0.2)  # Timer B = 64·T1 = 32 s
+    clock.advance(seconds=0.2)  # Timer B = 64·T1 = 32 s
     assert (rec.timeouts, rec.terminated, tx.state) == (1, 1, State.TERMINATED)
-    clock.advance(100)
+    clock.advance(seconds=100)
     assert len(rec.sent) == 7 and rec.timeouts == 1
 
 
-def test_shrunken_timers_keep_the_same_schedule(clock: FakeScheduler) -> None:
+def test_shrunken_timers_keep_the_same_schedule(clock: FakeClock) -> None:
     tx, rec = invite_tx(clock, Timers(t1=0.01))
     tx.start()
-    clock.advance(0.7)
+    clock.advance(seconds=0.7)
     assert rec.times() == [0.0, 0.01, 0.03, 0.07, 0.15, 0.31, 0.63]
     assert rec.timeouts == 1  # 64 × 10 ms
 
 
-def test_provisional_response_stops_retransmissions_and_timer_b(clock: FakeScheduler) -> None:
+def test_provisional_response_stops_retransmissions_and_timer_b(clock: FakeClock) -> None:
     tx, rec = invite_tx(clock)
     tx.start()
-    clock.advance(0.6)
+    clock.advance(seconds=0.6)
     tx.receive(answer(tx.request, 100, "Trying"))
     tx.receive(answer(tx.request, 180, "Ringing"))
-    clock.advance(120)
+    clock.advance(seconds=120)
     assert rec.times() == [0.0, 0.5]
     assert rec.responses == [100, 180]
     assert (rec.timeouts, tx.state) == (0, State.PROCEEDING)
 
 
-def test_failure_response_is_acked_by_the_transaction_and_its_retransmissions_absorbed(clock: FakeScheduler) -> None:
+def test_failure_response_is_acked_by_the_transaction_and_its_retransmissions_absorbed(clock: FakeClock) -> None:
     tx, rec = invite_tx(clock)
     tx.start()
     busy = answer(tx.request, 486, "Busy Here")
@@ -198,15 +167,15 @@ def test_failure_response_is_acked_by_the_transaction_and_its_retransmissions_ab
     assert ack.vias[0].branch == tx.request.vias[0].branch and ack.uri == tx.request.uri
     assert ack.to_addr.tag == "theirs" and ack.cseq == CSeq(1, "ACK")
 
-    clock.advance(1)
+    clock.advance(seconds=1)
     tx.receive(busy)  # the far end did not get our ACK and sends the 486 again
     assert rec.methods() == ["INVITE", "ACK", "ACK"]
     assert rec.responses == [486]  # the TU heard it once
-    clock.advance(31.5)  # Timer D: 32 s on UDP
+    clock.advance(seconds=31.5)  # Timer D: 32 s on UDP
     assert (tx.state, rec.terminated, rec.timeouts) == (State.TERMINATED, 1, 0)
 
 
-def test_2xx_and_its_retransmissions_go_to_the_tu_which_acks_them(clock: FakeScheduler) -> None:
+def test_2xx_and_its_retransmissions_go_to_the_tu_which_acks_them(clock: FakeClock) -> None:
     tx, rec = invite_tx(clock)
     tx.start()
     ok = answer(tx.request, 200, "OK")
@@ -214,12 +183,12 @@ def test_2xx_and_its_retransmissions_go_to_the_tu_which_acks_them(clock: FakeSch
     tx.receive(ok)  # RFC 6026 §7.2: Accepted passes retransmitted 2xx up, for a new ACK
     assert rec.responses == [200, 200]
     assert rec.methods() == ["INVITE"]  # the ACK of a 2xx is the TU's (§13.2.2.4)
-    clock.advance(40)
+    clock.advance(seconds=40)
     assert rec.times() == [0.0]
     assert (tx.state, rec.terminated) == (State.TERMINATED, 1)  # Timer M = 64·T1
 
 
-def test_late_provisional_after_a_final_is_ignored(clock: FakeScheduler) -> None:
+def test_late_provisional_after_a_final_is_ignored(clock: FakeClock) -> None:
     tx, rec = invite_tx(clock)
     tx.start()
     tx.receive(answer(tx.request, 603, "Decline"))
@@ -227,56 +196,56 @@ def test_late_provisional_after_a_final_is_ignored(clock: FakeScheduler) -> None
     assert rec.responses == [603]
 
 
-def test_a_transaction_starts_once(clock: FakeScheduler) -> None:
+def test_a_transaction_starts_once(clock: FakeClock) -> None:
     tx, _ = invite_tx(clock)
     tx.start()
     with pytest.raises(TransactionError):
         tx.start()
 
 
-def test_terminate_silences_a_transaction(clock: FakeScheduler) -> None:
+def test_terminate_silences_a_transaction(clock: FakeClock) -> None:
     tx, rec = invite_tx(clock)
     tx.start()
     tx.terminate()
-    clock.advance(60)
+    clock.advance(seconds=60)
     assert (len(rec.sent), rec.timeouts, rec.terminated) == (1, 0, 1)
 
 
 # --- non-INVITE client transaction (§17.1.2) ---
 
 
-def test_non_invite_retransmits_doubling_up_to_t2_then_times_out_at_timer_f(clock: FakeScheduler) -> None:
+def test_non_invite_retransmits_doubling_up_to_t2_then_times_out_at_timer_f(clock: FakeClock) -> None:
     tx, rec = non_invite_tx(clock)
     tx.start()
-    clock.advance(31.9)
+    clock.advance(seconds=31.9)
     # Timer E: 0.5, 1, 2, 4, then every T2 = 4 s (§17.1.2.2)
     assert rec.times() == [0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
     assert rec.timeouts == 0
-    clock.advance(0.2)
+    clock.advance(seconds=0.2)
     assert (rec.timeouts, tx.state) == (1, State.TERMINATED)
 
 
-def test_non_invite_after_a_provisional_retransmits_every_t2(clock: FakeScheduler) -> None:
+def test_non_invite_after_a_provisional_retransmits_every_t2(clock: FakeClock) -> None:
     tx, rec = non_invite_tx(clock)
     tx.start()
-    clock.advance(0.2)
+    clock.advance(seconds=0.2)
     tx.receive(answer(tx.request, 100, "Trying"))
-    clock.advance(9)
+    clock.advance(seconds=9)
     assert rec.times() == [0.0, 4.2, 8.2]
     tx.receive(answer(tx.request, 200, "OK"))
     assert rec.responses == [100, 200] and tx.state is State.COMPLETED
 
 
-def test_non_invite_final_retransmissions_are_absorbed_during_timer_k(clock: FakeScheduler) -> None:
+def test_non_invite_final_retransmissions_are_absorbed_during_timer_k(clock: FakeClock) -> None:
     tx, rec = non_invite_tx(clock, "CANCEL")
     tx.start()
     ok = answer(tx.request, 200, "OK")
     tx.receive(ok)
     tx.receive(ok)
     assert rec.responses == [200]
-    clock.advance(4.9)
+    clock.advance(seconds=4.9)
     assert tx.state is State.COMPLETED
-    clock.advance(0.2)  # Timer K = T4 = 5 s
+    clock.advance(seconds=0.2)  # Timer K = T4 = 5 s
     assert (tx.state, rec.terminated, len(rec.sent)) == (State.TERMINATED, 1, 1)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from switchboard.domain.clock import FakeClock, SystemClock
+from switchboard.domain.clock import SystemClock
 from switchboard.domain.encoding import gsm7_septets, segment
 from switchboard.domain.statuses import SmsStatus
 from switchboard.sms.carrier import OutboundSms
@@ -42,6 +42,7 @@ from switchboard.sms.smpp.pdu import (
 )
 from switchboard.sms.smpp.receipt import IdForm
 from switchboard.store.records import InboundMessage, Receipt
+from tests.clock import FakeClock
 from tests.unit.fake_smsc import Connection, FakeSmsc
 
 S = CommandStatus
@@ -414,7 +415,7 @@ async def test_the_rate_is_respected(smsc: FakeSmsc, make_carrier: CarrierFactor
     results = await carrier.submit([sms() for _ in range(5)])
     assert all(r.accepted for r in results)
     assert sorted(round(w, 6) for w in waits) == [0.1, 0.2, 0.3, 0.4]  # burst 1, then 10 a second
-    clock.advance(1.0)  # a second later the bucket is full again (burst 1): one goes at once
+    clock.advance(seconds=1.0)  # a second later the bucket is full again (burst 1): one goes at once
     waits.clear()
     await carrier.submit([sms(), sms()])
     assert [round(w, 6) for w in waits] == [0.1]

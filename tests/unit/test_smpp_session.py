@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from switchboard.domain.clock import FakeClock
 from switchboard.errors import BindFailed, ConnectionLost, MalformedResponse, Nacked, PduError, ResponseTimeout
 from switchboard.sms.smpp.pdu import (
     BindTransceiver,
@@ -32,6 +31,7 @@ from switchboard.sms.smpp.pdu import (
     encode,
 )
 from switchboard.sms.smpp.session import MAX_SEQUENCE, BindMode, Reconnector, Session, State
+from tests.clock import FakeClock
 from tests.unit.fake_smsc import Connection, FakeSmsc
 
 S = CommandStatus
@@ -604,7 +604,7 @@ async def test_backoff_starts_over_after_a_stable_bind(smsc: FakeSmsc, make_sess
 
     class Ticking(FakeClock):
         def monotonic(self) -> float:  # every look at the clock is 100 s later: each bind "lasted" 100 s
-            self.advance(100)
+            self.advance(seconds=100)
             return super().monotonic()
 
     sleeps = Sleeps(limit=4)
@@ -618,13 +618,16 @@ async def test_backoff_starts_over_after_a_stable_bind(smsc: FakeSmsc, make_sess
 async def test_wait_bound_gives_a_new_session_after_a_loss_and_stop_unbinds(
     smsc: FakeSmsc, make_session: SessionFactory
 ) -> None:
-    link = reconnector(make_session, backoff_base=0.01)
+    clock = FakeClock()
+    link = reconnector(make_session, clock=clock, backoff_base=0.01)
     await link.start()
     first = await asyncio.wait_for(link.wait_bound(), 1)
     assert link.up and (await first.submit(submit_sm())).status == OK
     smsc.last.drop()
     await asyncio.wait_for(first.wait_closed(), 1)
-    second = await asyncio.wait_for(link.wait_bound(), 1)
+    bound = asyncio.ensure_future(link.wait_bound())
+    await clock.run_until(bound.done, within=1)  # the backoff is waited out on the fake clock
+    second = bound.result()
     assert second is not first and second.bound and len(smsc.connections) == 2
     await link.stop()
     assert not link.up and isinstance(smsc.connections[1].received[-1], Unbind)

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from switchboard.domain.clock import FakeClock
 from switchboard.errors import RenderFailed, TtsError, UnsupportedLocale
 from switchboard.voice import tts
 from switchboard.voice.tts import MAX_TEXT_CHARS, EspeakEngine, Rendered, TtsCache, normalize_locale
+from tests.clock import FakeClock
 
 CONTRACT_LOCALES = ["hi-IN", "en-US", "en-GB", "es-ES", "fr-FR", "ar", "bn-IN", "ta-IN", "te-IN", "mr-IN", "gu-IN",
                     "ur-PK"]  # fmt: skip
@@ -302,9 +302,9 @@ def test_cache_evicts_least_recently_used(tmp_path: Path) -> None:
     a, b, c, d = (key(text=t) for t in "abcd")
     for k in (a, b, c):
         cache.put(k, b"x" * 300)
-        clock.advance(1)
+        clock.advance(seconds=1)
     assert cache.get(a) is not None  # a is now the most recently used
-    clock.advance(1)
+    clock.advance(seconds=1)
     cache.put(d, b"x" * 300)  # 1,200 bytes: the oldest, b, goes
     assert cache.get(b) is None
     assert all(cache.get(k) is not None for k in (a, c, d))

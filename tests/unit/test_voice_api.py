@@ -29,7 +29,7 @@ from switchboard.api.http import Message
 from switchboard.api.ratelimit import RateLimiter
 from switchboard.api.sms import SmsApi
 from switchboard.api.voice import VoiceApi
-from switchboard.domain.clock import FakeClock, format_time
+from switchboard.domain.clock import format_time
 from switchboard.domain.ids import IdGenerator
 from switchboard.domain.statuses import CallReason, CallStatus
 from switchboard.errors import RenderFailed, StoreError
@@ -41,6 +41,7 @@ from switchboard.store.sqlite import SqliteStore
 from switchboard.voice import tts
 from switchboard.voice.prompts import AudioLibrary
 from switchboard.voice.service import VoiceService
+from tests.clock import FakeClock
 
 # The vendor document's Voice Call samples, exactly as printed (neither is JSON).
 VENDOR_MESSAGE = b"""
@@ -609,7 +610,7 @@ async def test_campaign_errors(env: Env, body: Any, status: int, error_id: str, 
 
 async def test_list_get_and_delete_see_only_the_accounts_campaigns(env: Env) -> None:
     first = await text_campaign(env, Name="first")
-    env.clock.advance(1)
+    env.clock.advance(seconds=1)
     second = await text_campaign(env, Name="second")
     foreign = await text_campaign(env, env.other, Name="theirs")
     listed = (await env.client.get("/api/Campaigns", headers=env.auth)).json()["Campaigns"]

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.domain.clock import FakeClock
 from switchboard.domain.ids import IdGenerator
 from switchboard.domain.routing import Route, Router
 from switchboard.domain.statuses import SmsStatus
@@ -18,6 +17,7 @@ from switchboard.sms.worker import EXPIRED_ERROR, HELD_RECEIPT_SECONDS, SmsWorke
 from switchboard.store import migrate
 from switchboard.store.records import Account, HeldReceipts, InFlight, NewDestination, NewMessage, Outcome, Receipt
 from switchboard.store.sqlite import SqliteStore
+from tests.clock import FakeClock, held
 
 
 @pytest.fixture
@@ -70,13 +70,15 @@ async def statuses(store: SqliteStore, mid: int) -> list[str]:
     return [d.status.value for d in view.destinations]
 
 
-async def settle(worker: SmsWorker, clock: FakeClock, seconds: float) -> None:
-    """Let the worker's tasks run while fake time passes in small steps."""
-    steps = int(seconds / 0.05)
-    for _ in range(steps):
-        clock.advance(0.05)
-        worker.wake()
-        await asyncio.sleep(0.06)
+async def until(
+    clock: FakeClock, store: SqliteStore, mid: int, condition: Callable[[list[str]], bool], within: float = 60.0
+) -> None:
+    """Let fake time pass until the message's statuses satisfy `condition` (at most `within` seconds of it)."""
+
+    async def holds() -> bool:
+        return condition(await statuses(store, mid))
+
+    await clock.run_until(holds, within=within)
 
 
 def make_worker(
@@ -84,7 +86,7 @@ def make_worker(
 ) -> SmsWorker:
     router = Router(carriers=carriers, routes=routes or [], country_of=lambda n: "US")
     return SmsWorker(
-        store=store,
+        store=held(store, clock),  # the clock waits for the store's threads
         router=router,
         clock=clock,
         settings=WorkerSettings(batch_size=50, lease_ms=10_000, poll_interval=0.05, retry_ms=5_000),
@@ -97,18 +99,12 @@ async def test_the_simulator_plays_every_reserved_test_number(store: SqliteStore
     worker = make_worker(store, clock, [SimulatedCarrier(name="sim", delay=0.2, clock=clock)])
     await worker.start()
     try:
-        await settle(worker, clock, 1.0)
-        assert await statuses(store, mid) == [
-            "Delivered",
-            "Undelivered",
-            "Expired",
-            "Rejected",
-            "Sent",
-            "Sent",
-            "Delivered",
-        ]
-        await settle(worker, clock, 5.0)
-        assert (await statuses(store, mid))[5] == "Delivered"  # +15005550005: after 5 s
+        played = ["Delivered", "Undelivered", "Expired", "Rejected", "Sent", "Sent", "Delivered"]
+        await until(clock, store, mid, lambda s: s == played, within=4)
+        assert clock.monotonic() < 5
+        await until(clock, store, mid, lambda s: s[5] == "Delivered")
+        assert clock.monotonic() >= 5  # +15005550005: after 5 s (docs/api.md)
+        assert await statuses(store, mid) == [*played[:5], "Delivered", played[6]]
     finally:
         await worker.stop()
     view = await store.get_message(1, mid)
@@ -120,11 +116,11 @@ async def test_the_simulator_plays_every_reserved_test_number(store: SqliteStore
 async def test_a_message_past_its_validity_fails_as_expired_without_reaching_a_carrier(store: SqliteStore) -> None:
     clock = FakeClock()
     mid = await put(store, clock, ["+16175551212"], expires_in=1000)
-    clock.advance(2)
+    clock.advance(seconds=2)
     worker = make_worker(store, clock, [SimulatedCarrier(name="sim", delay=0.1, clock=clock)])
     await worker.start()
     try:
-        await settle(worker, clock, 0.3)
+        await until(clock, store, mid, lambda s: s != ["Received"])
     finally:
         await worker.stop()
     view = await store.get_message(1, mid)
@@ -139,10 +135,11 @@ class DownCarrier:
     def __init__(self, name: str) -> None:
         self.name = name
         self.submitted: list[OutboundSms] = []
+        self.is_up = False
 
     @property
     def up(self) -> bool:
-        return False
+        return self.is_up
 
     async def start(self, receipts: ReceiptSink, inbound: InboundSink | None = None) -> None: ...
     async def stop(self) -> None: ...
@@ -161,7 +158,7 @@ async def test_routes_fail_over_to_the_next_carrier_when_one_is_down(store: Sqli
     worker = make_worker(store, clock, [down, sim], [Route("smsc1", prefix="+1"), Route("backup", prefix="+1")])
     await worker.start()
     try:
-        await settle(worker, clock, 0.5)
+        await until(clock, store, mid, lambda s: s == ["Delivered"])
     finally:
         await worker.stop()
     view = await store.get_message(1, mid)
@@ -173,13 +170,17 @@ async def test_routes_fail_over_to_the_next_carrier_when_one_is_down(store: Sqli
 async def test_with_no_carrier_up_it_waits_and_retries_instead_of_failing(store: SqliteStore) -> None:
     clock = FakeClock()
     mid = await put(store, clock, ["+16175551212"])
-    worker = make_worker(store, clock, [DownCarrier("smsc1")])
+    carrier = DownCarrier("smsc1")
+    worker = make_worker(store, clock, [carrier])
     await worker.start()
     try:
-        await settle(worker, clock, 0.3)
+        await clock.run(12)  # two retries (retry_ms 5 s) with no carrier up
+        assert await statuses(store, mid) == ["Received"]
+        carrier.is_up = True
+        await until(clock, store, mid, lambda s: s == ["Sent"], within=6)  # taken at its next retry
     finally:
         await worker.stop()
-    assert await statuses(store, mid) == ["Received"]
+    assert len(carrier.submitted) == 1
 
 
 async def test_the_simulator_recreates_its_receipts_after_a_restart(store: SqliteStore) -> None:
@@ -187,13 +188,15 @@ async def test_the_simulator_recreates_its_receipts_after_a_restart(store: Sqlit
     mid = await put(store, clock, ["+16175551212"])
     first = make_worker(store, clock, [SimulatedCarrier(name="sim", delay=30, clock=clock)])
     await first.start()
-    await settle(first, clock, 0.2)
-    await first.stop()  # the receipt was still pending
+    try:
+        await until(clock, store, mid, lambda s: s == ["Sent"], within=1)
+    finally:
+        await first.stop()  # the receipt was still pending
     assert await statuses(store, mid) == ["Sent"]
     second = make_worker(store, clock, [SimulatedCarrier(name="sim", delay=0.1, clock=clock)])
     await second.start()
     try:
-        await settle(second, clock, 0.3)
+        await until(clock, store, mid, lambda s: s == ["Delivered"], within=1)
     finally:
         await second.stop()
     assert await statuses(store, mid) == ["Delivered"]
@@ -205,7 +208,7 @@ async def test_a_claim_whose_worker_died_is_handed_out_again_after_its_lease(sto
     claimed = await store.claim(now=clock.now_ms(), limit=10, lease_ms=10_000)
     assert len(claimed) == 1  # ... and that worker died
     assert await store.claim(now=clock.now_ms(), limit=10, lease_ms=10_000) == []
-    clock.advance(11)
+    clock.advance(seconds=11)
     again = await store.claim(now=clock.now_ms(), limit=10, lease_ms=10_000)
     assert [c.id for c in again] == [claimed[0].id] and again[0].attempt == claimed[0].attempt + 1
     assert await statuses(store, mid) == ["Received"]
@@ -231,12 +234,6 @@ async def test_a_receipt_is_stored_before_the_sink_returns_and_a_failed_write_ra
     store.apply_receipts = broken  # type: ignore[method-assign]
     with pytest.raises(StoreError):
         await worker.take_receipts([Receipt("c", "r2", SmsStatus.DELIVERED)])
-
-
-async def until(store: SqliteStore, mid: int, condition: Callable[[list[str]], bool], within: float = 2.0) -> None:
-    async with asyncio.timeout(within):
-        while not condition(await statuses(store, mid)):  # noqa: ASYNC110 (the store has no event to wait on)
-            await asyncio.sleep(0.02)
 
 
 class GatedCarrier(DownCarrier):
@@ -266,13 +263,13 @@ async def test_a_claim_is_written_chunk_by_chunk_so_receipts_can_match_before_th
     carrier = GatedCarrier("smsc1", gated=numbers[-1])
     router: Router[Carrier] = Router(carriers=[carrier], routes=[], country_of=lambda n: "US")
     settings = WorkerSettings(batch_size=50, lease_ms=10_000, poll_interval=0.05, retry_ms=5_000, finish_every=4)
-    worker = SmsWorker(store=store, router=router, clock=clock, settings=settings)
+    worker = SmsWorker(store=held(store, clock), router=router, clock=clock, settings=settings)
     await worker.start()
     try:
-        await until(store, mid, lambda s: s.count("Sent") >= 8)
+        await until(clock, store, mid, lambda s: s.count("Sent") >= 8)
         assert await statuses(store, mid) == ["Sent"] * 8 + ["Received"] * 2  # the last chunk is still out
         carrier.gate.set()
-        await until(store, mid, lambda s: s == ["Sent"] * 10)
+        await until(clock, store, mid, lambda s: s == ["Sent"] * 10)
     finally:
         carrier.gate.set()
         await worker.stop()
@@ -290,18 +287,18 @@ async def test_a_receipt_held_by_a_stopped_worker_is_applied_by_the_next_once_it
     await first.start()
     await first.take_receipts([Receipt("c", "r1", SmsStatus.DELIVERED)])
     assert first.held == 1
-    await settle(first, clock, 0.2)  # swept a few times: still nothing to match
+    await clock.run(0.2)  # swept a few times: still nothing to match
     await first.stop()
     assert await statuses(store, mid) == ["Received"]
     second = make_worker(store, clock, [DownCarrier("c")])
     await second.start()
     try:
-        await settle(second, clock, 0.2)
+        await clock.run(0.2)
         assert await statuses(store, mid) == ["Received"]
         sent_at = clock.now_ms()
         outcome = Outcome(claimed.id, claimed.attempt, SmsStatus.SENT, carrier="c", carrier_ref="r1")
         await store.finish([outcome], now=sent_at)
-        await until(store, mid, lambda s: s == ["Delivered"])
+        await until(clock, store, mid, lambda s: s == ["Delivered"], within=1)
     finally:
         await second.stop()
     assert [h.status for h in await store.history(claimed.id)] == ["Sent", "Delivered"]
@@ -316,12 +313,11 @@ async def test_a_held_receipt_that_never_matches_is_dropped_with_a_warning(
     await worker.start()
     try:
         await worker.take_receipts([Receipt("c", "nobody", SmsStatus.DELIVERED)])
-        await settle(worker, clock, 0.2)
+        clock.advance(seconds=HELD_RECEIPT_SECONDS - 1)
+        await clock.run(0.2)  # swept a few times
         assert "dropped" not in caplog.text
-        clock.advance(HELD_RECEIPT_SECONDS)
-        async with asyncio.timeout(2):
-            while "receipt c/nobody matched no message" not in caplog.text:  # noqa: ASYNC110 (a log has no event)
-                await asyncio.sleep(0.02)
+        await clock.run_until(lambda: "receipt c/nobody matched no message" in caplog.text, within=2)
+        assert clock.monotonic() >= HELD_RECEIPT_SECONDS
     finally:
         await worker.stop()
     [warning] = [r for r in caplog.records if "c/nobody" in r.getMessage()]

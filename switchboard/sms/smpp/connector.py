@@ -345,10 +345,10 @@ class SmppCarrier:
         enquire_link_interval: float = DEFAULT_ENQUIRE_LINK_INTERVAL,
         backoff_base: float = BACKOFF_BASE,
         backoff_cap: float = BACKOFF_CAP,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
-        """`rate`: submits a second over all binds (0: no limit). `sleep` waits for rate tokens (tests pass a
-        fake one along with a FakeClock). The backoff settings are the reconnectors'."""
+        """`rate`: submits a second over all binds (0: no limit). `sleep` waits for rate tokens (the clock's
+        unless given: tests may record the waits). The backoff settings are the reconnectors'."""
         if binds < 1 or window < 1:
             raise ValueError("binds and window must be at least 1")
         self.name = name
@@ -362,7 +362,7 @@ class SmppCarrier:
         self._enquire_link_interval = enquire_link_interval
         self._backoff_base, self._backoff_cap = backoff_base, backoff_cap
         self._bucket = TokenBucket(rate=rate, burst=max(rate / 10, 1.0), clock=clock)
-        self._sleep = sleep
+        self._sleep = sleep or clock.sleep
         self._bind_count = binds
         self._binds: list[_Bind] = []
         self._turn = itertools.count()

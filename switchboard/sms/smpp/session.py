@@ -20,7 +20,7 @@ request from the reader), one timer per session watches the oldest deadline inst
 request, the SMSC's requests of one read go to a `BatchHandler` together, and after each read the socket is
 told to acknowledge at once (`_QuickAck`: an SMSC writing with Nagle's algorithm on otherwise waits for our
 delayed ACKs). Timing uses the event loop's clock, because `asyncio.timeout` and `asyncio.sleep` do: tests
-use short real intervals; `Reconnector` takes a `Clock`, `sleep` and `random_fraction` so its backoff is
+use short real intervals; `Reconnector` sleeps on its `Clock` and takes a `random_fraction`, so its backoff is
 tested without waiting.
 
 States: NEW → CONNECTING → BOUND → UNBINDING → CLOSED, and any state → CLOSED when the connection ends.
@@ -769,13 +769,14 @@ class Reconnector:
         jitter: float = BACKOFF_JITTER,
         stable_after: float = STABLE_BIND,
         random_fraction: Callable[[], float] = random.random,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
+        """`sleep` waits out the backoff: the clock's unless given (tests may record the delays)."""
         self._factory = session_factory
         self._clock = clock
         self._base, self._cap, self._jitter, self._stable_after = backoff_base, backoff_cap, jitter, stable_after
         self._random = random_fraction
-        self._sleep = sleep
+        self._sleep = sleep or clock.sleep
         self._current: Session | None = None
         self._changed = asyncio.Event()
         self._running: asyncio.Task[None] | None = None
