@@ -48,6 +48,7 @@ def create_app(
         "/api/sms": (frozenset({"POST"}), sms.send),
         "/api/sms/send": (frozenset({"POST"}), sms.send),
         "/api/sms/getstatus": (frozenset({"GET", "POST"}), sms.get_status),
+        "/api/sms/cancel": (frozenset({"POST"}), sms.cancel),
     }
     campaigns = None
     if voice is not None:

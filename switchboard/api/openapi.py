@@ -456,6 +456,35 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "get": status_op | {"operationId": "smsGetStatus"},
                 "post": status_op | {"operationId": "smsGetStatusPost"},
             },
+            "/api/SMS/Cancel": {
+                "post": {
+                    "summary": "Extension: cancel a scheduled Send's destinations (or the one to MobileNo) that no "
+                    "worker has taken yet; they end Cancelled, with a callback each when asked for",
+                    "operationId": "smsCancel",
+                    "parameters": [
+                        {"name": "ID", "in": "query", "required": True, "schema": {"type": "string"}},
+                        {"name": "MobileNo", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "How many were cancelled, and where each destination looked at stands",
+                            "content": {
+                                "application/json": {
+                                    "example": {
+                                        "ID": "1234",
+                                        "Cancelled": 1,
+                                        "Destinations": [
+                                            {"MobileNo": "0016175551212", "Status": "Cancelled"},
+                                            {"MobileNo": "12", "Status": "Failed"},
+                                        ],
+                                    }
+                                }
+                            },
+                        },
+                        **_errors(401, 404, 503),
+                    },
+                }
+            },
             "/healthz": {
                 "get": {"summary": "Liveness", "security": [], "responses": {"200": {"description": "Alive"}}}
             },

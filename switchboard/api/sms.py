@@ -1,5 +1,5 @@
-"""`/api/SMS`, `/api/SMS/Send` and `/api/SMS/GetStatus`: parse, call the service, map the result or the
-error to the contract's shapes (docs/api.md). Raw ASGI: this is the hot path."""
+"""`/api/SMS`, `/api/SMS/Send`, `/api/SMS/GetStatus` and `/api/SMS/Cancel`: parse, call the service, map
+the result or the error to the contract's shapes (docs/api.md). Raw ASGI: this is the hot path."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from switchboard.api.http import Receive, Scope, Send, header, json_bytes, query
 from switchboard.api.params import add_body_params, id_number
 from switchboard.api.ratelimit import RateLimiter
 from switchboard.callbacks import egress
+from switchboard.domain import numbers
 from switchboard.domain.clock import Clock, format_time
 from switchboard.domain.errors import SmsError
 from switchboard.domain.lenient_json import MAX_BODY_BYTES, parse_body
@@ -107,6 +108,35 @@ class SmsApi:
         if view is None:
             return await sms_error(send, SmsError.ID_NOT_FOUND)
         await respond(send, 200, json_bytes(self.status_document(view)))
+
+    async def cancel(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Extension: cancel a scheduled Send's destinations (all, or those to `MobileNo`) that no worker has
+        taken yet; answers how many were cancelled and where every destination it looked at stands."""
+        params = query(scope)
+        account = await account_or_error(self.accounts, scope, params, SmsError)
+        if isinstance(account, SmsError):
+            return await sms_error(send, account)
+        await add_body_params(scope, receive, params)  # POST may carry them in a JSON body instead
+        number = id_number(params.get("id", "").strip())
+        mobile_no = (params.get("mobileno") or "").strip() or None
+        if mobile_no is not None:
+            # Matched as written or in E.164: "0016175551212" finds "+16175551212", and so does "+16175551212"
+            # in a query string, whose "+" arrives as a space.
+            mobile_no = numbers.normalize(mobile_no) or mobile_no.replace("\x00", "")  # PostgreSQL refuses NUL
+        try:
+            result = None if number is None else await self.sms.cancel(account, number, mobile_no=mobile_no)
+        except StoreError:
+            log.exception("cancelling a send failed")
+            return await sms_error(send, SmsError.UNAVAILABLE)
+        if result is None:
+            return await sms_error(send, SmsError.ID_NOT_FOUND)
+        log.info("message %d: %d destinations cancelled", number, result.cancelled)
+        document = {
+            "ID": str(number),
+            "Cancelled": result.cancelled,
+            "Destinations": [{"MobileNo": n, "Status": s.value} for n, s in result.destinations],
+        }
+        await respond(send, 200, json_bytes(document))
 
     def status_document(self, view: MessageView) -> dict[str, Any]:
         dests = view.destinations

@@ -116,6 +116,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", type=float, metavar="SECONDS", help="poll until every destination is final")
     _client_args(p, env)
 
+    p = sub.add_parser("cancel", help="cancel a scheduled send's destinations not yet taken by a worker")
+    p.add_argument("id")
+    p.add_argument("--to", metavar="NUMBER", help="only the destination to this number")
+    _client_args(p, env)
+
     p = sub.add_parser("call", help="place voice calls through a running server")
     p.add_argument("--to", action="append", required=True, metavar="NUMBER", help="destination (repeatable)")
     p.add_argument("--sender", "-s", required=True, help="the caller number to show")
@@ -255,6 +260,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "db": admin.db,
     "send": client.send,
     "status": client.status,
+    "cancel": client.cancel,
     "call": client.call,
     "calls": client.calls,
     "campaigns": client.campaigns,

@@ -82,6 +82,11 @@ def status(args: argparse.Namespace) -> int:
     return _poll(args, "/api/SMS/GetStatus", "Destinations", SMS_FINAL)
 
 
+def cancel(args: argparse.Namespace) -> int:
+    params = {"ID": args.id, **({"MobileNo": args.to} if args.to else {})}
+    return _over_http(args, lambda c: c.post("/api/SMS/Cancel", params=params))
+
+
 def call(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"Destination": [{"MobileNo": n} for n in args.to], "Sender": args.sender}
     for key, value in (

@@ -18,6 +18,7 @@ from switchboard.domain.statuses import SmsStatus
 from switchboard.store.base import Store
 from switchboard.store.records import (
     Account,
+    MessageCancel,
     MessageView,
     NewDestination,
     NewErrorLog,
@@ -96,6 +97,10 @@ class SmsService:
         if self._on_accepted is not None and stored_id == message_id and schedule_at is None:
             self._on_accepted()
         return Accepted(stored_id, replayed=stored_id != message_id)
+
+    async def cancel(self, account: Account, message_id: int, *, mobile_no: str | None = None) -> MessageCancel | None:
+        """Cancel the Send's scheduled destinations no worker has taken yet (Store.cancel_message)."""
+        return await self._store.cancel_message(account.id, message_id, mobile_no=mobile_no, now=self._clock.now_ms())
 
     async def status(self, account: Account, message_id: int) -> MessageView | None:
         return await self._store.get_message(account.id, message_id)

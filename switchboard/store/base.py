@@ -29,6 +29,7 @@ from switchboard.store.records import (
     HistoryEntry,
     InboundMessage,
     InFlight,
+    MessageCancel,
     MessageView,
     NewCall,
     NewCallRequest,
@@ -95,6 +96,14 @@ class Store(Protocol):
     async def get_message(self, account_id: int, message_id: int) -> MessageView | None: ...
     async def find_message_by_reference(self, account_id: int, reference_id: str) -> MessageView | None:
         """The newest of the account's messages with that ReferenceID."""
+
+    async def cancel_message(
+        self, account_id: int, message_id: int, *, mobile_no: str | None = None, now: int
+    ) -> MessageCancel | None:
+        """Cancel the message's Scheduled destinations (or those to `mobile_no`, as written or in E.164) that no
+        worker has taken yet: Cancelled at `now`, never due again, with a callback each when the message asked
+        for callbacks. Any other destination is left as it is (one a worker took may be with a carrier). None:
+        the account has no such message."""
 
     async def history(self, destination_id: int) -> list[HistoryEntry]: ...
 

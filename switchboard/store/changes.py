@@ -323,6 +323,20 @@ def callback_body(row: Current, status: str, at: int, error: str | None, sequenc
     ).decode()
 
 
+def plan_cancel(rows: list[Current], now: int) -> tuple[Plan, list[Current]]:
+    """Scheduled destinations that no worker has claimed yet (`attempts` 0) become Cancelled, with a callback
+    each when their message asked for callbacks; any other is left as it is: one that was claimed may be
+    with a carrier already. Also returns the rows as they are after the plan."""
+    plan = _new_plan()
+    after = []
+    for row in rows:
+        if row.status == SmsStatus.SCHEDULED.value and row.attempts == 0:
+            if _change(plan, row, SmsStatus.CANCELLED, None, None, None, now):
+                row = _changed(row, SmsStatus.CANCELLED.value)
+        after.append(row)
+    return plan, after
+
+
 def accept_callbacks(message: NewMessage, mobile_numbers: list[str], errors: list[NewErrorLog]) -> list[CallbackEvent]:
     """The callbacks of destinations stored Failed at once (an invalid number): their first change."""
     if message.callback == NO_CALLBACK or not errors:

@@ -30,6 +30,7 @@ from switchboard.store.records import (
     CancelResult,
     DestinationView,
     HeldReceipts,
+    MessageCancel,
     MessageView,
     NewCall,
     NewCallRequest,
@@ -127,6 +128,18 @@ async def select_message(c: Connection, account_id: int, where: str, value: obje
         return None
     destinations = await c.fetch_into(DestinationView, q.DESTINATIONS_OF, row[0], row[0] + row[-1])
     return MessageView(*row[:-1], destinations=destinations)  # type: ignore[misc]
+
+
+async def cancel_message(
+    c: Connection, account_id: int, message_id: int, mobile_no: str | None, now: int
+) -> MessageCancel | None:
+    span = await first(c.fetch(q.MESSAGE_SPAN, message_id, account_id))
+    if span is None:
+        return None
+    rows = await c.fetch_into(changes.Current, q.LOCK_DESTINATIONS_TO, span[0], span[0] + span[1], mobile_no)
+    plan, after = changes.plan_cancel(rows, now)
+    await apply_plan(c, plan)
+    return MessageCancel(len(plan.updates), [(r.mobile_no, SmsStatus(r.status)) for r in after])
 
 
 # the work queue

@@ -203,6 +203,15 @@ LOCK_CURRENT = Query(
     lock="FOR UPDATE OF d",
 )
 """The destinations a change is about, locked in id order on PostgreSQL (two transactions cannot deadlock)."""
+MESSAGE_SPAN = Query("SELECT id, destination_count FROM messages WHERE id = $1 AND account_id = $2")
+LOCK_DESTINATIONS_TO = Query(
+    f"SELECT {changes.CURRENT_COLUMNS} {_CURRENT_FROM} WHERE d.id > $1 AND d.id <= $2 "
+    "AND (CAST($3 AS TEXT) IS NULL OR d.mobile_no = $3 OR d.e164 = $3) ORDER BY d.id",
+    lock="FOR UPDATE OF d",
+)
+"""A message's destinations ($1 the message, $2 its last destination), or only those to the number $3 (as
+written or in E.164), locked in id order on PostgreSQL: a worker's claim (SKIP LOCKED) passes them over
+meanwhile, and one it committed first shows in `attempts`."""
 IDS_BY_REFERENCE = Query(
     "SELECT d.id AS id FROM destinations d JOIN {r} ON d.carrier = r.carrier AND d.carrier_ref = r.carrier_ref "
     "WHERE d.carrier_ref IS NOT NULL "

@@ -165,6 +165,15 @@ class HeldReceipts(NamedTuple):
     """Held receipts left for a later try."""
 
 
+class MessageCancel(NamedTuple):
+    """What `Store.cancel_message` did."""
+
+    cancelled: int
+    """Scheduled destinations no worker had taken yet: Cancelled now."""
+    destinations: list[tuple[str, SmsStatus]]
+    """Every destination it looked at (all, or those to the number asked for), as written and as it is now."""
+
+
 class InboundMessage(NamedTuple):
     """A mobile-originated message a carrier handed over (a handset writing to one of our numbers)."""
 

@@ -31,6 +31,7 @@ from switchboard.store.records import (
     HistoryEntry,
     InboundMessage,
     InFlight,
+    MessageCancel,
     MessageView,
     NewCall,
     NewCallRequest,
@@ -106,6 +107,11 @@ class SqlStore:
 
     async def find_message_by_reference(self, account_id: int, reference_id: str) -> MessageView | None:
         return await self._read(ops.select_message, account_id, "reference_id", reference_id)
+
+    async def cancel_message(
+        self, account_id: int, message_id: int, *, mobile_no: str | None = None, now: int
+    ) -> MessageCancel | None:
+        return await self._write(ops.cancel_message, account_id, message_id, mobile_no, now)
 
     async def history(self, destination_id: int) -> list[HistoryEntry]:
         return await self._fetch_into(HistoryEntry, q.HISTORY, destination_id)

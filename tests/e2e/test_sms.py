@@ -178,6 +178,63 @@ def test_a_scheduled_send_waits_until_its_time(server: ServerProcess, account: d
     assert late["Status"] == "Delivered"
 
 
+def test_a_cancelled_scheduled_send_is_never_submitted(server: ServerProcess, account: dict[str, Any]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from switchboard.testing import cli
+
+    at = (datetime.now(UTC) + timedelta(seconds=2)).strftime("%Y-%m-%d %H:%M:%S")
+    body = {"Destination": ["0016175551212", "+16175551213", "12"], "Message": "m", "Sender": "OM", "ScheduleAt": at}
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        ident = client.post("/api/SMS/Send", json=body, headers=bearer(account)).json()["ID"]
+        # One number by the CLI, written another way; then the rest through the API.
+        env = {"SWITCHBOARD_URL": server.url, "SWITCHBOARD_API_KEY": account["api_key"]}
+        one = json.loads(cli("cancel", ident, "--to", "+16175551212", env=env))
+        assert one == {
+            "ID": ident,
+            "Cancelled": 1,
+            "Destinations": [{"MobileNo": "0016175551212", "Status": "Cancelled"}],
+        }
+        rest = client.post("/api/SMS/Cancel", params={"ID": ident}, headers=bearer(account)).json()
+        assert rest["Cancelled"] == 1
+        assert [d["Status"] for d in rest["Destinations"]] == ["Cancelled", "Cancelled", "Failed"]
+        time.sleep(3)  # past its time: a worker would have sent it by now
+        doc = client.get("/api/SMS/GetStatus", params={"ID": ident}, headers=bearer(account)).json()
+    assert [(d["Status"], d["Carrier"]) for d in doc["Destinations"]] == [
+        ("Cancelled", ""),
+        ("Cancelled", ""),
+        ("Failed", ""),
+    ]
+    assert doc["Status"] == "Cancelled"  # the least advanced of its destinations
+
+
+def test_a_cancel_after_hand_off_changes_nothing(
+    server: ServerProcess, account: dict[str, Any], other_account: dict[str, Any]
+) -> None:
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        ident = client.post(
+            "/api/SMS/Send",
+            json={"Destination": "+16175551212", "Message": "m", "Sender": "OM"},
+            headers=bearer(account),
+        ).json()["ID"]
+        assert wait_final(client, ident, bearer(account))["Status"] == "Delivered"
+        r = client.post("/api/SMS/Cancel", json={"ID": ident}, headers=bearer(account))
+        assert r.status_code == 200, r.text
+        assert r.json() == {
+            "ID": ident,
+            "Cancelled": 0,
+            "Destinations": [{"MobileNo": "+16175551212", "Status": "Delivered"}],
+        }
+        # Another account's ID, an unknown one and no key answer as GetStatus does.
+        assert (
+            client.post("/api/SMS/Cancel", params={"ID": ident}, headers=bearer(other_account)).json()["Error ID"]
+            == "131"
+        )
+        assert client.post("/api/SMS/Cancel", params={"ID": "12x"}, headers=bearer(account)).status_code == 404
+        assert client.post("/api/SMS/Cancel", params={"ID": ident}).status_code == 401
+        assert client.get("/api/SMS/Cancel", params={"ID": ident}, headers=bearer(account)).status_code == 405
+
+
 def test_operations_endpoints(server: ServerProcess) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as client:
         assert client.get("/healthz").json()["status"] == "ok"
