@@ -122,7 +122,7 @@ class AccountApi:
             try:
                 state = CallbackState(params["status"].lower())
             except ValueError:
-                return error(400, "Status must be pending, delivered or failed")
+                return error(400, "Status must be pending, delivered, failed or cancelled")
         limit = _number(params.get("limit"), "Limit", default=DEFAULT_LIST, high=MAX_LIST)
         before = _number(params.get("before"), "Before", default=None, high=2**63 - 1)
         views = await self.store.list_callbacks(account.id, state=state, limit=limit, before_id=before)
@@ -156,6 +156,15 @@ class AccountApi:
         if done == "pending":
             return error(409, "Callback is pending already: it is attempted at its NextAttempt")
         return ok({"ID": str(callback_id), "State": CallbackState.PENDING.value})
+
+    async def cancel_callback(self, request: Request, account: Account) -> Response:
+        callback_id = _path_id(request)
+        done = await self.store.cancel_callback(account.id, callback_id, now=self.clock.now_ms())
+        if done == "missing":
+            return error(404, "Callback not found")
+        if done == "final":
+            return error(409, "Callback is not pending: only a pending callback can be cancelled")
+        return ok({"ID": str(callback_id), "State": CallbackState.CANCELLED.value})
 
     async def _callback(self, request: Request, account: Account) -> CallbackView:
         view = await self.store.get_callback(account.id, _path_id(request))

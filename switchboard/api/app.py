@@ -164,6 +164,7 @@ def _starlette(*, store: Store, account: AccountApi, campaigns: CampaignApi | No
             Route("/api/callbacks", account.endpoint(account.list_callbacks), methods=["GET"]),
             Route("/api/callbacks/{callback_id}", account.endpoint(account.get_callback), methods=["GET"]),
             Route("/api/callbacks/{callback_id}/replay", account.endpoint(account.replay_callback), methods=["POST"]),
+            Route("/api/callbacks/{callback_id}/cancel", account.endpoint(account.cancel_callback), methods=["POST"]),
             *campaign_routes,
         ],
         exception_handlers={404: not_found, 405: not_allowed},

@@ -403,7 +403,11 @@ def openapi_document(version: str) -> dict[str, Any]:
             "get": {
                 "summary": "Extension: the account's callbacks, newest first",
                 "parameters": [
-                    {"name": "Status", "in": "query", "schema": {"enum": ["pending", "delivered", "failed"]}},
+                    {
+                        "name": "Status",
+                        "in": "query",
+                        "schema": {"enum": ["pending", "delivered", "failed", "cancelled"]},
+                    },
                     {"name": "Limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                     {"name": "Before", "in": "query", "schema": {"type": "string"}},
                 ],
@@ -421,7 +425,24 @@ def openapi_document(version: str) -> dict[str, Any]:
             "post": {
                 "summary": "Extension: post a callback again, its retry schedule started afresh",
                 "parameters": [callback_id],
-                "responses": {"200": {"description": "{ID, State}"}, "401": plain_error, "404": plain_error},
+                "responses": {
+                    "200": {"description": "{ID, State}"},
+                    "401": plain_error,
+                    "404": plain_error,
+                    "409": plain_error | {"description": "It is pending already"},
+                },
+            }
+        },
+        "/api/Callbacks/{ID}/Cancel": {
+            "post": {
+                "summary": "Extension: stop a pending callback; its destination's next callback becomes due",
+                "parameters": [callback_id],
+                "responses": {
+                    "200": {"description": "{ID, State: cancelled}"},
+                    "401": plain_error,
+                    "404": plain_error,
+                    "409": plain_error | {"description": "It is not pending (delivered, failed or cancelled)"},
+                },
             }
         },
     }

@@ -20,6 +20,7 @@ from switchboard.cli.carriers import carriers
 from switchboard.cli.common import LISTEN_PORT
 from switchboard.config import ClientSettings, client_settings
 from switchboard.errors import CliError, ConfigError
+from switchboard.store.records import CallbackState
 
 __all__ = ["CliError", "main", "parser"]
 
@@ -173,11 +174,11 @@ def parser() -> argparse.ArgumentParser:
     p = account.add_parser("rotate-secret", help="a new webhook secret; the old one keeps signing for 24 h")
     _client_args(p, env)
 
-    callbacks = sub.add_parser("callbacks", help="callbacks sent, replay, and a local receiver").add_subparsers(
+    callbacks = sub.add_parser("callbacks", help="callbacks sent, replay, cancel, and a local receiver").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
     p = callbacks.add_parser("list", help="your callbacks, newest first")
-    p.add_argument("--status", choices=["pending", "delivered", "failed"])
+    p.add_argument("--status", choices=[s.value for s in CallbackState])
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--before", metavar="ID", help="the page after this id (the listing's Next)")
     _client_args(p, env)
@@ -185,6 +186,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     _client_args(p, env)
     p = callbacks.add_parser("replay", help="send a callback again (a failed one, after fixing the receiver)")
+    p.add_argument("id")
+    _client_args(p, env)
+    p = callbacks.add_parser("cancel", help="stop a pending callback (a URL typed by mistake); replayable later")
     p.add_argument("id")
     _client_args(p, env)
     p = callbacks.add_parser("listen", help="a local receiver that verifies and prints callbacks")

@@ -155,6 +155,8 @@ def callbacks(args: argparse.Namespace) -> int:
         return _over_http(args, lambda c: c.get("/api/Callbacks", params=params))
     if args.action == "show":
         return _over_http(args, lambda c: c.get(f"/api/Callbacks/{args.id}"))
+    if args.action == "cancel":
+        return _over_http(args, lambda c: c.post(f"/api/Callbacks/{args.id}/Cancel"))
     return _over_http(args, lambda c: c.post(f"/api/Callbacks/{args.id}/Replay"))
 
 

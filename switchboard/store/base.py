@@ -45,6 +45,10 @@ Replay = Literal["replayed", "pending", "missing"]
 """What `replay_callback` did: replayed it; nothing, it is pending already; nothing, the account has no such
 callback."""
 
+CallbackCancel = Literal["cancelled", "final", "missing"]
+"""What `cancel_callback` did: cancelled it; nothing, it was delivered, failed or cancelled already; nothing,
+the account has no such callback."""
+
 
 class Store(Protocol):
     dialect: str
@@ -149,6 +153,11 @@ class Store(Protocol):
         """Make a delivered or failed callback pending again, its retry schedule started afresh: due now, or,
         when another callback of its destination is pending, right after that one is done (order holds).
         A pending callback is left alone."""
+
+    async def cancel_callback(self, account_id: int, callback_id: int, *, now: int) -> CallbackCancel:
+        """Stop a pending callback (one being retried, or one waiting for its destination's earlier callback):
+        it becomes cancelled, is attempted no more, and the next callback of its destination becomes due, as
+        after a delivery. An attempt on its way when it is cancelled is logged, and changes nothing."""
 
     async def pending_callbacks(self) -> int:
         """How many callbacks are pending, all accounts together."""

@@ -15,7 +15,7 @@ from switchboard.domain.statuses import CallStatus, SmsStatus
 from switchboard.errors import DuplicateName, StoreError
 from switchboard.store import calls, changes
 from switchboard.store import queries as q
-from switchboard.store.base import Replay
+from switchboard.store.base import CallbackCancel, Replay
 from switchboard.store.records import (
     Account,
     ApiKey,
@@ -260,6 +260,18 @@ async def replay_callback(c: Connection, account_id: int, callback_id: int, now:
         return "pending"
     await c.execute(q.REPLAY_CALLBACK, now, callback_id)
     return "replayed"
+
+
+async def cancel_callback(c: Connection, account_id: int, callback_id: int, now: int) -> CallbackCancel:
+    subject = await first(c.fetch(q.CALLBACK_SUBJECT, callback_id, account_id))
+    if subject is None:
+        return "missing"
+    await c.execute(q.LOCK_SUBJECTS, [subject[0]])
+    if await c.fetchval(q.CALLBACK_STATE, callback_id) != CallbackState.PENDING.value:
+        return "final"
+    await c.execute(q.CANCEL_CALLBACK, now, callback_id)
+    await c.execute(q.PROMOTE_CALLBACKS, now, [subject[0]])  # its destination's next callback, as if delivered
+    return "cancelled"
 
 
 # voice (store/calls.py decides)

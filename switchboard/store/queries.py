@@ -355,6 +355,9 @@ REPLAY_CALLBACK = Query(
 )
 """Pending again with a fresh schedule; due now unless another callback of its destination is pending, in
 which case it waits its turn (made due when that one is done, as any waiting callback)."""
+CANCEL_CALLBACK = Query(
+    "UPDATE callbacks SET state = 'cancelled', due_at = NULL, updated_at = $1 WHERE id = $2 AND state = 'pending'"
+)
 PENDING_CALLBACKS = Query("SELECT count(*) FROM callbacks WHERE state = 'pending'")
 
 # inbound messages

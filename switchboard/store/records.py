@@ -245,6 +245,8 @@ class CallbackState(enum.StrEnum):
     """A 2xx came back."""
     FAILED = "failed"
     """Given up: every retry failed, the URL answered 410, or there was no URL to send to. Replayable."""
+    CANCELLED = "cancelled"
+    """Stopped through the API or the CLI before it was delivered (a URL typed by mistake). Replayable."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,7 +172,7 @@ callbacks = Table(
     Column("sequence", Integer, nullable=False),
     Column("url", Text),  # the request's own URL; NULL: the account's URL of this kind, read at delivery
     Column("body", Text, nullable=False),  # the exact JSON posted, the same on every attempt
-    Column("state", Text, nullable=False),  # pending, delivered, failed
+    Column("state", Text, nullable=False),  # pending, delivered, failed, cancelled (records.CallbackState)
     Column("due_at", BigInteger),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("last_status", Integer),

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from switchboard.domain.statuses import SmsStatus
 from switchboard.store import operations as ops
 from switchboard.store import queries as q
-from switchboard.store.base import Replay
+from switchboard.store.base import CallbackCancel, Replay
 from switchboard.store.records import (
     Account,
     ApiKey,
@@ -149,6 +149,9 @@ class SqlStore:
 
     async def replay_callback(self, account_id: int, callback_id: int, *, now: int) -> Replay:
         return await self._write(ops.replay_callback, account_id, callback_id, now)
+
+    async def cancel_callback(self, account_id: int, callback_id: int, *, now: int) -> CallbackCancel:
+        return await self._write(ops.cancel_callback, account_id, callback_id, now)
 
     async def pending_callbacks(self) -> int:
         return int(await self._read(ops.fetchval, q.PENDING_CALLBACKS))

@@ -195,3 +195,42 @@ async def test_callbacks_are_listed_per_account_newest_first(store: Store, make:
     ]
     assert await store.get_callback(theirs.id, listed[0].id) is None
     assert await store.pending_callbacks() == 4
+
+
+async def test_a_cancelled_callback_is_attempted_no_more_and_the_next_one_becomes_due(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
+    account = await make.account()
+    sent = await make.sent(account, callback="yes")
+    await store.apply_receipts([Receipt(sent.carrier, sent.ref, SmsStatus.DELIVERED)], now=clock.advance(ms=10))
+    [first] = await claim(store, clock.now_ms())  # Sent, on its way to a URL typed by mistake
+    retry = result(first, CallbackState.PENDING, clock.now_ms(), status=500, retry_at=clock.now_ms() + 5_000)
+    await store.finish_callbacks([retry])
+    assert await store.cancel_callback(account.id, first.id, now=clock.advance(ms=1)) == "cancelled"
+    [second] = await claim(store, clock.advance(ms=10_000))  # only Delivered: Sent is never attempted again
+    assert (second.sequence, msgspec.json.decode(second.body)["Status"]) == (2, "Delivered")
+    view = await store.get_callback(account.id, first.id)
+    assert view is not None and (view.state, view.due_at, len(view.history)) == (CallbackState.CANCELLED, None, 1)
+    # A second cancel, another account's, an unknown id: nothing changes.
+    assert await store.cancel_callback(account.id, first.id, now=clock.now_ms()) == "final"
+    assert await store.cancel_callback((await make.account()).id, second.id, now=clock.now_ms()) == "missing"
+    assert await store.cancel_callback(account.id, second.id + 1_000, now=clock.now_ms()) == "missing"
+    # Once fixed, a cancelled callback can be replayed.
+    assert await store.replay_callback(account.id, first.id, now=clock.now_ms()) == "replayed"
+    cancelled = await store.list_callbacks(account.id, state=CallbackState.CANCELLED, limit=10)
+    assert cancelled == []
+
+
+async def test_an_attempt_on_its_way_when_cancelled_is_logged_and_changes_nothing(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
+    account = await make.account()
+    await make.sent(account, callback="yes")
+    [c] = await claim(store, clock.now_ms())
+    assert await store.cancel_callback(account.id, c.id, now=clock.advance(ms=5)) == "cancelled"
+    await store.finish_callbacks([result(c, CallbackState.DELIVERED, clock.advance(ms=5))])
+    view = await store.get_callback(account.id, c.id)
+    assert view is not None
+    assert view.state is CallbackState.CANCELLED
+    assert [a.status_code for a in view.history] == [200]
+    assert await store.pending_callbacks() == 0

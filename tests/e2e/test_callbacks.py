@@ -95,3 +95,34 @@ def test_a_private_callback_url_is_refused_unless_allowed(server: ServerProcess,
         )
         assert r.json() == {"Error ID": "127", "Status": "Received with error - Parameter CallBack is invalid"}
         assert client.get("/api/Account").json() == before
+
+
+def test_a_cancelled_callback_stops_being_posted(callback_server: ServerProcess) -> None:
+    import json
+    import time
+
+    from switchboard.testing import cli
+
+    with Receiver(fail_first=10**9) as receiver:  # a URL that never accepts: typed by mistake
+        account = callback_server.create_account("acme", "--sms-callback-url", receiver.url)
+        callback_server.start()
+        headers = {"Authorization": f"Bearer {account['api_key']}"}
+        env = {"SWITCHBOARD_URL": callback_server.url, "SWITCHBOARD_API_KEY": account["api_key"]}
+        with httpx.Client(base_url=callback_server.url, headers=headers, timeout=10) as client:
+            body = {"Destination": "+16175551212", "Message": "m", "Sender": "OM", "CallBack": "Yes"}
+            assert client.post("/api/SMS/Send", json=body).status_code == 200
+            deadline = time.monotonic() + 20
+            while sum(receiver.attempts.values()) < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            [sent] = client.get("/api/Callbacks", params={"Status": "pending"}).json()["Callbacks"][-1:]
+            cancelled = json.loads(cli("callbacks", "cancel", sent["ID"], env=env))
+            assert cancelled == {"ID": sent["ID"], "State": "cancelled"}
+            webhook_id = next(iter(receiver.attempts))  # the first callback's, the only one posted so far
+            attempts = receiver.attempts[webhook_id]
+            time.sleep(3)  # several retry intervals of this server's schedule
+            assert receiver.attempts[webhook_id] <= attempts + 1  # at most the attempt that was on its way
+            listing = client.get("/api/Callbacks", params={"Status": "cancelled"}).json()["Callbacks"]
+            assert [c["ID"] for c in listing] == [sent["ID"]]
+            again = client.post(f"/api/Callbacks/{sent['ID']}/Cancel")
+            assert again.status_code == 409
+            assert client.post("/api/Callbacks/999999999/Cancel").status_code == 404
