@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 from switchboard.store.records import (
     Account,
     ApiKey,
+    AssignedNumber,
     CallbackResult,
     CallbackState,
     CallbackView,
@@ -72,7 +73,7 @@ class Store(Protocol):
     async def get_account_by_name(self, name: str) -> Account | None: ...
     async def list_accounts(self) -> list[Account]: ...
     async def set_callback_url(self, account_id: int, kind: str, url: str | None) -> None:
-        """Set (or clear) the account's "sms" or "voice" callback URL, which enables it again if a 410 had
+        """Set (or clear) the account's "sms", "voice" or "inbound" callback URL, which enables it again if a 410 had
         disabled it. Only that URL's columns are written."""
 
     async def rotate_secret(self, account_id: int, secret: str, *, now: int) -> None:
@@ -164,10 +165,39 @@ class Store(Protocol):
 
     # inbound (mobile-originated) messages
     async def store_inbound(self, messages: list[InboundMessage]) -> None:
-        """Store carriers' inbound messages durably, in order; returns when they are committed."""
+        """Store carriers' inbound messages durably, in order; returns when they are committed. Each is routed
+        as it is stored (`domain.inbound.owner`): to the account its number (and first word, as a keyword) is
+        assigned to, or else to the operator's unrouted inbox (`account_id` None). For an account with an
+        inbound callback URL, its "inbound" callback is written to the outbox in the same transaction."""
 
     async def list_inbound(self, *, limit: int, before_id: int | None = None) -> list[StoredInbound]:
         """Stored inbound messages, newest first; `before_id` pages on (only ids below it)."""
+
+    async def list_account_inbound(
+        self,
+        account_id: int | None,
+        *,
+        limit: int,
+        before_id: int | None = None,
+        since: int | None = None,
+        to_number: str | None = None,
+        from_number: str | None = None,
+    ) -> list[StoredInbound]:
+        """The account's inbound messages (None: the operator's unrouted inbox), newest first; `before_id` pages
+        on; only those received at or after `since`, to `to_number`, from `from_number` (each a
+        `domain.inbound.number_key`) when given."""
+
+    # numbers (two-way messaging)
+    async def assign_number(self, number: str, keyword: str, account_id: int, *, now: int) -> int:
+        """Assign the number (a `domain.inbound.number_key`), with the keyword (upper case, "" for the number as a
+        whole), to the account. Returns the account it is assigned to: `account_id`, or, when that number and
+        keyword were assigned already, the account they are assigned to (unchanged)."""
+
+    async def unassign_number(self, number: str, keyword: str) -> bool:
+        """Take the number (with that keyword) back; False when it was not assigned."""
+
+    async def list_numbers(self, account_id: int | None = None) -> list[AssignedNumber]:
+        """The assigned numbers (the account's, or every account's), by number and keyword."""
 
     # voice: calls are queued like destinations; a call's record (a "voice" callback) is written when it ends
     async def accept_calls(self, request: NewCallRequest, calls: list[NewCall]) -> int:

@@ -381,8 +381,10 @@ def _coalesce(a: object, b: object) -> Any:
 
 CLAIM_CALLBACK_COLUMNS = (
     "c.id, c.attempts + 1, c.account_id, c.kind, c.subject_id, c.sequence, c.url, "
-    "CASE c.kind WHEN 'sms' THEN a.sms_callback_url ELSE a.voice_callback_url END, "
-    "CASE c.kind WHEN 'sms' THEN a.sms_callback_disabled ELSE a.voice_callback_disabled END, "
+    "CASE c.kind WHEN 'sms' THEN a.sms_callback_url WHEN 'inbound' THEN a.inbound_callback_url "
+    "ELSE a.voice_callback_url END, "
+    "CASE c.kind WHEN 'sms' THEN a.sms_callback_disabled WHEN 'inbound' THEN a.inbound_callback_disabled "
+    "ELSE a.voice_callback_disabled END, "
     "c.body, a.webhook_secret, a.previous_webhook_secret, a.secret_rotated_at"
 )
 """From `callbacks c JOIN accounts a ON a.id = c.account_id`; `claimed_callback` reads a row of them."""
@@ -468,4 +470,6 @@ def account_url_columns(kind: str) -> tuple[str, str]:
         return "sms_callback_url", "sms_callback_disabled"
     if kind == "voice":
         return "voice_callback_url", "voice_callback_disabled"
+    if kind == "inbound":
+        return "inbound_callback_url", "inbound_callback_disabled"
     raise ValueError(f"no callback URL of kind {kind!r}")

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from switchboard.domain.statuses import CallStatus, SmsStatus
 from switchboard.errors import DuplicateName, StoreError
-from switchboard.store import calls, changes
+from switchboard.store import calls, changes, inbound
 from switchboard.store import queries as q
 from switchboard.store.base import CallbackCancel, Replay
 from switchboard.store.records import (
@@ -30,6 +30,7 @@ from switchboard.store.records import (
     CancelResult,
     DestinationView,
     HeldReceipts,
+    InboundMessage,
     MessageCancel,
     MessageView,
     NewCall,
@@ -346,3 +347,27 @@ async def campaign_audio(c: Connection, campaign_id: str) -> bytes | None:
 async def get_campaign(c: Connection, account_id: int, campaign_id: str) -> Campaign | None:
     campaign: Campaign | None = await first(c.fetch_into(Campaign, q.CAMPAIGN, campaign_id, account_id))
     return campaign
+
+
+# two-way messaging (store/inbound.py decides)
+
+
+async def store_inbound(c: Connection, messages: list[InboundMessage]) -> None:
+    """Route each message to its owner and store it; the callbacks of those whose account has an inbound
+    callback URL go to the outbox in the same transaction."""
+    owners = await c.fetch_into(inbound.Owner, q.OWNERS_OF, inbound.number_keys(messages))
+    rows = inbound.route(messages, owners)
+    ids = sorted(int(r[0]) for r in await c.fetch(q.INSERT_ROUTED_INBOUND, rows))
+    events = inbound.callbacks(rows, ids, owners)
+    if events:  # a message's only event: due at once, as a call record is
+        await c.execute(q.INSERT_RECORDS, events)
+
+
+async def assign_number(c: Connection, number: str, keyword: str, account_id: int, now: int) -> int:
+    """The account the number (with the keyword) is assigned to: `account_id`, or the one it was already."""
+    owner = await c.fetchval(q.INSERT_NUMBER, number, keyword, account_id, now)
+    if owner is None:
+        owner = await c.fetchval(q.NUMBER_OWNER, number, keyword)
+        if owner is None:
+            raise StoreError("number assignment conflict without an assignment")
+    return int(owner)

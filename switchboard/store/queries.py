@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any, NamedTuple
 
 from switchboard.domain.statuses import SmsStatus
-from switchboard.store import calls, changes
+from switchboard.store import calls, changes, inbound
 from switchboard.store.records import (
     Account,
     ApiKey,
@@ -23,7 +23,6 @@ from switchboard.store.records import (
     Campaign,
     DestinationView,
     HistoryEntry,
-    InboundMessage,
     MessageView,
     NewCallRequest,
     NewErrorLog,
@@ -37,6 +36,11 @@ def columns(of: type[Any], *, prefix: str = "", skip: tuple[str, ...] = ()) -> s
     """The column list of a record type (a NamedTuple or a dataclass), its fields in order."""
     names = getattr(of, "_fields", None) or [f.name for f in dataclasses.fields(of)]
     return ", ".join(prefix + name for name in names if name not in skip)
+
+
+def placeholders(of: type[Any]) -> str:
+    """`$1, $2, …`: one per field of a record type, for `VALUES` in the order of its `columns`."""
+    return ", ".join(f"${n}" for n in range(1, len(columns(of).split(", ")) + 1))
 
 
 def _any_of(column: str) -> AnyOf:
@@ -135,21 +139,22 @@ ACCOUNT_COLUMNS = columns(Account)
 KEY_COLUMNS = columns(ApiKey)
 
 INSERT_ACCOUNT = Query(
-    f"INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) "
+    f"INSERT INTO accounts ({ACCOUNT_COLUMNS}) VALUES ({placeholders(Account)}) "
     "ON CONFLICT (name) DO NOTHING RETURNING id"
 )
 """No row back: the name is taken (DuplicateName), decided by the conflict, never by an error's text."""
 ACCOUNT_BY_ID = Query(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1")
 ACCOUNT_BY_NAME = Query(f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1")
 ALL_ACCOUNTS = Query(f"SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id")
+_URL_KINDS = (changes.SMS, calls.VOICE, inbound.INBOUND)
 SET_CALLBACK_URL = {
     kind: Query(f"UPDATE accounts SET {url} = $1, {disabled} = NULL WHERE id = $2")
-    for kind, (url, disabled) in ((k, changes.account_url_columns(k)) for k in (changes.SMS, calls.VOICE))
+    for kind, (url, disabled) in ((k, changes.account_url_columns(k)) for k in _URL_KINDS)
 }
 """By kind: sets the URL, which enables it again."""
 DISABLE_CALLBACK_URL = {
     kind: Query(f"UPDATE accounts SET {disabled} = $1 WHERE id = $2 AND {url} = $3")
-    for kind, (url, disabled) in ((k, changes.account_url_columns(k)) for k in (changes.SMS, calls.VOICE))
+    for kind, (url, disabled) in ((k, changes.account_url_columns(k)) for k in _URL_KINDS)
 }
 """By kind: only if it is still the URL that answered 410 (it may have been changed meanwhile)."""
 ROTATE_SECRET = Query(
@@ -362,15 +367,51 @@ PENDING_CALLBACKS = Query("SELECT count(*) FROM callbacks WHERE state = 'pending
 
 # inbound messages
 
-INBOUND_COLUMNS = columns(InboundMessage)
-INSERT_INBOUND = Query(
-    f"INSERT INTO inbound_messages ({INBOUND_COLUMNS}) SELECT {INBOUND_COLUMNS} FROM {{m}} ORDER BY m.{ROW_NUMBER}",
-    [Rows("m", InboundMessage)],
-)
-"""In the order given: ids grow in the order the messages came."""
 LIST_INBOUND = Query(
     f"SELECT {columns(StoredInbound)} FROM inbound_messages WHERE (CAST($1 AS BIGINT) IS NULL OR id < $1) "
     "ORDER BY id DESC LIMIT $2"
+)
+
+# two-way messaging: numbers assigned to accounts, inbound messages routed to them (store/inbound.py)
+
+INBOUND_ROW_COLUMNS = columns(inbound.InboundRow)
+OWNERS_OF = Query(
+    "SELECT n.number, n.keyword, n.account_id, a.inbound_callback_url FROM numbers n "
+    "JOIN accounts a ON a.id = n.account_id JOIN {k} ON n.number = k.number",
+    [Rows("k", inbound.NumberKey)],
+)
+"""Every assignment of the numbers messages were sent to (each number's keywords and the number itself)."""
+INSERT_ROUTED_INBOUND = Query(
+    f"INSERT INTO inbound_messages ({INBOUND_ROW_COLUMNS}) SELECT {INBOUND_ROW_COLUMNS} FROM {{m}} "
+    f"ORDER BY m.{ROW_NUMBER} RETURNING id",
+    [Rows("m", inbound.InboundRow)],
+)
+"""In the order given: ids grow in the order the messages came, so the ids returned, sorted, are the rows'."""
+_INBOUND_FILTERS = (
+    "AND (CAST($2 AS BIGINT) IS NULL OR id < $2) AND (CAST($3 AS BIGINT) IS NULL OR received_at >= $3) "
+    "AND (CAST($4 AS TEXT) IS NULL OR to_number = $4) AND (CAST($5 AS TEXT) IS NULL OR from_number = $5) "
+    "ORDER BY id DESC LIMIT $6"
+)
+ACCOUNT_INBOUND = Query(
+    f"SELECT {columns(StoredInbound)} FROM inbound_messages WHERE account_id = $1 {_INBOUND_FILTERS}"
+)
+"""An account's inbound messages ($1), newest first: below the id $2, received at or after $3, to $4, from $5."""
+UNROUTED_INBOUND = Query(
+    f"SELECT {columns(StoredInbound)} FROM inbound_messages WHERE account_id IS NULL "
+    f"AND CAST($1 AS BIGINT) IS NULL {_INBOUND_FILTERS}"
+)
+"""The operator's unrouted inbox, as `ACCOUNT_INBOUND` ($1 is bound, and NULL)."""
+ASSIGNED_COLUMNS = "n.number, n.keyword, n.account_id, a.name AS account_name, n.created_at"
+INSERT_NUMBER = Query(
+    "INSERT INTO numbers (number, keyword, account_id, created_at) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (number, keyword) DO NOTHING RETURNING account_id"
+)
+"""No row back: that number (with that keyword) is assigned already."""
+NUMBER_OWNER = Query("SELECT account_id FROM numbers WHERE number = $1 AND keyword = $2")
+DELETE_NUMBER = Query("DELETE FROM numbers WHERE number = $1 AND keyword = $2")
+NUMBERS = Query(
+    f"SELECT {ASSIGNED_COLUMNS} FROM numbers n JOIN accounts a ON a.id = n.account_id "
+    "WHERE CAST($1 AS BIGINT) IS NULL OR n.account_id = $1 ORDER BY n.number, n.keyword"
 )
 
 # voice: call requests, calls and their records (store/calls.py decides)

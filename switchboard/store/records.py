@@ -23,6 +23,9 @@ class Account:
     sms_callback_disabled: str | None = None
     """Why the SMS callback URL is not used any more (it answered 410), until it is set again."""
     voice_callback_disabled: str | None = None
+    inbound_callback_url: str | None = None
+    """Where the account's inbound messages are POSTed (ARCHITECTURE.md §2, "Two-way messaging")."""
+    inbound_callback_disabled: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +206,27 @@ class StoredInbound:
     data_coding: int
     raw: str | None
     received_at: int
+    account_id: int | None = None
+    """The account whose number (and keyword) it was sent to; None: in the operator's unrouted inbox."""
+    keyword: str | None = None
+    """The keyword that routed it to the account (upper case); None when the number as a whole did."""
+    to_number: str | None = None
+    """`destination_addr` in E.164 when it is a valid international number, else as written (a short code)."""
+    from_number: str | None = None
+    """`source_addr` the same way."""
+
+
+@dataclass(frozen=True, slots=True)
+class AssignedNumber:
+    """One of our numbers (and optionally a keyword on it) assigned to an account by the operator."""
+
+    number: str
+    """E.164 when it is a valid international number, else as written (a short code)."""
+    keyword: str
+    """Upper case; "" when the number as a whole is assigned."""
+    account_id: int
+    account_name: str
+    created_at: int
 
 
 class InFlight(NamedTuple):

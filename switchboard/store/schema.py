@@ -41,6 +41,8 @@ accounts = Table(
     # Why the account's callback URL is no longer used (a 410 from it), until the URL is set again.
     Column("sms_callback_disabled", Text),
     Column("voice_callback_disabled", Text),
+    Column("inbound_callback_url", Text),
+    Column("inbound_callback_disabled", Text),
 )
 
 api_keys = Table(
@@ -208,10 +210,10 @@ callback_attempts = Table(
     Column("error", Text),
 )
 
-# Mobile-originated messages (a handset writing to one of our numbers), as carriers hand them over; nothing
-# reads them through the API yet. `body` is the decoded text, NULL when its data_coding is not one we decode;
-# `raw` is the message octets as received (hex) when `body` is NULL or the octets begin with a user data
-# header (a part of a concatenated message: the header says which), else NULL.
+# Mobile-originated messages (a handset writing to one of our numbers), as carriers hand them over. `body` is the
+# decoded text, NULL when its data_coding is not one we decode; `raw` is the message octets as received (hex)
+# when `body` is NULL or the octets begin with a user data header (a part of a concatenated message: the header
+# says which), else NULL.
 inbound_messages = Table(
     "inbound_messages",
     metadata,
@@ -223,8 +225,31 @@ inbound_messages = Table(
     Column("data_coding", Integer, nullable=False),
     Column("raw", Text),
     Column("received_at", BigInteger, nullable=False),
+    # Routed when stored (domain/inbound.py): the account whose number (and keyword) it was sent to, NULL for
+    # the operator's unrouted inbox; the numbers in the form they are compared in (E.164, else as written).
+    Column("account_id", BigInteger),
+    Column("keyword", Text),
+    Column("to_number", Text),
+    Column("from_number", Text),
     # One of our numbers' messages, newest first.
     Index("ix_inbound_messages_destination", "destination_addr", "id"),
+    # GET /api/SMS/Inbound: an account's messages newest first, all of them, to one number, or from one.
+    Index("ix_inbound_messages_account", "account_id", "id"),
+    Index("ix_inbound_messages_account_to", "account_id", "to_number", "id"),
+    Index("ix_inbound_messages_account_from", "account_id", "from_number", "id"),
+)
+
+# Our numbers assigned to accounts by the operator (`switchboard numbers assign`), optionally with a keyword on a
+# shared number: an inbound message to `number` whose first word is `keyword` belongs to `account_id`; the
+# number's row with keyword "" takes the rest (domain/inbound.py).
+numbers = Table(
+    "numbers",
+    metadata,
+    Column("number", Text, primary_key=True),  # E.164 when valid, else as written (a short code)
+    Column("keyword", Text, primary_key=True),  # upper case; "" for the number as a whole
+    Column("account_id", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_numbers_account", "account_id", "number"),
 )
 
 # Receipts that matched no destination when they came: the submit response of their message is not written

@@ -19,6 +19,7 @@ from switchboard.store.base import CallbackCancel, Replay
 from switchboard.store.records import (
     Account,
     ApiKey,
+    AssignedNumber,
     CallbackResult,
     CallbackState,
     CallbackView,
@@ -160,10 +161,34 @@ class SqlStore:
 
     async def store_inbound(self, messages: list[InboundMessage]) -> None:
         if messages:
-            await self._execute(q.INSERT_INBOUND, messages)
+            await self._write(ops.store_inbound, messages)
 
     async def list_inbound(self, *, limit: int, before_id: int | None = None) -> list[StoredInbound]:
         return await self._fetch_into(StoredInbound, q.LIST_INBOUND, before_id, limit)
+
+    async def list_account_inbound(
+        self,
+        account_id: int | None,
+        *,
+        limit: int,
+        before_id: int | None = None,
+        since: int | None = None,
+        to_number: str | None = None,
+        from_number: str | None = None,
+    ) -> list[StoredInbound]:
+        query = q.UNROUTED_INBOUND if account_id is None else q.ACCOUNT_INBOUND
+        return await self._fetch_into(StoredInbound, query, account_id, before_id, since, to_number, from_number, limit)
+
+    # numbers
+
+    async def assign_number(self, number: str, keyword: str, account_id: int, *, now: int) -> int:
+        return await self._write(ops.assign_number, number, keyword, account_id, now)
+
+    async def unassign_number(self, number: str, keyword: str) -> bool:
+        return await self._execute(q.DELETE_NUMBER, number, keyword) == 1
+
+    async def list_numbers(self, account_id: int | None = None) -> list[AssignedNumber]:
+        return await self._fetch_into(AssignedNumber, q.NUMBERS, account_id)
 
     # voice
 

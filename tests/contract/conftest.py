@@ -60,6 +60,7 @@ TABLES = (
     "destination_parts",
     "inbound_messages",
     "held_receipts",
+    "numbers",
 )
 START_MS = 1_750_000_000_000
 INVALID_NUMBER = "International Number Invalid"
