@@ -109,13 +109,20 @@ class Accounts:
         return url
 
     async def set_callback_urls(
-        self, account: Account, *, sms: str | _Keep | None, voice: str | _Keep | None
+        self,
+        account: Account,
+        *,
+        sms: str | _Keep | None,
+        voice: str | _Keep | None,
+        inbound: str | _Keep | None = KEEP,
     ) -> Account:
         """Set (a URL), clear (None or "") or keep (`KEEP`) each callback URL. Setting a URL enables it again
-        after a 410 disabled it. Both are checked before either is written."""
+        after a 410 disabled it. All are checked before any is written."""
+        fields = (("sms", sms, "SmsCallbackUrl"), ("voice", voice, "VoiceCallbackUrl"),
+                  ("inbound", inbound, "InboundCallbackUrl"))  # fmt: skip
         checked = {
             kind: await self.check_callback_url(value, field)
-            for kind, value, field in (("sms", sms, "SmsCallbackUrl"), ("voice", voice, "VoiceCallbackUrl"))
+            for kind, value, field in fields
             if not isinstance(value, _Keep)
         }
         for kind, url in checked.items():

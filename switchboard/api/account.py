@@ -28,7 +28,7 @@ from switchboard.store.records import Account, CallbackState, CallbackView
 
 MAX_LIST = 500
 DEFAULT_LIST = 50
-_URL_FIELDS = {"smscallbackurl": "sms", "voicecallbackurl": "voice"}
+_URL_FIELDS = {"smscallbackurl": "sms", "voicecallbackurl": "voice", "inboundcallbackurl": "inbound"}
 
 
 def error(status: int, text: str) -> Response:
@@ -70,16 +70,18 @@ class AccountApi:
             return error(400, "Invalid Json")
         if not isinstance(doc, dict):
             return error(400, "Invalid Json")
-        changes: dict[str, Any] = {"sms": KEEP, "voice": KEEP}
+        changes: dict[str, Any] = {"sms": KEEP, "voice": KEEP, "inbound": KEEP}
         for key, value in doc.items():
             kind = _URL_FIELDS.get(str(key).lower())
             if kind is None:
-                return error(400, f"Unknown field {key!r}; known: SmsCallbackUrl, VoiceCallbackUrl")
+                return error(400, f"Unknown field {key!r}; known: SmsCallbackUrl, VoiceCallbackUrl, InboundCallbackUrl")
             if value is not None and not isinstance(value, str):
                 return error(400, f'{key} must be a URL string, or null or "" to clear it')
             changes[kind] = value
         try:
-            updated = await self.accounts.set_callback_urls(account, sms=changes["sms"], voice=changes["voice"])
+            updated = await self.accounts.set_callback_urls(
+                account, sms=changes["sms"], voice=changes["voice"], inbound=changes["inbound"]
+            )
         except AccountError as e:
             return error(400, str(e))
         return ok(self.account_document(updated))
@@ -105,6 +107,8 @@ class AccountApi:
             "SmsCallbackDisabled": a.sms_callback_disabled or "",
             "VoiceCallbackUrl": a.voice_callback_url or "",
             "VoiceCallbackDisabled": a.voice_callback_disabled or "",
+            "InboundCallbackUrl": a.inbound_callback_url or "",
+            "InboundCallbackDisabled": a.inbound_callback_disabled or "",
             "WebhookSecret": a.webhook_secret,
             "PreviousSecretValidUntil": grace_until,
         }

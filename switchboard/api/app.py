@@ -20,6 +20,7 @@ from starlette.routing import Route
 from switchboard.api.account import AccountApi
 from switchboard.api.campaigns import CampaignApi
 from switchboard.api.http import Message, Receive, Scope, Send, json_bytes, respond
+from switchboard.api.inbound import InboundApi
 from switchboard.api.openapi import DOCS_PAGE, openapi_document
 from switchboard.api.sms import SmsApi
 from switchboard.api.voice import VoiceApi
@@ -166,6 +167,7 @@ def _starlette(*, store: Store, account: AccountApi, campaigns: CampaignApi | No
             Route("/api/callbacks/{callback_id}/replay", account.endpoint(account.replay_callback), methods=["POST"]),
             Route("/api/callbacks/{callback_id}/cancel", account.endpoint(account.cancel_callback), methods=["POST"]),
             *campaign_routes,
+            *InboundApi(store=store).routes(account.endpoint),
         ],
         exception_handlers={404: not_found, 405: not_allowed},
     )

@@ -271,7 +271,7 @@ class Dispatcher:
     async def attempt(self, c: ClaimedCallback) -> CallbackResult:
         """Post one claimed event and decide what becomes of it."""
         now = self._clock.now_ms()
-        noun = "SMS" if c.kind == "sms" else "voice"
+        noun = _NOUNS.get(c.kind, c.kind)
         if c.url is None:
             return self._result(c, now, CallbackState.FAILED, None, 0, f"the account has no {noun} callback URL")
         if c.disabled is not None:
@@ -333,6 +333,10 @@ class Dispatcher:
             c.id, c.attempt, state, now, c.url, status, latency, error,
             retry_at=retry_at, disable=disable, account_id=c.account_id, kind=c.kind,
         )  # fmt: skip
+
+
+_NOUNS = {"sms": "SMS", "voice": "voice", "inbound": "inbound"}
+"""How a callback kind is named in attempts' errors and the log."""
 
 
 def _retry_after(value: str | None, now_ms: int) -> float | None:

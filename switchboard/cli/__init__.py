@@ -2,6 +2,7 @@
 
 - `serve`: the server commands (`serve`, `api`, `worker`).
 - `admin`: administration on the configured database directly (`accounts`, `keys`, `db`).
+- `numbers`: two-way messaging for the operator, on the database too (`numbers`, `inbound`).
 - `carriers`: reads the configuration and talks to the carriers themselves (`carriers list|test`).
 - `client`: talks to a running server over HTTP with an API key, as any application would (`send`,
   `status`, `call`, `calls`, `campaigns`, `account`, `callbacks`), and `callbacks listen`.
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from switchboard import __version__
-from switchboard.cli import admin, client, serve
+from switchboard.cli import admin, client, numbers, serve
 from switchboard.cli.carriers import carriers
 from switchboard.cli.common import LISTEN_PORT
 from switchboard.config import ClientSettings, client_settings
@@ -170,6 +171,7 @@ def parser() -> argparse.ArgumentParser:
     p = account.add_parser("set", help='set or clear ("") the callback URLs')
     p.add_argument("--sms-callback-url")
     p.add_argument("--voice-callback-url")
+    p.add_argument("--inbound-callback-url")
     _client_args(p, env)
     p = account.add_parser("rotate-secret", help="a new webhook secret; the old one keeps signing for 24 h")
     _client_args(p, env)
@@ -224,6 +226,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sender", "-s", metavar="S", help="its sender (alphanumeric, +digits or a short code)")
     p.add_argument("--json", action="store_true")
 
+    numbers.add_parsers(sub, _config_args)
+
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="action", required=True)
     p = db.add_parser("upgrade", help="apply schema migrations")
     _config_args(p)
@@ -262,6 +266,8 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "accounts": admin.accounts,
     "keys": admin.keys,
     "db": admin.db,
+    "numbers": numbers.numbers,
+    "inbound": numbers.inbound,
     "send": client.send,
     "status": client.status,
     "cancel": client.cancel,

@@ -137,11 +137,15 @@ def account(args: argparse.Namespace) -> int:
         return _over_http(args, lambda c: c.post("/api/Account/RotateSecret"))
     body = {
         key: value
-        for key, value in (("SmsCallbackUrl", args.sms_callback_url), ("VoiceCallbackUrl", args.voice_callback_url))
+        for key, value in (
+            ("SmsCallbackUrl", args.sms_callback_url),
+            ("VoiceCallbackUrl", args.voice_callback_url),
+            ("InboundCallbackUrl", args.inbound_callback_url),
+        )
         if value is not None
     }
     if not body:
-        raise CliError("nothing to set: give --sms-callback-url and/or --voice-callback-url")
+        raise CliError("nothing to set: give --sms-callback-url, --voice-callback-url and/or --inbound-callback-url")
     return _over_http(args, lambda c: c.put("/api/Account", json=body))
 
 

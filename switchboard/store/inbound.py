@@ -6,13 +6,13 @@ reads and writes.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
 from switchboard.domain import inbound
 from switchboard.domain.clock import format_time
-from switchboard.store.records import CallbackEvent, InboundMessage
+from switchboard.store.records import CallbackEvent, InboundMessage, StoredInbound
 
 INBOUND = "inbound"
 """The callback kind of an inbound message: it goes to the account's `inbound_callback_url`."""
@@ -78,16 +78,28 @@ _encode = msgspec.json.Encoder().encode
 
 
 def callback_body(row_id: int, row: InboundRow) -> str:
-    """The inbound callback of the contract (ARCHITECTURE.md §2, "Two-way messaging"). Each stored message is
-    one part as the carrier handed it over (parts are not joined yet), so Segments is 1."""
-    return _encode(
-        {
-            "ID": str(row_id),
-            "MobileNo": row.from_number,
-            "To": row.to_number,
-            "Message": row.body or "",
-            "DateTime": format_time(row.received_at),
-            "Segments": 1,
-            "Keyword": row.keyword or "",
-        }
-    ).decode()
+    return _encode(document(row_id, row.from_number, row.to_number, row.body, row.received_at, row.keyword)).decode()
+
+
+def stored_document(m: StoredInbound) -> dict[str, Any]:
+    """A stored message as the API and the CLI list it: the fields of its callback."""
+    return document(m.id, m.from_number or m.source_addr, m.to_number or m.destination_addr, m.body, m.received_at,
+                    m.keyword)  # fmt: skip
+
+
+def document(
+    row_id: int, from_number: str, to_number: str, body: str | None, received_at: int, keyword: str | None
+) -> dict[str, Any]:
+    """The inbound callback of the contract (ARCHITECTURE.md §2, "Two-way messaging"): MobileNo (who sent it)
+    and To (our number) in E.164 when valid, else as the carrier wrote them. Each stored message is one part as
+    the carrier handed it over (parts are not joined yet), so Segments is 1; Message is "" when its data_coding
+    is not one we decode."""
+    return {
+        "ID": str(row_id),
+        "MobileNo": from_number,
+        "To": to_number,
+        "Message": body or "",
+        "DateTime": format_time(received_at),
+        "Segments": 1,
+        "Keyword": keyword or "",
+    }

@@ -37,7 +37,7 @@ def test_the_account_shows_its_urls_and_secret(client: httpx.Client, account: di
     assert doc["WebhookSecret"].startswith("whsec_")
     assert set(doc) == {
         "Name", "SmsCallbackUrl", "SmsCallbackDisabled", "VoiceCallbackUrl", "VoiceCallbackDisabled",
-        "WebhookSecret", "PreviousSecretValidUntil",
+        "InboundCallbackUrl", "InboundCallbackDisabled", "WebhookSecret", "PreviousSecretValidUntil",
     }  # fmt: skip
 
 
@@ -49,6 +49,11 @@ def test_put_sets_and_clears_each_url_on_its_own(client: httpx.Client) -> None:
     assert (r.json()["SmsCallbackUrl"], r.json()["VoiceCallbackUrl"]) == (PUBLIC_URL, "https://93.184.216.34/voice")
     r = client.put("/api/Account", json={"SmsCallbackUrl": "", "VoiceCallbackUrl": None})
     assert (r.json()["SmsCallbackUrl"], r.json()["VoiceCallbackUrl"]) == ("", "")
+    r = client.put("/api/Account", json={"inboundCallbackURL": PUBLIC_URL})
+    assert (r.json()["InboundCallbackUrl"], r.json()["SmsCallbackUrl"], r.json()["VoiceCallbackUrl"]) == (
+        PUBLIC_URL, "", "")  # fmt: skip
+    r = client.put("/api/Account", json={"InboundCallbackUrl": ""})
+    assert r.json()["InboundCallbackUrl"] == ""
 
 
 @pytest.mark.parametrize(
@@ -60,6 +65,8 @@ def test_put_sets_and_clears_each_url_on_its_own(client: httpx.Client) -> None:
         (b'{"CallbackUrl": "https://93.184.216.34/"}', 400, "Unknown field 'CallbackUrl'"),
         (b'{"SmsCallbackUrl": "ftp://93.184.216.34/"}', 400, "refused"),
         (b'{"SmsCallbackUrl": "https://169.254.169.254/latest/meta-data"}', 400, "refused"),
+        (b'{"InboundCallbackUrl": "https://169.254.169.254/latest/meta-data"}', 400, "InboundCallbackUrl refused"),
+        (b'{"InboundCallbackUrl": ["https://93.184.216.34/"]}', 400, "InboundCallbackUrl must be a URL string"),
         (b'{"SmsCallbackUrl": "https://user:pw@93.184.216.34/"}', 400, "refused"),
         (b'{"SmsCallbackUrl": "https://no-such-host.invalid/"}', 400, "refused"),
         (b'{"SmsCallbackUrl": "' + b"x" * (1024 * 1024) + b'"}', 413, "Request body too large"),
