@@ -365,6 +365,8 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "SmsCallbackDisabled": "",
                     "VoiceCallbackUrl": "",
                     "VoiceCallbackDisabled": "",
+                    "InboundCallbackUrl": "",
+                    "InboundCallbackDisabled": "",
                     "WebhookSecret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
                     "PreviousSecretValidUntil": "",
                 }
@@ -376,7 +378,7 @@ def openapi_document(version: str) -> dict[str, Any]:
         "/api/Account": {
             "get": {"summary": "Extension: the account", "responses": {"200": account_doc, "401": plain_error}},
             "put": {
-                "summary": 'Extension: set or clear ("" or null) SmsCallbackUrl and VoiceCallbackUrl',
+                "summary": 'Extension: set or clear ("" or null) SmsCallbackUrl, VoiceCallbackUrl, InboundCallbackUrl',
                 "requestBody": {
                     "content": {
                         "application/json": {
@@ -385,6 +387,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                                 "properties": {
                                     "SmsCallbackUrl": {"type": ["string", "null"]},
                                     "VoiceCallbackUrl": {"type": ["string", "null"]},
+                                    "InboundCallbackUrl": {"type": ["string", "null"]},
                                 },
                             }
                         }
@@ -392,6 +395,47 @@ def openapi_document(version: str) -> dict[str, Any]:
                 },
                 "responses": {"200": account_doc, "400": plain_error, "401": plain_error, "413": plain_error},
             },
+        },
+        "/api/SMS/Inbound": {
+            "get": {
+                "summary": "Extension: inbound (MO) messages to the account's numbers, newest first",
+                "parameters": [
+                    {"name": name, "in": "query", "schema": {"type": "string"}}
+                    for name in ("Since", "MobileNo", "To", "Before")
+                ]
+                + [{"name": "Limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+                "responses": {
+                    "200": {
+                        "description": "{Messages, Next}: each message has the fields of its inbound callback",
+                        "content": {
+                            "application/json": {
+                                "example": {
+                                    "Messages": [
+                                        {
+                                            "ID": "4",
+                                            "MobileNo": "+4915100000077",
+                                            "To": "+16175550100",
+                                            "Message": "Hello",
+                                            "DateTime": "2026-12-08 10:14:02.287",
+                                            "Segments": 1,
+                                            "Keyword": "",
+                                        }
+                                    ],
+                                    "Next": "",
+                                }
+                            }
+                        },
+                    },
+                    "400": plain_error,
+                    "401": plain_error,
+                },
+            }
+        },
+        "/api/Numbers": {
+            "get": {
+                "summary": "Extension: the numbers (and keywords) the operator assigned to the account",
+                "responses": {"200": {"description": "{Numbers: [{Number, Keyword, Assigned}]}"}, "401": plain_error},
+            }
         },
         "/api/Account/RotateSecret": {
             "post": {
