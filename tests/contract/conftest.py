@@ -60,6 +60,9 @@ TABLES = (
     "destination_parts",
     "inbound_messages",
     "held_receipts",
+    "account_limits",
+    "rate_buckets",
+    "daily_counts",
 )
 START_MS = 1_750_000_000_000
 INVALID_NUMBER = "International Number Invalid"
