@@ -49,7 +49,9 @@ async def test_a_rate_lease_takes_what_the_bucket_holds_and_it_refills_at_the_ra
     assert await lease(other.id, want=4, rate=10, burst=3, now=now) == Lease(3, 0)
 
 
-async def test_rate_leases_taken_at_once_never_hand_out_a_token_twice(store: Store, make: Factory, clock: FakeClock) -> None:
+async def test_rate_leases_taken_at_once_never_hand_out_a_token_twice(
+    store: Store, make: Factory, clock: FakeClock
+) -> None:
     account = await make.account()
     now = clock.now_ms()
     leases = await asyncio.gather(*(store.lease_rate(account.id, want=3, rate=1, burst=50, now=now) for _ in range(30)))
