@@ -23,7 +23,7 @@ from switchboard import __version__
 from switchboard.accounts import Accounts
 from switchboard.api.account import AccountApi
 from switchboard.api.app import ApiSettings, ASGIApp, create_app
-from switchboard.api.ratelimit import RateLimiter
+from switchboard.api.ratelimit import RateLimiter, SharedRateLimiter
 from switchboard.api.server import CoalescingHttpProtocol
 from switchboard.api.sms import SmsApi
 from switchboard.api.voice import VoiceApi
@@ -34,6 +34,7 @@ from switchboard.domain import numbers
 from switchboard.domain.clock import Clock, SystemClock
 from switchboard.domain.ids import IdGenerator
 from switchboard.domain.routing import Route, Router
+from switchboard.limits import Limits
 from switchboard.sms.carrier import Carrier
 from switchboard.sms.service import SmsService
 from switchboard.sms.simulator import SimulatedCarrier
@@ -230,7 +231,15 @@ class Gateway:
         self.voice = VoiceService(
             store=self.store, ids=ids, clock=self.clock, audio=self.audio, on_accepted=self._calls
         )
-        self.sms = SmsService(store=self.store, ids=ids, clock=self.clock, on_accepted=self._accepted)
+        self.limits = Limits(
+            store=self.store,
+            clock=self.clock,
+            rate=self.config.limits.requests_per_second,
+            burst=self.config.limits.burst,
+        )
+        self.sms = SmsService(
+            store=self.store, ids=ids, clock=self.clock, on_accepted=self._accepted, limits=self.limits
+        )
         if self.dispatcher is not None:
             await self.dispatcher.start()
             if cb.allow_private_networks:
@@ -276,7 +285,15 @@ class Gateway:
     def http_app(self) -> ASGIApp:
         limits = self.config.limits
         # One limit per account for Send and Call together (LimitsConfig).
-        limiter = RateLimiter(rate=limits.requests_per_second, burst=limits.burst, clock=self.clock)
+        # The defaults, with each account's own (switchboard/limits.py); on PostgreSQL shared by every api
+        # process through the store, in leases (api/ratelimit.py); in one process, exact in memory.
+        limiter: RateLimiter | SharedRateLimiter
+        if self.store.dialect == "postgresql":
+            limiter = SharedRateLimiter(store=self.store, limits=self.limits, clock=self.clock)
+        else:
+            limiter = RateLimiter(
+                rate=limits.requests_per_second, burst=limits.burst, clock=self.clock, limits=self.limits
+            )
         sms_api = SmsApi(
             accounts=self.accounts,
             sms=self.sms,

@@ -13,7 +13,7 @@ from switchboard.accounts import Accounts
 from switchboard.api.auth import account_or_error
 from switchboard.api.http import Receive, Scope, Send, header, json_bytes, query, read_body, respond
 from switchboard.api.params import add_body_params, id_number
-from switchboard.api.ratelimit import RateLimiter
+from switchboard.api.ratelimit import RateLimiter, SharedRateLimiter
 from switchboard.callbacks import egress
 from switchboard.domain import numbers
 from switchboard.domain.clock import Clock, format_time
@@ -38,7 +38,7 @@ async def sms_error(send: Send, error: SmsError, extra: list[tuple[bytes, bytes]
 class SmsApi:
     accounts: Accounts
     sms: SmsService
-    limiter: RateLimiter
+    limiter: RateLimiter | SharedRateLimiter
     clock: Clock
     simulated_carriers: frozenset[str]
     allow_private_callbacks: bool = False
@@ -71,7 +71,7 @@ class SmsApi:
                 )
             except EgressRefused:
                 return await sms_error(send, SmsError.CALLBACK_INVALID)
-        wait = self.limiter.allow(account.id)
+        wait = await self.limiter.allow(account.id)
         if wait:
             retry_after = str(max(1, math.ceil(wait))).encode()
             return await sms_error(send, SmsError.RATE_LIMITED, [(b"retry-after", retry_after)])

@@ -18,7 +18,7 @@ from switchboard.accounts import Accounts
 from switchboard.api.auth import account_or_error
 from switchboard.api.http import Receive, Scope, Send, header, json_bytes, query, read_body, respond
 from switchboard.api.params import add_body_params, id_number
-from switchboard.api.ratelimit import RateLimiter
+from switchboard.api.ratelimit import RateLimiter, SharedRateLimiter
 from switchboard.callbacks import egress
 from switchboard.domain import numbers
 from switchboard.domain.clock import Clock, format_time
@@ -51,7 +51,7 @@ async def voice_error(
 class VoiceApi:
     accounts: Accounts
     voice: VoiceService
-    limiter: RateLimiter
+    limiter: RateLimiter | SharedRateLimiter
     clock: Clock
     simulated_trunks: frozenset[str]
     allow_private_callbacks: bool = False
@@ -108,7 +108,7 @@ class VoiceApi:
                 return await self._refuse(send, VoiceError.UNAVAILABLE, account)
             if not usable:
                 return await self._refuse(send, VoiceError.CAMPAIGN_INVALID, account)
-        wait = self.limiter.allow(account.id)
+        wait = await self.limiter.allow(account.id)
         if wait:
             retry_after = str(max(1, math.ceil(wait))).encode()
             return await self._refuse(send, VoiceError.RATE_LIMITED, account, [(b"retry-after", retry_after)])

@@ -85,6 +85,19 @@ def parser() -> argparse.ArgumentParser:
     p = accounts.add_parser("list", help="list accounts")
     p.add_argument("--json", action="store_true")
     _config_args(p)
+    p = accounts.add_parser(
+        "limits",
+        help="show or set an account's limits: requests a second, destinations a day, countries allowed",
+        description="Without options, show the account's limits and today's count. An option set to 'default' "
+        "(or, for --countries, 'all') goes back to the default. Every api process applies a change within 10 s.",
+    )
+    p.add_argument("account")
+    p.add_argument("--rate", metavar="N", help="requests a second, Send and Call together (0: no limit)")
+    p.add_argument("--burst", metavar="N", help="requests that may come at once before the rate applies")
+    p.add_argument("--daily", metavar="N", help="SMS destinations a UTC day")
+    p.add_argument("--countries", metavar="CC,CC", help="ISO 3166 alpha-2 codes a destination may be in")
+    p.add_argument("--json", action="store_true")
+    _config_args(p)
 
     keys = sub.add_parser("keys", help="create, list and revoke API keys").add_subparsers(
         dest="action", required=True, metavar="ACTION"

@@ -50,18 +50,91 @@ def accounts(args: argparse.Namespace) -> int:
 
     async def listing(g: Any) -> int:
         accounts = await g.store.list_accounts()
+        limits = {x.account_id: x for x in await g.store.list_limits()}
         rows = [
             {"account": a.name, "sms_callback_url": a.sms_callback_url, "voice_callback_url": a.voice_callback_url}
+            | _limits_row(g, a.id, limits.get(a.id))
             for a in accounts
         ]
         if args.json:
             print(json.dumps(rows))
         else:
             for r in rows:
-                print(r["account"])
+                print(f"{r['account']}  {_limits_text(r)}")
         return 0
 
-    return _with_gateway(args, create if args.action == "create" else listing)
+    async def limits(g: Any) -> int:
+        return await account_limits(g, args)
+
+    handlers = {"create": create, "list": listing, "limits": limits}
+    return _with_gateway(args, handlers[args.action])
+
+
+def _limits_row(g: Any, account_id: int, own: Any) -> dict[str, Any]:
+    from switchboard.store.records import AccountLimits
+
+    e = g.limits.effective(own or AccountLimits(account_id))
+    return {
+        "requests_per_second": e.rate,
+        "burst": e.burst,
+        "destinations_per_day": e.daily,
+        "countries": None if e.countries is None else sorted(e.countries),
+    }
+
+
+def _limits_text(r: dict[str, Any]) -> str:
+    rate = "no rate limit" if r["requests_per_second"] <= 0 else f"{r['requests_per_second']:g}/s burst {r['burst']:g}"
+    daily = "no daily cap" if r["destinations_per_day"] is None else f"{r['destinations_per_day']} destinations/day"
+    countries = "all countries" if r["countries"] is None else ",".join(r["countries"])
+    return f"{rate}, {daily}, {countries}"
+
+
+def _number(text: str | None, kind: type[int] | type[float], what: str) -> Any:
+    """An option's value: None when not given, "default" to clear, else a number of at least 0."""
+    if text is None:
+        return None
+    if text.strip().lower() == "default":
+        return "default"
+    try:
+        value = kind(text)
+    except ValueError:
+        raise CliError(f"{what} must be a number or 'default', not {text!r}") from None
+    if not value >= 0:
+        raise CliError(f"{what} must be 0 or more")
+    return value
+
+
+async def account_limits(g: Any, args: argparse.Namespace) -> int:
+    """`accounts limits ACCOUNT [--rate N] [--burst N] [--daily N] [--countries CC,CC]`: show, or set and show."""
+    import dataclasses
+
+    from switchboard.errors import AccountError
+    from switchboard.limits import parse_countries
+    from switchboard.store.records import AccountLimits
+
+    try:
+        account = await g.accounts.get(args.account)
+        countries = None if args.countries is None else (parse_countries(args.countries) or "default")
+    except AccountError as e:
+        raise CliError(str(e)) from None
+    changes = {
+        "requests_per_second": _number(args.rate, float, "--rate"),
+        "burst": _number(args.burst, int, "--burst"),
+        "destinations_per_day": _number(args.daily, int, "--daily"),
+        "countries": countries,
+    }
+    own = await g.store.get_limits(account.id) or AccountLimits(account.id)
+    given = {k: None if v == "default" else v for k, v in changes.items() if v is not None}
+    if given:
+        own = dataclasses.replace(own, **given)
+        await g.store.set_limits(own)
+    row = {"account": account.name} | _limits_row(g, account.id, own)
+    row["used_today"] = await g.store.daily_used(account.id, day=g.limits.today())
+    if args.json:
+        print(json.dumps(row))
+    else:
+        print(f"{account.name}  {_limits_text(row)}; {row['used_today']} destinations counted today (UTC)")
+    return 0
 
 
 def keys(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["SmsError", "VoiceError"]
+__all__ = ["DestinationError", "SmsError", "VoiceError"]
 
 
 class SmsError(enum.Enum):
@@ -122,3 +122,22 @@ class VoiceError(enum.Enum):
     UNAVAILABLE = ("5015", "Service temporarily unavailable", 503)
     """Extension: the request could not be stored or read now (the database is unreachable); nothing was
     accepted, and the same request may be sent again."""
+
+
+class DestinationError(enum.Enum):
+    """Why one destination of an accepted Send was stored Failed (the request itself succeeds): `text` is its
+    "Error" in GetStatus and its callback, `code` the error log entry's (its ErrorLogsID points at it).
+    Extensions; the vendor's own is "International Number Invalid" (sms/service.py)."""
+
+    code: str
+    text: str
+
+    def __init__(self, code: str, text: str) -> None:
+        self.code = code
+        self.text = text
+
+    COUNTRY_NOT_ALLOWED = ("country_not_allowed", "Destination country not allowed")
+    """The number is in a country the account may not send to (`switchboard accounts limits --countries`),
+    or in no single country (+800, +882, ...) while the account's countries are limited."""
+    DAILY_LIMIT = ("daily_limit", "Daily destination limit reached")
+    """The account has sent to as many destinations today (UTC) as its daily cap allows."""

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 from switchboard.domain import numbers
 from switchboard.domain.clock import Clock
+from switchboard.domain.errors import DestinationError
 from switchboard.domain.ids import IdGenerator
 from switchboard.domain.sms_request import SendRequest
 from switchboard.domain.statuses import SmsStatus
+from switchboard.limits import Effective, Limits
 from switchboard.store.base import Store
 from switchboard.store.records import (
     Account,
@@ -42,9 +44,16 @@ class Accepted:
 
 class SmsService:
     def __init__(
-        self, *, store: Store, ids: IdGenerator, clock: Clock, on_accepted: Callable[[], None] | None = None
+        self,
+        *,
+        store: Store,
+        ids: IdGenerator,
+        clock: Clock,
+        on_accepted: Callable[[], None] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._store = store
+        self._limits = limits
         self._ids = ids
         self._clock = clock
         self._on_accepted = on_accepted
@@ -74,6 +83,10 @@ class SmsService:
                 errors.append(
                     NewErrorLog(self._ids.next(), account.id, dest_id, INVALID_NUMBER_CODE, INVALID_NUMBER, now)
                 )
+        if self._limits is not None:
+            limits = await self._limits.of(account.id)
+            if limits.countries is not None or limits.daily is not None:
+                await self._over_limits(account, limits, message_id, destinations, errors, now)
         cb = request.callback
         message = NewMessage(
             id=message_id,
@@ -97,6 +110,36 @@ class SmsService:
         if self._on_accepted is not None and stored_id == message_id and schedule_at is None:
             self._on_accepted()
         return Accepted(stored_id, replayed=stored_id != message_id)
+
+    async def _over_limits(
+        self,
+        account: Account,
+        limits: Effective,
+        message_id: int,
+        destinations: list[NewDestination],
+        errors: list[NewErrorLog],
+        now: int,
+    ) -> None:
+        """Add an error for each valid destination in a country the account may not send to, then for each
+        one past the account's daily cap (the last of the request's: the first ones go ahead)."""
+        assert self._limits is not None
+        failed = {e.destination_id for e in errors}
+        going: list[int] = []
+        for position, d in enumerate(destinations):
+            dest_id = message_id + 1 + position
+            if d.e164 is None or dest_id in failed:
+                continue
+            if limits.countries is not None and numbers.country_of(d.e164) not in limits.countries:
+                errors.append(self._error(account, dest_id, DestinationError.COUNTRY_NOT_ALLOWED, now))
+            else:
+                going.append(dest_id)
+        if limits.daily is not None and going:
+            counted = await self._limits.count_daily(account.id, len(going), limits.daily)
+            errors.extend(self._error(account, i, DestinationError.DAILY_LIMIT, now) for i in going[counted:])
+        errors.sort(key=lambda e: e.destination_id)
+
+    def _error(self, account: Account, dest_id: int, error: DestinationError, now: int) -> NewErrorLog:
+        return NewErrorLog(self._ids.next(), account.id, dest_id, error.code, error.text, now)
 
     async def cancel(self, account: Account, message_id: int, *, mobile_no: str | None = None) -> MessageCancel | None:
         """Cancel the Send's scheduled destinations no worker has taken yet (Store.cancel_message)."""

@@ -13,6 +13,7 @@ from typing import Literal, Protocol
 
 from switchboard.store.records import (
     Account,
+    AccountLimits,
     ApiKey,
     AssignedNumber,
     CallbackResult,
@@ -30,6 +31,7 @@ from switchboard.store.records import (
     HistoryEntry,
     InboundMessage,
     InFlight,
+    Lease,
     MessageCancel,
     MessageView,
     NewCall,
@@ -243,3 +245,28 @@ class Store(Protocol):
 
     async def delete_campaign(self, account_id: int, campaign_id: str, *, now: int) -> bool:
         """Mark it deleted (new calls may not use it); False when it was not the account's or already gone."""
+
+    # limits (switchboard/limits.py): what the operator set per account, and what every api process shares
+
+    async def get_limits(self, account_id: int) -> AccountLimits | None:
+        """What the operator set for the account; None when nothing was (the defaults apply)."""
+
+    async def set_limits(self, limits: AccountLimits) -> None:
+        """Set every one of the account's limits at once (None: the default)."""
+
+    async def list_limits(self) -> list[AccountLimits]:
+        """Every account's limits the operator set, by account id."""
+
+    async def lease_rate(self, account_id: int, *, want: float, rate: float, burst: float, now: int) -> Lease:
+        """Take up to `want` tokens from the account's request bucket, which every process shares: it holds
+        `burst` tokens at first and gains `rate` a second (since the latest `now` it saw) up to `burst`. Grants
+        what it holds up to `want`, nothing when it holds less than one token; `left` is what it holds after.
+        One atomic statement: two processes never take the same token."""
+
+    async def lease_daily(self, account_id: int, *, day: int, want: int, cap: int) -> Lease:
+        """Count up to `want` destinations against the account's `cap` for `day` (days since the epoch, UTC),
+        all processes together: grants what is left of the cap up to `want`; `left` is the day's count after
+        it. One atomic statement: the count never passes the cap."""
+
+    async def daily_used(self, account_id: int, *, day: int) -> int:
+        """Destinations counted against the account's cap on `day` (leases handed out, spent or not)."""

@@ -246,6 +246,11 @@ class PostgresStore(SqlStore):
     def _work_stored(self) -> None:
         self._announce_work()
 
+    async def _fetch_written(self, query: Query, *args: Any) -> list[tuple[Any, ...]]:
+        """One statement commits on its own (a lease, on the api's hot path when it runs out): no BEGIN and
+        COMMIT around it."""
+        return await self._read(ops.fetch, query, *args)
+
     async def node_id(self) -> int:
         """A node no live process holds: an advisory lock on it, held by a connection of this process's
         own until it closes (or dies, when PostgreSQL lets the lock go)."""

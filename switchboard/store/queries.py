@@ -483,3 +483,51 @@ CAMPAIGNS_OF = Query(
     "ORDER BY created_at DESC, id DESC"
 )
 DELETE_CAMPAIGN = Query("UPDATE campaigns SET deleted_at = $1 WHERE id = $2 AND account_id = $3 AND deleted_at IS NULL")
+
+# limits (store/base.py: get_limits, set_limits, lease_rate, lease_daily)
+
+LIMITS_COLUMNS = "account_id, requests_per_second, burst, destinations_per_day, countries"
+LIMITS_OF = Query(f"SELECT {LIMITS_COLUMNS} FROM account_limits WHERE account_id = $1")
+ALL_LIMITS = Query(f"SELECT {LIMITS_COLUMNS} FROM account_limits ORDER BY account_id")
+SET_LIMITS = Query(
+    f"INSERT INTO account_limits ({LIMITS_COLUMNS}) VALUES ($1, $2, $3, $4, $5) "
+    "ON CONFLICT (account_id) DO UPDATE SET requests_per_second = excluded.requests_per_second, "
+    "burst = excluded.burst, destinations_per_day = excluded.destinations_per_day, countries = excluded.countries"
+)
+
+# One statement takes a lease from the account's shared token bucket ($1 account, $2 tokens wanted, $3 rate in
+# tokens a second, $4 burst, $5 now in ms): the bucket is refilled for the time since it was last touched (a
+# clock behind the last writer's refills nothing), capped at the burst, and hands out what it has up to $2,
+# nothing when it has less than one token. Both SET expressions read the row as it was. Written with CASE
+# (not LEAST/GREATEST, which SQLite spells min/max) and casts, so both databases read one text.
+_WANT = "CAST($2 AS DOUBLE PRECISION)"
+_BURST = "CAST($4 AS DOUBLE PRECISION)"
+_ELAPSED = "(CASE WHEN $5 > rate_buckets.updated_at THEN $5 - rate_buckets.updated_at ELSE 0 END)"
+_FILLED = f"(rate_buckets.tokens + {_ELAPSED} * CAST($3 AS DOUBLE PRECISION) / 1000.0)"
+_REFILLED = f"(CASE WHEN {_FILLED} > {_BURST} THEN {_BURST} ELSE {_FILLED} END)"
+_GRANT = f"(CASE WHEN {_REFILLED} >= {_WANT} THEN {_WANT} WHEN {_REFILLED} >= 1 THEN {_REFILLED} ELSE 0 END)"
+_FIRST_GRANT = f"(CASE WHEN {_BURST} >= {_WANT} THEN {_WANT} ELSE {_BURST} END)"
+LEASE_RATE = Query(
+    "INSERT INTO rate_buckets (account_id, tokens, granted, updated_at) "
+    f"VALUES ($1, {_BURST} - {_FIRST_GRANT}, {_FIRST_GRANT}, $5) "
+    f"ON CONFLICT (account_id) DO UPDATE SET granted = {_GRANT}, tokens = {_REFILLED} - {_GRANT}, "
+    "updated_at = CASE WHEN $5 > rate_buckets.updated_at THEN $5 ELSE rate_buckets.updated_at END "
+    "RETURNING granted, tokens"
+)
+
+# Count destinations against the account's daily cap ($1 account, $2 day, $3 wanted, $4 cap): grants what is
+# left of the cap up to $3, and returns it with the day's count after it.
+_LEFT = "(CAST($4 AS BIGINT) - daily_counts.used)"
+_DAILY_GRANT = (
+    f"(CASE WHEN {_LEFT} >= CAST($3 AS BIGINT) THEN CAST($3 AS BIGINT) WHEN {_LEFT} > 0 THEN {_LEFT} ELSE 0 END)"
+)
+_FIRST_DAILY = (
+    "(CASE WHEN CAST($4 AS BIGINT) >= CAST($3 AS BIGINT) THEN CAST($3 AS BIGINT) ELSE CAST($4 AS BIGINT) END)"
+)
+LEASE_DAILY = Query(
+    "INSERT INTO daily_counts (account_id, day, used, granted) "
+    f"VALUES ($1, $2, {_FIRST_DAILY}, {_FIRST_DAILY}) "
+    f"ON CONFLICT (account_id, day) DO UPDATE SET granted = {_DAILY_GRANT}, used = daily_counts.used + {_DAILY_GRANT} "
+    "RETURNING granted, used"
+)
+DAILY_USED = Query("SELECT used FROM daily_counts WHERE account_id = $1 AND day = $2")

@@ -492,3 +492,24 @@ class Campaign:
     locale: str | None
     duration_ms: int
     created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLimits:
+    """What the operator set for one account (`switchboard accounts limits`); None: the default ([limits]
+    for the rate and burst; no daily cap; every country)."""
+
+    account_id: int
+    requests_per_second: float | None = None
+    burst: int | None = None
+    destinations_per_day: int | None = None
+    countries: str | None = None
+    """ISO 3166 alpha-2 codes, comma-separated ("US,CA"): the only countries a destination may be in."""
+
+
+class Lease(NamedTuple):
+    """What `Store.lease_rate` or `Store.lease_daily` handed out: `granted` of the asked amount, and what is
+    left after it (tokens in the shared bucket; or destinations counted today)."""
+
+    granted: float
+    left: float

@@ -11,6 +11,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Double,
     Index,
     Integer,
     LargeBinary,
@@ -341,4 +342,39 @@ campaigns = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("deleted_at", BigInteger),
     Index("ix_campaigns_account", "account_id", "created_at"),
+)
+
+# Per-account limits the operator set (`switchboard accounts limits`); an account without a row, or a NULL
+# column, has the defaults of [limits]. `countries` is a comma-separated list of ISO 3166 alpha-2 codes.
+account_limits = Table(
+    "account_limits",
+    metadata,
+    Column("account_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("requests_per_second", Double),
+    Column("burst", BigInteger),
+    Column("destinations_per_day", BigInteger),
+    Column("countries", Text),
+)
+
+# The request rate shared by every api process (`Store.lease_rate`): a token bucket per account that the
+# processes take tokens from in leases. `granted` is the last lease's size, so the one upsert that takes a
+# lease can return it (RETURNING sees only the new row).
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("account_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("tokens", Double, nullable=False),
+    Column("granted", Double, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# Destinations counted against an account's daily cap (`Store.lease_daily`), per UTC day (days since the
+# epoch); `granted` as in rate_buckets.
+daily_counts = Table(
+    "daily_counts",
+    metadata,
+    Column("account_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("day", BigInteger, primary_key=True, autoincrement=False),
+    Column("used", BigInteger, nullable=False),
+    Column("granted", BigInteger, nullable=False),
 )

@@ -18,6 +18,7 @@ from switchboard.store import queries as q
 from switchboard.store.base import CallbackCancel, Replay
 from switchboard.store.records import (
     Account,
+    AccountLimits,
     ApiKey,
     AssignedNumber,
     CallbackResult,
@@ -32,6 +33,7 @@ from switchboard.store.records import (
     HistoryEntry,
     InboundMessage,
     InFlight,
+    Lease,
     MessageCancel,
     MessageView,
     NewCall,
@@ -235,3 +237,31 @@ class SqlStore:
 
     async def delete_campaign(self, account_id: int, campaign_id: str, *, now: int) -> bool:
         return await self._execute(q.DELETE_CAMPAIGN, now, campaign_id, account_id) == 1
+
+    # limits
+
+    async def _fetch_written(self, query: Query, *args: Any) -> list[tuple[Any, ...]]:
+        """The rows of one statement that writes (RETURNING), committed."""
+        return await self._write(ops.fetch, query, *args)
+
+    async def get_limits(self, account_id: int) -> AccountLimits | None:
+        rows = await self._fetch_into(AccountLimits, q.LIMITS_OF, account_id)
+        return rows[0] if rows else None
+
+    async def set_limits(self, limits: AccountLimits) -> None:
+        await self._execute(q.SET_LIMITS, *ops.values(limits))
+
+    async def list_limits(self) -> list[AccountLimits]:
+        return await self._fetch_into(AccountLimits, q.ALL_LIMITS)
+
+    async def lease_rate(self, account_id: int, *, want: float, rate: float, burst: float, now: int) -> Lease:
+        rows = await self._fetch_written(q.LEASE_RATE, account_id, float(want), float(rate), float(burst), now)
+        return Lease(float(rows[0][0]), float(rows[0][1]))
+
+    async def lease_daily(self, account_id: int, *, day: int, want: int, cap: int) -> Lease:
+        rows = await self._fetch_written(q.LEASE_DAILY, account_id, day, want, cap)
+        return Lease(float(rows[0][0]), float(rows[0][1]))
+
+    async def daily_used(self, account_id: int, *, day: int) -> int:
+        used = await self._read(ops.fetchval, q.DAILY_USED, account_id, day)
+        return 0 if used is None else int(used)

@@ -61,6 +61,9 @@ TABLES = (
     "inbound_messages",
     "held_receipts",
     "numbers",
+    "account_limits",
+    "rate_buckets",
+    "daily_counts",
 )
 START_MS = 1_750_000_000_000
 INVALID_NUMBER = "International Number Invalid"
