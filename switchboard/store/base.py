@@ -39,7 +39,9 @@ from switchboard.store.records import (
     NewDestination,
     NewErrorLog,
     NewMessage,
+    OptOut,
     Outcome,
+    PendingReply,
     Receipt,
     StoredInbound,
 )
@@ -270,3 +272,32 @@ class Store(Protocol):
 
     async def daily_used(self, account_id: int, *, day: int) -> int:
         """Destinations counted against the account's cap on `day` (leases handed out, spent or not)."""
+
+    # opt-out (ARCHITECTURE.md §2, "Two-way messaging"; the keywords are applied by `store_inbound`)
+
+    async def add_opt_out(self, account_id: int, number: str, *, source: str, now: int) -> bool:
+        """Put the number (a `domain.inbound.number_key`) on the account's list; False when it was already
+        (its first source and time are kept)."""
+
+    async def remove_opt_out(self, account_id: int, number: str) -> bool:
+        """Take the number off the account's list; False when it was not on it."""
+
+    async def list_opt_outs(self, account_id: int, *, limit: int, after: str | None = None) -> list[OptOut]:
+        """The account's list in number order; `after` pages on (only numbers after it)."""
+
+    async def opted_out_among(self, account_id: int, numbers: list[str]) -> set[str]:
+        """Which of the numbers are on the account's list."""
+
+    async def set_reply_texts(
+        self, account_id: int, *, opt_out: str | None, opt_in: str | None, help_text: str | None
+    ) -> None:
+        """Set the account's replies to STOP, START and HELP (None: the default; "": none), all three at once."""
+
+    async def get_reply_texts(self, account_id: int) -> tuple[str | None, str | None, str | None]:
+        """The account's reply texts (opt-out, opt-in, help); None for each it did not set."""
+
+    async def pending_replies(self, *, limit: int) -> list[PendingReply]:
+        """Replies to keywords not yet made Sends, oldest first."""
+
+    async def delete_reply(self, reply_id: int) -> None:
+        """The reply was accepted as a Send: it leaves the outbox."""

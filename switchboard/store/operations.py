@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
+from switchboard.domain import optout
 from switchboard.domain.statuses import CallStatus, SmsStatus
 from switchboard.errors import DuplicateName, StoreError
-from switchboard.store import calls, changes, inbound
+from switchboard.store import calls, changes, inbound, optouts
 from switchboard.store import queries as q
 from switchboard.store.base import CallbackCancel, Replay
 from switchboard.store.records import (
@@ -361,6 +362,31 @@ async def store_inbound(c: Connection, messages: list[InboundMessage]) -> None:
     events = inbound.callbacks(rows, ids, owners)
     if events:  # a message's only event: due at once, as a call record is
         await c.execute(q.INSERT_RECORDS, events)
+    await apply_keywords(c, rows)
+
+
+async def apply_keywords(c: Connection, rows: list[inbound.InboundRow]) -> None:
+    """Opt-out: the routed messages whose whole text is STOP, START, HELP (and their synonyms) change their
+    account's list and write their replies to the outbox, in the transaction that stores them; nothing is read
+    when none is a keyword."""
+    found = optouts.keywords(rows)
+    if not found:
+        return
+    texts = {
+        t.account_id: t
+        for t in await c.fetch_into(optouts.ReplyTexts, q.REPLY_TEXTS_OF, sorted({k.account_id for k in found}))
+    }
+    replies = []
+    for k in found:  # in the order they came: a STOP then a START leaves the number subscribed
+        if k.kind is optout.Keyword.OPT_OUT:
+            await c.execute(q.ADD_OPT_OUT, k.account_id, k.mobile_no, optouts.KEYWORD, k.received_at)
+        elif k.kind is optout.Keyword.OPT_IN:
+            await c.execute(q.REMOVE_OPT_OUT, k.account_id, k.mobile_no)
+        reply = optouts.reply(k, texts.get(k.account_id))
+        if reply is not None:
+            replies.append(reply)
+    if replies:
+        await c.execute(q.INSERT_REPLIES, replies)
 
 
 async def assign_number(c: Connection, number: str, keyword: str, account_id: int, now: int) -> int:

@@ -12,7 +12,7 @@ import dataclasses
 from typing import Any, NamedTuple
 
 from switchboard.domain.statuses import SmsStatus
-from switchboard.store import calls, changes, inbound
+from switchboard.store import calls, changes, inbound, optouts
 from switchboard.store.records import (
     Account,
     ApiKey,
@@ -27,6 +27,7 @@ from switchboard.store.records import (
     NewCallRequest,
     NewErrorLog,
     NewMessage,
+    PendingReply,
     StoredInbound,
 )
 from switchboard.store.sql import ROW_NUMBER, AnyOf, Query, Rows
@@ -531,3 +532,38 @@ LEASE_DAILY = Query(
     "RETURNING granted, used"
 )
 DAILY_USED = Query("SELECT used FROM daily_counts WHERE account_id = $1 AND day = $2")
+
+# opt-out (store/optouts.py decides; switchboard/optouts.py caches and sends the replies)
+
+REPLY_TEXTS_OF = Query(
+    "SELECT a.id AS account_id, a.name, r.opt_out_reply, r.opt_in_reply, r.help_reply FROM accounts a "
+    "LEFT JOIN account_replies r ON r.account_id = a.id WHERE {a}",
+    [AnyOf("a", "a.id")],
+)
+"""The reply texts of the accounts whose keywords came (a.id one of them)."""
+SET_REPLY_TEXTS = Query(
+    "INSERT INTO account_replies (account_id, opt_out_reply, opt_in_reply, help_reply) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (account_id) DO UPDATE SET opt_out_reply = excluded.opt_out_reply, "
+    "opt_in_reply = excluded.opt_in_reply, help_reply = excluded.help_reply"
+)
+ADD_OPT_OUT = Query(
+    "INSERT INTO opt_outs (account_id, number, source, created_at) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (account_id, number) DO NOTHING"
+)
+"""No row changed: the number was on the list already (its first source and time are kept)."""
+REMOVE_OPT_OUT = Query("DELETE FROM opt_outs WHERE account_id = $1 AND number = $2")
+LIST_OPT_OUTS = Query(
+    "SELECT number, source, created_at FROM opt_outs WHERE account_id = $1 "
+    "AND (CAST($2 AS TEXT) IS NULL OR number > $2) ORDER BY number LIMIT $3"
+)
+"""An account's list in number order, after the number $2 (keyset pages)."""
+OPTED_OUT_AMONG = Query(
+    "SELECT o.number FROM opt_outs o JOIN {k} ON o.number = k.number WHERE o.account_id = $1",
+    [Rows("k", inbound.NumberKey)],
+)
+INSERT_REPLIES = Query(
+    f"INSERT INTO opt_out_replies ({columns(optouts.NewReply)}) SELECT {columns(optouts.NewReply)} FROM {{r}}",
+    [Rows("r", optouts.NewReply)],
+)
+PENDING_REPLIES = Query(f"SELECT {columns(PendingReply)} FROM opt_out_replies ORDER BY id LIMIT $1")
+DELETE_REPLY = Query("DELETE FROM opt_out_replies WHERE id = $1")

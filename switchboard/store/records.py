@@ -513,3 +513,25 @@ class Lease(NamedTuple):
 
     granted: float
     left: float
+
+
+class OptOut(NamedTuple):
+    """A number on an account's opt-out list (ARCHITECTURE.md §2, "Two-way messaging": Opt-out)."""
+
+    number: str
+    """E.164 when valid, else as written without separators (`domain.inbound.number_key`)."""
+    source: str
+    """"keyword" (the handset wrote STOP) or "api" (POST /api/OptOuts)."""
+    created_at: int
+
+
+class PendingReply(NamedTuple):
+    """A reply to a keyword waiting in the outbox to be made a Send of its account."""
+
+    id: int
+    account_id: int
+    sender: str
+    """Our number that received the keyword: the reply comes from it."""
+    mobile_no: str
+    body: str
+    created_at: int

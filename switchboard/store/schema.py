@@ -378,3 +378,40 @@ daily_counts = Table(
     Column("used", BigInteger, nullable=False),
     Column("granted", BigInteger, nullable=False),
 )
+
+# Opt-out (ARCHITECTURE.md §2, "Two-way messaging"): the numbers each account may not send to, in E.164 when
+# valid, else as written without separators (domain/inbound.py number_key). `source` is "keyword" (the handset
+# wrote STOP) or "api" (POST /api/OptOuts).
+opt_outs = Table(
+    "opt_outs",
+    metadata,
+    Column("account_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("number", Text, primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# The replies an account sends to its keywords (PUT /api/Account OptOutReply, OptInReply, HelpReply): NULL for
+# the default (domain/optout.py), "" for none.
+account_replies = Table(
+    "account_replies",
+    metadata,
+    Column("account_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("opt_out_reply", Text),
+    Column("opt_in_reply", Text),
+    Column("help_reply", Text),
+)
+
+# Replies to keywords, written in the transaction that stored the keyword and turned into a Send of the account
+# by the reply sender (switchboard/optouts.py), which deletes the row once the Send is accepted; the Send's
+# Idempotency-Key is made of the row's id, so a row sent twice (a crash between the two) is one message.
+opt_out_replies = Table(
+    "opt_out_replies",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("account_id", BigInteger, nullable=False),
+    Column("sender", Text, nullable=False),
+    Column("mobile_no", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)

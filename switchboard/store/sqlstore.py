@@ -16,6 +16,8 @@ from switchboard.domain.statuses import SmsStatus
 from switchboard.store import operations as ops
 from switchboard.store import queries as q
 from switchboard.store.base import CallbackCancel, Replay
+from switchboard.store.inbound import NumberKey
+from switchboard.store.optouts import ReplyTexts
 from switchboard.store.records import (
     Account,
     AccountLimits,
@@ -38,7 +40,9 @@ from switchboard.store.records import (
     MessageView,
     NewCall,
     NewCallRequest,
+    OptOut,
     Outcome,
+    PendingReply,
     Receipt,
     StoredInbound,
 )
@@ -265,3 +269,33 @@ class SqlStore:
     async def daily_used(self, account_id: int, *, day: int) -> int:
         used = await self._read(ops.fetchval, q.DAILY_USED, account_id, day)
         return 0 if used is None else int(used)
+
+    # opt-out
+
+    async def add_opt_out(self, account_id: int, number: str, *, source: str, now: int) -> bool:
+        return await self._execute(q.ADD_OPT_OUT, account_id, number, source, now) == 1
+
+    async def remove_opt_out(self, account_id: int, number: str) -> bool:
+        return await self._execute(q.REMOVE_OPT_OUT, account_id, number) == 1
+
+    async def list_opt_outs(self, account_id: int, *, limit: int, after: str | None = None) -> list[OptOut]:
+        return await self._fetch_into(OptOut, q.LIST_OPT_OUTS, account_id, after, limit)
+
+    async def opted_out_among(self, account_id: int, numbers: list[str]) -> set[str]:
+        keys = [NumberKey(n) for n in sorted(set(numbers))]
+        return {r[0] for r in await self._read(ops.fetch, q.OPTED_OUT_AMONG, account_id, keys)}
+
+    async def set_reply_texts(
+        self, account_id: int, *, opt_out: str | None, opt_in: str | None, help_text: str | None
+    ) -> None:
+        await self._execute(q.SET_REPLY_TEXTS, account_id, opt_out, opt_in, help_text)
+
+    async def get_reply_texts(self, account_id: int) -> tuple[str | None, str | None, str | None]:
+        rows = await self._fetch_into(ReplyTexts, q.REPLY_TEXTS_OF, [account_id])
+        return (rows[0].opt_out_reply, rows[0].opt_in_reply, rows[0].help_reply) if rows else (None, None, None)
+
+    async def pending_replies(self, *, limit: int) -> list[PendingReply]:
+        return await self._fetch_into(PendingReply, q.PENDING_REPLIES, limit)
+
+    async def delete_reply(self, reply_id: int) -> None:
+        await self._execute(q.DELETE_REPLY, reply_id)

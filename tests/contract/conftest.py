@@ -64,6 +64,9 @@ TABLES = (
     "account_limits",
     "rate_buckets",
     "daily_counts",
+    "opt_outs",
+    "account_replies",
+    "opt_out_replies",
 )
 START_MS = 1_750_000_000_000
 INVALID_NUMBER = "International Number Invalid"
