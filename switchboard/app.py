@@ -35,6 +35,7 @@ from switchboard.domain.clock import Clock, SystemClock
 from switchboard.domain.ids import IdGenerator
 from switchboard.domain.routing import Route, Router
 from switchboard.limits import Limits
+from switchboard.optouts import OptOutList, ReplySender
 from switchboard.sms.carrier import Carrier
 from switchboard.sms.service import SmsService
 from switchboard.sms.simulator import SimulatedCarrier
@@ -151,6 +152,8 @@ class Gateway:
     accounts: Accounts = field(init=False)
     sms: SmsService = field(init=False)
     worker: SmsWorker | None = field(init=False, default=None)
+    opt_outs: OptOutList = field(init=False)
+    replies: ReplySender | None = field(init=False, default=None)
     audio: AudioLibrary = field(init=False)
     voice: VoiceService = field(init=False)
     dialer: Dialer | None = field(init=False, default=None)
@@ -237,9 +240,20 @@ class Gateway:
             rate=self.config.limits.requests_per_second,
             burst=self.config.limits.burst,
         )
+        self.opt_outs = OptOutList(store=self.store, clock=self.clock)
         self.sms = SmsService(
-            store=self.store, ids=ids, clock=self.clock, on_accepted=self._accepted, limits=self.limits
+            store=self.store,
+            ids=ids,
+            clock=self.clock,
+            on_accepted=self._accepted,
+            limits=self.limits,
+            opted_out=self.opt_outs.among,
         )
+        if self.worker is not None:
+            self.replies = ReplySender(
+                store=self.store, sms=self.sms, clock=self.clock, poll_interval=self.config.worker.poll_interval
+            )
+            self.worker.on_keywords = self._keywords
         if self.dispatcher is not None:
             await self.dispatcher.start()
             if cb.allow_private_networks:
@@ -248,6 +262,8 @@ class Gateway:
                 log.warning("callbacks may go to loopback addresses, over http too (allow_loopback: development)")
         if self.worker is not None:
             await self.worker.start()
+            if self.replies is not None:
+                await self.replies.start()
             simulated = [c.name for c in self.carriers if c.simulated]
             if simulated:
                 log.warning("SMS carrier(s) %s are SIMULATED: no real message leaves this gateway", simulated)
@@ -272,7 +288,16 @@ class Gateway:
         if self.dispatcher is not None:
             self.dispatcher.wake()
 
+    def _keywords(self) -> None:
+        """Opt-out keywords were stored by this process's worker: its Sends see the list at once, and the
+        replies go out now rather than at the next poll."""
+        self.opt_outs.forget()
+        if self.replies is not None:
+            self.replies.wake()
+
     async def stop(self) -> None:
+        if self.replies is not None:
+            await self.replies.stop()
         if self.worker is not None:
             await self.worker.stop()  # its last receipts may write callbacks: the dispatcher stops after it
         if self.dialer is not None:
@@ -319,7 +344,9 @@ class Gateway:
         return create_app(
             sms=sms_api,
             voice=voice_api,
-            account=AccountApi(accounts=self.accounts, store=self.store, clock=self.clock),
+            account=AccountApi(
+                accounts=self.accounts, store=self.store, clock=self.clock, opt_outs_changed=self.opt_outs.forget
+            ),
             store=self.store,
             settings=ApiSettings(access_log=self.config.server.access_log, version=__version__),
         )

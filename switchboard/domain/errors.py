@@ -141,3 +141,6 @@ class DestinationError(enum.Enum):
     or in no single country (+800, +882, ...) while the account's countries are limited."""
     DAILY_LIMIT = ("daily_limit", "Daily destination limit reached")
     """The account has sent to as many destinations today (UTC) as its daily cap allows."""
+    OPTED_OUT = ("opted_out", "Opted out")
+    """The number is on the account's opt-out list: it wrote STOP to one of the account's numbers, or the account
+    put it there (`POST /api/OptOuts`). START from the handset, or `DELETE /api/OptOuts/{MobileNo}`, takes it off."""

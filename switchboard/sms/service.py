@@ -7,7 +7,7 @@ callback sample shows, and an error log entry it points at.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from switchboard.domain import numbers
@@ -51,14 +51,22 @@ class SmsService:
         clock: Clock,
         on_accepted: Callable[[], None] | None = None,
         limits: Limits | None = None,
+        opted_out: Callable[[int, list[str]], Awaitable[set[str]]] | None = None,
     ) -> None:
+        """`opted_out(account_id, e164s)`: which of the numbers are on the account's opt-out list
+        (switchboard/optouts.py `OptOutList.among`, cached: no database read per Send for an empty list)."""
         self._store = store
+        self._opted_out = opted_out
         self._limits = limits
         self._ids = ids
         self._clock = clock
         self._on_accepted = on_accepted
 
-    async def send(self, account: Account, request: SendRequest, *, idempotency_key: str | None = None) -> Accepted:
+    async def send(
+        self, account: Account, request: SendRequest, *, idempotency_key: str | None = None, exempt: bool = False
+    ) -> Accepted:
+        """`exempt`: the opt-out list is not checked (the reply confirming a STOP goes to a number just put on
+        it)."""
         now = self._clock.now_ms()
         count = len(request.destinations)
         message_id = self._ids.block(count + 1)
@@ -83,6 +91,8 @@ class SmsService:
                 errors.append(
                     NewErrorLog(self._ids.next(), account.id, dest_id, INVALID_NUMBER_CODE, INVALID_NUMBER, now)
                 )
+        if self._opted_out is not None and not exempt:
+            await self._opt_outs(account, message_id, destinations, errors, now)
         if self._limits is not None:
             limits = await self._limits.of(account.id)
             if limits.countries is not None or limits.daily is not None:
@@ -136,6 +146,28 @@ class SmsService:
         if limits.daily is not None and going:
             counted = await self._limits.count_daily(account.id, len(going), limits.daily)
             errors.extend(self._error(account, i, DestinationError.DAILY_LIMIT, now) for i in going[counted:])
+        errors.sort(key=lambda e: e.destination_id)
+
+    async def _opt_outs(
+        self,
+        account: Account,
+        message_id: int,
+        destinations: list[NewDestination],
+        errors: list[NewErrorLog],
+        now: int,
+    ) -> None:
+        """Add an error for each valid destination on the account's opt-out list (before the limits: an
+        opted-out number is not counted against the daily cap)."""
+        assert self._opted_out is not None
+        valid = [d.e164 for d in destinations if d.e164 is not None]
+        if not valid:
+            return
+        listed = await self._opted_out(account.id, valid)
+        if not listed:
+            return
+        for position, d in enumerate(destinations):
+            if d.e164 in listed:
+                errors.append(self._error(account, message_id + 1 + position, DestinationError.OPTED_OUT, now))
         errors.sort(key=lambda e: e.destination_id)
 
     def _error(self, account: Account, dest_id: int, error: DestinationError, now: int) -> NewErrorLog:

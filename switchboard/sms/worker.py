@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from switchboard.domain import optout
 from switchboard.domain.clock import Clock
 from switchboard.domain.routing import Router
 from switchboard.domain.statuses import SmsStatus
@@ -65,8 +66,12 @@ class SmsWorker:
         clock: Clock,
         settings: WorkerSettings,
         on_written: Callable[[], None] | None = None,
+        on_keywords: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
+        self.on_keywords: Callable[[], None] = on_keywords or (lambda: None)
+        """Called after inbound messages of which one at least is an opt-out keyword are stored (the opt-out
+        list may have changed; replies may be waiting): switchboard/optouts.py."""
         self._on_written = on_written or (lambda: None)
         """Called after status changes are written (they may have written callbacks)."""
         self._router = router
@@ -141,6 +146,8 @@ class SmsWorker:
         Nothing waits in memory: a stop loses none."""
         await self._store.store_inbound(messages)
         self.received += len(messages)
+        if any(optout.keyword(m.body) for m in messages):
+            self.on_keywords()
 
     async def _claim_loop(self) -> None:
         s = self._settings
