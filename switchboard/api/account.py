@@ -7,6 +7,7 @@ account's answers the same) or 503 (the database is unavailable). docs/api.md ha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -20,6 +21,7 @@ from switchboard.api.auth import Endpoint, Handler, authenticated
 from switchboard.api.http import json_bytes, read_body
 from switchboard.api.params import id_number
 from switchboard.callbacks import signing
+from switchboard.domain import optout
 from switchboard.domain.clock import Clock, format_time
 from switchboard.domain.lenient_json import MAX_BODY_BYTES, parse_body
 from switchboard.errors import AccountError, BodyTooLarge, ClientGone, InvalidJson, Refused, RotationInProgress
@@ -39,11 +41,22 @@ def ok(document: dict[str, Any]) -> Response:
     return Response(json_bytes(document), media_type="application/json")
 
 
+def _nothing(account_id: int) -> None:
+    return None
+
+
+_REPLY_FIELDS = {"optoutreply": "opt_out", "optinreply": "opt_in", "helpreply": "help_text"}
+MAX_REPLY = 1000
+"""A reply is a Send's Message: at most 1,000 characters."""
+
+
 @dataclass(frozen=True, slots=True)
 class AccountApi:
     accounts: Accounts
     store: Store
     clock: Clock
+    opt_outs_changed: Callable[[int], None] = _nothing
+    """An account's opt-out list changed through `/api/OptOuts` (api/optouts.py): this process reads it again."""
 
     def endpoint(self, handler: Handler) -> Endpoint:
         """`handler` behind authentication (401) and the one translation of store failures (503)."""
@@ -57,7 +70,14 @@ class AccountApi:
     # /api/Account
 
     async def get_account(self, request: Request, account: Account) -> Response:
-        return ok(self.account_document(await self._fresh(account)))
+        return ok(await self._with_replies(self.account_document(await self._fresh(account)), account.id))
+
+    async def _with_replies(self, document: dict[str, Any], account_id: int) -> dict[str, Any]:
+        """The account's replies to STOP, START and HELP ("" when it sends none, the default text when unset)."""
+        texts = await self.store.get_reply_texts(account_id)
+        for name, kind, text in zip(("OptOutReply", "OptInReply", "HelpReply"), optout.Keyword, texts, strict=True):
+            document[name] = optout.reply(kind, document["Name"], texts) if text is None else text
+        return document
 
     async def put_account(self, request: Request, account: Account) -> Response:
         try:
@@ -71,10 +91,21 @@ class AccountApi:
         if not isinstance(doc, dict):
             return error(400, "Invalid Json")
         changes: dict[str, Any] = {"sms": KEEP, "voice": KEEP, "inbound": KEEP}
+        replies: dict[str, str | None] = {}
         for key, value in doc.items():
+            reply = _REPLY_FIELDS.get(str(key).lower())
+            if reply is not None:
+                if value is not None and (not isinstance(value, str) or len(value) > MAX_REPLY):
+                    return error(400, f'{key} must be a text of at most {MAX_REPLY} characters, "" for none, or null')
+                replies[reply] = value
+                continue
             kind = _URL_FIELDS.get(str(key).lower())
             if kind is None:
-                return error(400, f"Unknown field {key!r}; known: SmsCallbackUrl, VoiceCallbackUrl, InboundCallbackUrl")
+                return error(
+                    400,
+                    f"Unknown field {key!r}; known: SmsCallbackUrl, VoiceCallbackUrl, InboundCallbackUrl, "
+                    "OptOutReply, OptInReply, HelpReply",
+                )
             if value is not None and not isinstance(value, str):
                 return error(400, f'{key} must be a URL string, or null or "" to clear it')
             changes[kind] = value
@@ -84,7 +115,12 @@ class AccountApi:
             )
         except AccountError as e:
             return error(400, str(e))
-        return ok(self.account_document(updated))
+        if replies:
+            current = dict(
+                zip(("opt_out", "opt_in", "help_text"), await self.store.get_reply_texts(account.id), strict=True)
+            )
+            await self.store.set_reply_texts(account.id, **(current | replies))
+        return ok(await self._with_replies(self.account_document(updated), account.id))
 
     async def rotate_secret(self, request: Request, account: Account) -> Response:
         try:

@@ -22,6 +22,7 @@ from switchboard.api.campaigns import CampaignApi
 from switchboard.api.http import Message, Receive, Scope, Send, json_bytes, respond
 from switchboard.api.inbound import InboundApi
 from switchboard.api.openapi import DOCS_PAGE, openapi_document
+from switchboard.api.optouts import OptOutApi
 from switchboard.api.sms import SmsApi
 from switchboard.api.voice import VoiceApi
 from switchboard.errors import StoreError
@@ -168,6 +169,7 @@ def _starlette(*, store: Store, account: AccountApi, campaigns: CampaignApi | No
             Route("/api/callbacks/{callback_id}/cancel", account.endpoint(account.cancel_callback), methods=["POST"]),
             *campaign_routes,
             *InboundApi(store=store).routes(account.endpoint),
+            *OptOutApi(store=store, clock=account.clock, changed=account.opt_outs_changed).routes(account.endpoint),
         ],
         exception_handlers={404: not_found, 405: not_allowed},
     )
