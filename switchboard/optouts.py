@@ -8,7 +8,8 @@ another process of a cluster applies here within `CACHE_SECONDS`.
 
 `ReplySender` turns the outbox of replies (written with the keyword, store/optouts.py) into Sends of the
 account, through the normal send path, from the number that received the keyword. A reply's Idempotency-Key
-is made of its outbox id, so a reply accepted but not yet deleted when the process stopped is not sent twice.
+is made of its outbox id and time, so a reply accepted but not yet deleted when the process stopped is not sent
+twice.
 """
 
 from __future__ import annotations
@@ -115,4 +116,7 @@ class ReplySender:
         if account is None or not isinstance(request, SendRequest):
             log.warning("reply %d to a keyword cannot be sent (%s); dropped", reply.id, account and request)
             return
-        await self._sms.send(account, request, idempotency_key=f"opt-out-reply-{reply.id}", exempt=True)
+        # The id alone is not enough: SQLite gives a deleted row's id to the next row, and a reply with a key
+        # used before would be answered with the earlier message and never sent.
+        key = f"opt-out-reply-{reply.id}-{reply.created_at}"
+        await self._sms.send(account, request, idempotency_key=key, exempt=True)

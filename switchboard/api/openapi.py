@@ -367,6 +367,10 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "VoiceCallbackDisabled": "",
                     "InboundCallbackUrl": "",
                     "InboundCallbackDisabled": "",
+                    "OptOutReply": "You are unsubscribed from acme and will receive no more messages. "
+                    "Reply START to resubscribe.",
+                    "OptInReply": "You are subscribed to acme again. Reply STOP to unsubscribe, HELP for help.",
+                    "HelpReply": "acme: reply STOP to unsubscribe, START to subscribe again.",
                     "WebhookSecret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
                     "PreviousSecretValidUntil": "",
                 }
@@ -378,7 +382,8 @@ def openapi_document(version: str) -> dict[str, Any]:
         "/api/Account": {
             "get": {"summary": "Extension: the account", "responses": {"200": account_doc, "401": plain_error}},
             "put": {
-                "summary": 'Extension: set or clear ("" or null) SmsCallbackUrl, VoiceCallbackUrl, InboundCallbackUrl',
+                "summary": 'Extension: set or clear ("" or null) the callback URLs, and the replies to opt-out '
+                'keywords ("" for none, null for the default)',
                 "requestBody": {
                     "content": {
                         "application/json": {
@@ -388,6 +393,9 @@ def openapi_document(version: str) -> dict[str, Any]:
                                     "SmsCallbackUrl": {"type": ["string", "null"]},
                                     "VoiceCallbackUrl": {"type": ["string", "null"]},
                                     "InboundCallbackUrl": {"type": ["string", "null"]},
+                                    "OptOutReply": {"type": ["string", "null"], "maxLength": 1000},
+                                    "OptInReply": {"type": ["string", "null"], "maxLength": 1000},
+                                    "HelpReply": {"type": ["string", "null"], "maxLength": 1000},
                                 },
                             }
                         }
@@ -428,6 +436,52 @@ def openapi_document(version: str) -> dict[str, Any]:
                     },
                     "400": plain_error,
                     "401": plain_error,
+                },
+            }
+        },
+        "/api/OptOuts": {
+            "get": {
+                "summary": "Extension: the account's opt-out list, in number order (keyset pages: After=Next)",
+                "parameters": [
+                    {"name": "Limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                    {"name": "After", "in": "query", "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "200": {"description": "{OptOuts: [{MobileNo, Source, Created}], Next}"},
+                    "400": plain_error,
+                    "401": plain_error,
+                },
+            },
+            "post": {
+                "summary": "Extension: put a number on the opt-out list (any written form; stored in E.164)",
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["MobileNo"],
+                                "properties": {"MobileNo": {"type": "string"}},
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "200": {"description": "{MobileNo, Added}"},
+                    "400": plain_error,
+                    "401": plain_error,
+                    "413": plain_error,
+                },
+            },
+        },
+        "/api/OptOuts/{MobileNo}": {
+            "delete": {
+                "summary": "Extension: take a number off the opt-out list",
+                "parameters": [{"name": "MobileNo", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "{MobileNo, Removed}"},
+                    "400": plain_error,
+                    "401": plain_error,
+                    "404": plain_error,
                 },
             }
         },

@@ -136,6 +136,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--to", metavar="NUMBER", help="only the destination to this number")
     _client_args(p, env)
 
+    optouts = sub.add_parser("optouts", help="your opt-out list: numbers no Send reaches").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    p = optouts.add_parser("list", help="the numbers on the list, in number order")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--after", metavar="NUMBER", help="the page after this number (the listing's Next)")
+    _client_args(p, env)
+    for action, text in (("add", "put a number on the list"), ("remove", "take a number off the list")):
+        p = optouts.add_parser(action, help=text)
+        p.add_argument("number")
+        _client_args(p, env)
+
     p = sub.add_parser("call", help="place voice calls through a running server")
     p.add_argument("--to", action="append", required=True, metavar="NUMBER", help="destination (repeatable)")
     p.add_argument("--sender", "-s", required=True, help="the caller number to show")
@@ -284,6 +296,7 @@ _HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "send": client.send,
     "status": client.status,
     "cancel": client.cancel,
+    "optouts": client.optouts,
     "call": client.call,
     "calls": client.calls,
     "campaigns": client.campaigns,

@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from switchboard.errors import CliError
 
@@ -85,6 +86,15 @@ def status(args: argparse.Namespace) -> int:
 def cancel(args: argparse.Namespace) -> int:
     params = {"ID": args.id, **({"MobileNo": args.to} if args.to else {})}
     return _over_http(args, lambda c: c.post("/api/SMS/Cancel", params=params))
+
+
+def optouts(args: argparse.Namespace) -> int:
+    if args.action == "add":
+        return _over_http(args, lambda c: c.post("/api/OptOuts", json={"MobileNo": args.number}))
+    if args.action == "remove":
+        return _over_http(args, lambda c: c.delete(f"/api/OptOuts/{quote(args.number, safe='')}"))
+    params = {"Limit": args.limit, **({"After": args.after} if args.after else {})}
+    return _over_http(args, lambda c: c.get("/api/OptOuts", params=params))
 
 
 def call(args: argparse.Namespace) -> int:

@@ -38,7 +38,9 @@ def test_the_account_shows_its_urls_and_secret(client: httpx.Client, account: di
     assert set(doc) == {
         "Name", "SmsCallbackUrl", "SmsCallbackDisabled", "VoiceCallbackUrl", "VoiceCallbackDisabled",
         "InboundCallbackUrl", "InboundCallbackDisabled", "WebhookSecret", "PreviousSecretValidUntil",
+        "OptOutReply", "OptInReply", "HelpReply",
     }  # fmt: skip
+    assert doc["HelpReply"] == "acme: reply STOP to unsubscribe, START to subscribe again."  # the default
 
 
 def test_put_sets_and_clears_each_url_on_its_own(client: httpx.Client) -> None:
