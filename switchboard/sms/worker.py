@@ -26,6 +26,7 @@ from switchboard.domain.clock import Clock
 from switchboard.domain.routing import Router
 from switchboard.domain.statuses import SmsStatus
 from switchboard.sms.carrier import Carrier, OutboundSms
+from switchboard.store import inbound
 from switchboard.store.base import Store
 from switchboard.store.records import ClaimedDestination, InboundMessage, Outcome, Receipt
 
@@ -83,6 +84,7 @@ class SmsWorker:
         self._stopping = asyncio.Event()
         self._claiming: asyncio.Task[None] | None = None
         self._sweeping: asyncio.Task[None] | None = None
+        self._inbound_swept_at: int | None = None
         self._slots = asyncio.Semaphore(settings.concurrent_batches)
         self._batches: set[asyncio.Task[None]] = set()
         self.submitted = 0
@@ -255,8 +257,17 @@ class SmsWorker:
                     await self._clock.wait_for(self._held.wait(), HELD_SWEEP_SECONDS)
 
     async def _sweep(self) -> bool:
-        """One sweep; True when held receipts remain."""
+        """One sweep; True when held receipts remain. Every HELD_SWEEP_SECONDS it also stores the inbound
+        messages whose parts stopped coming (store/inbound.py, PARTS_TIME_LIMIT_MS) and forgets the digests of
+        inbound messages older than the resend window."""
         now = self._clock.now_ms()
+        if self._inbound_swept_at is None or now - self._inbound_swept_at >= HELD_SWEEP_SECONDS * 1000:
+            stored = await self._store.sweep_inbound(
+                parts_before=now - inbound.PARTS_TIME_LIMIT_MS, seen_before=now - inbound.DUPLICATE_WINDOW_MS
+            )
+            self._inbound_swept_at = now
+            if stored:
+                log.warning("%d inbound messages stored without all their parts (time limit)", stored)
         result = await self._store.retry_held_receipts(now=now, drop_before=now - self.hold_ms)
         if result.applied:
             self._on_written()

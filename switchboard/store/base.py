@@ -172,7 +172,16 @@ class Store(Protocol):
         """Store carriers' inbound messages durably, in order; returns when they are committed. Each is routed
         as it is stored (`domain.inbound.owner`): to the account its number (and first word, as a keyword) is
         assigned to, or else to the operator's unrouted inbox (`account_id` None). For an account with an
-        inbound callback URL, its "inbound" callback is written to the outbox in the same transaction."""
+        inbound callback URL, its "inbound" callback is written to the outbox in the same transaction.
+        A message identical to one taken within `inbound.DUPLICATE_WINDOW_MS` is an SMSC's resend: taken, not
+        stored again. A part of a concatenated message is stored as a part, and the message is stored (joined,
+        as above) in the transaction that stores its last part (store/inbound.py)."""
+
+    async def sweep_inbound(self, *, parts_before: int, seen_before: int) -> int:
+        """Store, as what came, each concatenated message whose first part came before `parts_before` (ms) and
+        whose parts have not all come (Segments the parts that came, the others noted as missing), routed as any
+        inbound message; forget the inbound messages seen before `seen_before` (the resend window). Returns how
+        many messages were stored."""
 
     async def list_inbound(self, *, limit: int, before_id: int | None = None) -> list[StoredInbound]:
         """Stored inbound messages, newest first; `before_id` pages on (only ids below it)."""

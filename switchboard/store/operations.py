@@ -354,10 +354,51 @@ async def get_campaign(c: Connection, account_id: int, campaign_id: str) -> Camp
 
 
 async def store_inbound(c: Connection, messages: list[InboundMessage]) -> None:
-    """Route each message to its owner and store it; the callbacks of those whose account has an inbound
-    callback URL go to the outbox in the same transaction."""
-    owners = await c.fetch_into(inbound.Owner, q.OWNERS_OF, inbound.number_keys(messages))
-    rows = inbound.route(messages, owners)
+    """Store the messages that are not resends; keep parts until their message is whole and join it then;
+    route each message to its owner and store it, the callbacks of those whose account has an inbound
+    callback URL in the outbox in the same transaction (store/inbound.py)."""
+    new = {r[0] for r in await c.fetch(q.RECORD_SEEN, inbound.DUPLICATE_WINDOW_MS, inbound.seen_rows(messages))}
+    taken = inbound.fresh(messages, new)
+    wholes: list[inbound.Whole] = []
+    parts: list[inbound.PartRow] = []
+    for m in taken:
+        part = inbound.part_row(m)
+        if part is None:
+            wholes.append(inbound.Whole(m))
+        else:
+            parts.append(part)
+    if parts:
+        keys = sorted({inbound.part_key(p) for p in parts})
+        await c.execute(q.LOCK_PART_GROUPS, keys)
+        await c.execute(q.INSERT_INBOUND_PARTS, parts)
+        stored = await c.fetch_into(inbound.StoredPart, q.INBOUND_PARTS_OF, keys)
+        joined, used = inbound.join(stored, complete_only=True)
+        if used:
+            await c.execute(q.DELETE_INBOUND_PARTS, used)
+            wholes += joined
+    if wholes:
+        await _store_wholes(c, wholes)
+
+
+async def sweep_inbound(c: Connection, parts_before: int, seen_before: int) -> int:
+    """Store as what came the messages whose first part came before `parts_before` and that are still not
+    whole, and forget the digests seen before `seen_before`; how many messages were stored."""
+    await c.execute(q.FORGET_SEEN, seen_before)
+    keys = await c.fetch_into(inbound.PartKey, q.STALE_PART_GROUPS, parts_before)
+    if not keys:
+        return 0
+    await c.execute(q.LOCK_PART_GROUPS, keys)
+    # Read again under the lock: a message whose last part was just stored has been joined and is gone.
+    wholes, used = inbound.join(await c.fetch_into(inbound.StoredPart, q.INBOUND_PARTS_OF, keys), complete_only=False)
+    if used:
+        await c.execute(q.DELETE_INBOUND_PARTS, used)
+        await _store_wholes(c, wholes)
+    return len(wholes)
+
+
+async def _store_wholes(c: Connection, wholes: list[inbound.Whole]) -> None:
+    owners = await c.fetch_into(inbound.Owner, q.OWNERS_OF, inbound.number_keys(wholes))
+    rows = inbound.route(wholes, owners)
     ids = sorted(int(r[0]) for r in await c.fetch(q.INSERT_ROUTED_INBOUND, rows))
     events = inbound.callbacks(rows, ids, owners)
     if events:  # a message's only event: due at once, as a call record is

@@ -388,6 +388,48 @@ INSERT_ROUTED_INBOUND = Query(
     [Rows("m", inbound.InboundRow)],
 )
 """In the order given: ids grow in the order the messages came, so the ids returned, sorted, are the rows'."""
+_PART_KEY = (
+    "p.carrier = k.carrier AND p.source_addr = k.source_addr AND p.destination_addr = k.destination_addr "
+    "AND p.reference = k.reference AND p.total = k.total"
+)
+_PART_ORDER = "ORDER BY p.carrier, p.source_addr, p.destination_addr, p.reference, p.total, p.seq, p.id"
+RECORD_SEEN = Query(
+    "INSERT INTO inbound_seen (digest, seen_at) SELECT s.digest, s.seen_at FROM {s} WHERE true "
+    "ON CONFLICT (digest) DO UPDATE SET seen_at = excluded.seen_at "
+    "WHERE inbound_seen.seen_at < excluded.seen_at - $1 RETURNING digest",
+    [Rows("s", inbound.SeenRow)],
+)
+"""The digests not seen within $1 ms (inserted, or seen longer ago), recorded as seen now; those that come back
+are the messages to store, the others resends (store/inbound.py). `WHERE true`: SQLite's upsert after a
+SELECT needs it to parse."""
+FORGET_SEEN = Query("DELETE FROM inbound_seen WHERE seen_at < $1")
+LOCK_PART_GROUPS = Query(
+    "SELECT pg_advisory_xact_lock(21321, hashtext(k.carrier || ' ' || k.source_addr || ' ' || k.destination_addr "
+    "|| ' ' || k.reference || ' ' || k.total)) FROM {k}",
+    [Rows("k", inbound.PartKey)],
+    postgresql_only=True,
+)
+"""Serialise, per message, storing its parts and joining them (until commit): two processes each taking one of
+the last two parts would otherwise each see the other's uncommitted part missing. The keys are locked in the
+order given (sorted), so two transactions never wait for each other; 21321 ("SI") is the lock class, apart
+from the id nodes'."""
+INSERT_INBOUND_PARTS = Query(
+    f"INSERT INTO inbound_parts ({columns(inbound.PartRow)}) SELECT {columns(inbound.PartRow)} FROM {{p}} "
+    "WHERE true ON CONFLICT (carrier, source_addr, destination_addr, reference, total, seq) DO NOTHING",
+    [Rows("p", inbound.PartRow)],
+)
+"""A place of a message stored twice (the SMSC sent it again after the duplicate window): the first is kept."""
+INBOUND_PARTS_OF = Query(
+    f"SELECT {columns(inbound.StoredPart, prefix='p.')} FROM inbound_parts p JOIN {{k}} ON {_PART_KEY} {_PART_ORDER}",
+    [Rows("k", inbound.PartKey)],
+)
+STALE_PART_GROUPS = Query(
+    "SELECT carrier, source_addr, destination_addr, reference, total FROM inbound_parts "
+    "GROUP BY carrier, source_addr, destination_addr, reference, total HAVING min(received_at) < $1 "
+    "ORDER BY carrier, source_addr, destination_addr, reference, total LIMIT 500"
+)
+"""Messages whose first part came before $1 and that are still not whole: what the sweep stores as it is."""
+DELETE_INBOUND_PARTS = Query("DELETE FROM inbound_parts WHERE {ids}", [_any_of("id")])
 _INBOUND_FILTERS = (
     "AND (CAST($2 AS BIGINT) IS NULL OR id < $2) AND (CAST($3 AS BIGINT) IS NULL OR received_at >= $3) "
     "AND (CAST($4 AS TEXT) IS NULL OR to_number = $4) AND (CAST($5 AS TEXT) IS NULL OR from_number = $5) "

@@ -189,9 +189,17 @@ class InboundMessage(NamedTuple):
     """The decoded text; None when its data_coding is not one we decode (`raw` has the octets)."""
     data_coding: int
     raw: str | None
-    """The message octets as received, hex: when `body` is None, or when they begin with a user data header
-    (one part of a concatenated message, the header saying which); else None."""
+    """The message octets as received, hex: when `body` is None or lossy (broken UTF-16 read with U+FFFD), or
+    when they begin with a user data header (one part of a concatenated message, the header saying which);
+    else None."""
     received_at: int
+    reference: int | None = None
+    """A part of a concatenated message: the message's reference (8- or 16-bit, from the user data header,
+    `domain.concat`); None for a message of its own."""
+    total: int = 1
+    """How many parts the message has (1 for a message of its own)."""
+    seq: int = 1
+    """This part's place, from 1."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +222,10 @@ class StoredInbound:
     """`destination_addr` in E.164 when it is a valid international number, else as written (a short code)."""
     from_number: str | None = None
     """`source_addr` the same way."""
+    segments: int = 1
+    """The parts it was joined from (the parts that came, when some never did)."""
+    missing: str | None = None
+    """The parts that never came, e.g. "2,3" (stored after the time limit as what came); None when whole."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,12 +232,50 @@ inbound_messages = Table(
     Column("keyword", Text),
     Column("to_number", Text),
     Column("from_number", Text),
+    # Joined from this many parts (the parts that came); `missing` lists those that never did ("2,3"), NULL
+    # when it is whole (store/inbound.py).
+    Column("segments", Integer, nullable=False, server_default="1"),
+    Column("missing", Text),
     # One of our numbers' messages, newest first.
     Index("ix_inbound_messages_destination", "destination_addr", "id"),
     # GET /api/SMS/Inbound: an account's messages newest first, all of them, to one number, or from one.
     Index("ix_inbound_messages_account", "account_id", "id"),
     Index("ix_inbound_messages_account_to", "account_id", "to_number", "id"),
     Index("ix_inbound_messages_account_from", "account_id", "from_number", "id"),
+)
+
+# Parts of concatenated inbound messages whose other parts have not all come yet: stored before the carrier
+# acknowledges them, joined into inbound_messages (and deleted) in the transaction that stores the last one,
+# or stored as what came by the sweep after the time limit (store/inbound.py, PARTS_TIME_LIMIT_MS). `octets` is
+# the part's payload after its user data header, hex.
+inbound_parts = Table(
+    "inbound_parts",
+    metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("carrier", Text, nullable=False),
+    Column("source_addr", Text, nullable=False),
+    Column("destination_addr", Text, nullable=False),
+    Column("reference", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("data_coding", Integer, nullable=False),
+    Column("octets", Text, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+    Index(
+        "ux_inbound_parts_part", "carrier", "source_addr", "destination_addr", "reference", "total", "seq", unique=True
+    ),
+    Index("ix_inbound_parts_received", "received_at"),
+)
+
+# Inbound messages (and parts) taken in the last DUPLICATE_WINDOW_MS, by a digest of what identifies them
+# (store/inbound.py, `seen_key`): the same one again within the window is a resend of the SMSC's and is
+# acknowledged without being stored twice. The sweep forgets the old ones.
+inbound_seen = Table(
+    "inbound_seen",
+    metadata,
+    Column("digest", Text, primary_key=True),
+    Column("seen_at", BigInteger, nullable=False),
+    Index("ix_inbound_seen_at", "seen_at"),
 )
 
 # Our numbers assigned to accounts by the operator (`switchboard numbers assign`), optionally with a keyword on a

@@ -169,6 +169,10 @@ class SqlStore:
         if messages:
             await self._write(ops.store_inbound, messages)
 
+    async def sweep_inbound(self, *, parts_before: int, seen_before: int) -> int:
+        result: int = await self._write(ops.sweep_inbound, parts_before, seen_before)
+        return result
+
     async def list_inbound(self, *, limit: int, before_id: int | None = None) -> list[StoredInbound]:
         return await self._fetch_into(StoredInbound, q.LIST_INBOUND, before_id, limit)
 

@@ -59,6 +59,8 @@ TABLES = (
     "campaigns",
     "destination_parts",
     "inbound_messages",
+    "inbound_parts",
+    "inbound_seen",
     "held_receipts",
     "numbers",
     "account_limits",

@@ -73,6 +73,7 @@ async def test_a_message_to_an_assigned_number_is_the_accounts_and_its_callback_
         "Message": "Hello there",
         "DateTime": "2025-06-15 15:06:40.005",
         "Segments": 1,
+        "MissingParts": [],
         "Keyword": "",
     }
 

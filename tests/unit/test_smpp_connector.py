@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from switchboard.domain.clock import SystemClock
+from switchboard.domain.concat import Concat
 from switchboard.domain.encoding import gsm7_septets, segment
 from switchboard.domain.statuses import SmsStatus
 from switchboard.sms.carrier import OutboundSms
@@ -642,21 +643,26 @@ async def test_a_failing_inbound_sink_makes_the_smsc_send_the_mo_again_later(
 @pytest.mark.parametrize(
     ("data_coding", "octets", "udhi", "decoded"),
     [
-        (0, gsm7_septets("a{b}"), False, ("a{b}", None)),
-        (0, b"\x1b\x41", False, ("A", None)),  # an escape to nothing known: the basic character
-        (0, b"caf\xe9", False, (None, "636166e9")),  # not septets
-        (1, b"plain", False, ("plain", None)),
-        (1, b"caf\xe9", False, (None, "636166e9")),
-        (3, b"caf\xe9", False, ("café", None)),
-        (8, b"\x00A\x00", False, (None, "004100")),  # an odd length
-        (8, b"\xd8\x3d", False, (None, "d83d")),  # a lone surrogate
-        (8, b"\x00A\x00\x00", False, (None, "00410000")),  # a NUL: not text
-        (0xF5, b"\x01\x02", False, (None, "0102")),
-        (0, bytes((5, 0, 3, 1, 2, 2)) + b"end", True, ("end", "050003010202656e64")),
-        (0, b"\x09\x00", True, (None, "0900")),  # the header claims more than there is
+        (0, gsm7_septets("a{b}"), False, ("a{b}", None, None)),
+        (0, b"\x1b\x41", False, ("A", None, None)),  # an escape to nothing known: the basic character
+        (0, b"caf\xe9", False, (None, "636166e9", None)),  # not septets
+        (1, b"plain", False, ("plain", None, None)),
+        (1, b"caf\xe9", False, (None, "636166e9", None)),
+        (3, b"caf\xe9", False, ("café", None, None)),
+        (8, b"\x00A\x00", False, ("A\ufffd", "004100", None)),  # an odd length: replaced, the octets kept
+        (8, b"\xd8\x3d", False, ("\ufffd", "d83d", None)),  # a lone surrogate: replaced, the octets kept
+        (8, b"\x00A\x00\x00", False, (None, "00410000", None)),  # a NUL: not text
+        (0xF5, b"\x01\x02", False, (None, "0102", None)),
+        (0, bytes((5, 0, 3, 1, 2, 2)) + b"end", True, ("end", "050003010202656e64", Concat(1, 2, 2))),
+        (8, bytes((6, 8, 4, 0x12, 0x34, 3, 1)) + b"\x00A", True,
+         ("A", "06080412340301" + "0041", Concat(0x1234, 3, 1))),
+        (0, bytes((5, 0, 3, 1, 1, 1)) + b"one", True, ("one", "050003010101" + b"one".hex(), None)),  # 1 of 1
+        (0, b"\x09\x00", True, (None, "0900", None)),  # the header claims more than there is
     ],
 )
-def test_decode_inbound(data_coding: int, octets: bytes, udhi: bool, decoded: tuple[str | None, str | None]) -> None:
+def test_decode_inbound(
+    data_coding: int, octets: bytes, udhi: bool, decoded: tuple[str | None, str | None, Concat | None]
+) -> None:
     assert decode_inbound(data_coding, octets, udhi=udhi) == decoded
 
 

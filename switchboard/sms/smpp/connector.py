@@ -57,10 +57,13 @@ configured `id_form=IdForm.HEX, receipt_id_form=IdForm.DECIMAL`: both become the
 
 Mobile-originated messages. A deliver_sm or data_sm that is not a receipt is a message from a handset: it
 becomes an `InboundMessage` (`decode_inbound`: data_coding 0 is read as GSM 03.38 septets one an octet, 1
-as ASCII, 3 as Latin-1, 8 as UTF-16BE; a leading user data header (esm_class UDHI) is skipped for the text,
-and the octets are kept as hex; any other data_coding, or octets that are not what their data_coding says,
-keeps the octets as hex with no text). The octets are short_message, or message_payload when short_message is
-empty (always for data_sm). Parts of a concatenated message are passed on one by one, not joined. They
+as ASCII, 3 as Latin-1, 8 as UTF-16BE, broken UTF-16 with U+FFFD and the octets kept; a leading user data
+header (esm_class UDHI) is skipped for the text, and the octets are kept as hex; any other data_coding, or
+GSM or ASCII octets that are not what their data_coding says, keeps the octets as hex with no text). The
+octets are short_message, or message_payload when short_message is empty (always for data_sm). Parts of a
+concatenated message (the header's concatenation element, 8- or 16-bit reference: `domain.concat`) are
+passed on one by one, each saying which part it is; the store keeps them until the last one comes and joins
+them there (store/inbound.py), so that a part acknowledged is a part stored. They
 are batched to the `InboundSink` like receipts and each is answered ESME_ROK once the sink has taken it
 (the worker's sink stores them first), ESME_RX_T_APPN if it failed, so the SMSC sends it again later. A
 carrier started without an inbound sink logs them, the sender's number partly masked, and answers ESME_ROK.
@@ -81,13 +84,14 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from switchboard.domain.clock import Clock
+from switchboard.domain.concat import Concat, split_header
+from switchboard.domain.concat import decode as decode_text
 from switchboard.domain.encoding import (
     UCS2_PART_UNITS,
     UCS2_SINGLE_UNITS,
     Encoding,
     encoding_for,
     gsm7_septets,
-    gsm7_text,
     segment,
     ucs2_bytes,
 )
@@ -150,10 +154,6 @@ RECEIPT_BATCH_MAX = 1000
 SUBMIT_SLICE = 32
 """A batch's messages are prepared and queued this many at a time, the event loop turning in between: the
 window keeps moving while a large batch is prepared (preparing 500 at once held the loop for ≈ 5 ms)."""
-DCS_ASCII = 0x01
-"""data_coding 1: IA5 (CCITT T.50), i.e. ASCII (§5.2.19)."""
-DCS_LATIN1 = 0x03
-"""data_coding 3: Latin 1 (ISO-8859-1) (§5.2.19)."""
 
 T = TypeVar("T")
 
@@ -207,32 +207,18 @@ def concat_udh(ref: int, total: int, seq: int) -> bytes:
     return bytes((5, IEI_CONCAT_8BIT, 3, ref & 0xFF, total, seq))
 
 
-def decode_inbound(data_coding: int, octets: bytes, *, udhi: bool) -> tuple[str | None, str | None]:
-    """(text, raw) of a mobile-originated message: its text when `data_coding` is one we read (module
-    docstring), and the octets as hex when there is no text or they begin with a user data header."""
+def decode_inbound(data_coding: int, octets: bytes, *, udhi: bool) -> tuple[str | None, str | None, Concat | None]:
+    """(text, raw, part) of a mobile-originated message: its text when `data_coding` is one we read (module
+    docstring); the octets as hex when there is no text, it is lossy (broken UTF-16 read with U+FFFD), or they
+    begin with a user data header; and which part of a concatenated message it is, when its header says so
+    (`domain.concat.split_header`: 8- or 16-bit reference)."""
+    part: Concat | None = None
     payload: bytes | None = octets
-    if udhi:  # the header's length first, then the header
-        payload = octets[1 + octets[0] :] if octets and len(octets) > octets[0] else None
-    text: str | None
-    try:
-        if payload is None:  # the header is longer than the message
-            text = None
-        elif data_coding == DCS_GSM7:
-            text = gsm7_text(payload)
-        elif data_coding == DCS_ASCII:
-            text = payload.decode("ascii")
-        elif data_coding == DCS_LATIN1:
-            text = payload.decode("latin-1")
-        elif data_coding == DCS_UCS2:
-            text = payload.decode("utf-16-be")  # strict: a lone surrogate or an odd length is not text
-        else:
-            text = None
-    except (ValueError, IndexError):  # UnicodeDecodeError is a ValueError
-        text = None
-    if text is not None and "\x00" in text:  # not text, and PostgreSQL's text cannot hold it
-        text = None
-    raw = octets.hex() if text is None or udhi else None
-    return text, raw
+    if udhi:
+        part, payload = split_header(octets)
+    text, lossy = (None, False) if payload is None else decode_text(data_coding, payload)
+    raw = octets.hex() if text is None or lossy or udhi else None
+    return text, raw, part
 
 
 class Addresses(NamedTuple):
@@ -657,7 +643,7 @@ class SmppCarrier:
                 self.name, mask_number(pdu.source_addr), pdu.destination_addr, len(octets), pdu.data_coding,
             )  # fmt: skip
             return None
-        text, raw = decode_inbound(pdu.data_coding, octets, udhi=bool(pdu.esm_class & ESM_UDHI))
+        text, raw, part = decode_inbound(pdu.data_coding, octets, udhi=bool(pdu.esm_class & ESM_UDHI))
         return InboundMessage(
             carrier=self.name,
             source_addr=pdu.source_addr,
@@ -666,4 +652,7 @@ class SmppCarrier:
             data_coding=pdu.data_coding,
             raw=raw,
             received_at=self._clock.now_ms(),
+            reference=None if part is None else part.reference,
+            total=1 if part is None else part.total,
+            seq=1 if part is None else part.seq,
         )
