@@ -5,6 +5,7 @@ operator's unrouted inbox (`switchboard inbound list --unrouted`)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -128,3 +129,37 @@ def test_the_inbound_listing_refuses_bad_parameters_and_needs_a_key(tmp_path: Pa
         assert httpx.get(server.url + "/api/Numbers", timeout=10).status_code == 401
     finally:
         server.stop()
+
+
+def test_a_three_part_ucs2_mo_arrives_as_one_message_with_a_character_split_across_parts(tmp_path: Path) -> None:
+    text = "A" * 59 + "👋" + " Grüße aus Köln, 你好! " * 4  # the wave's surrogate pair straddles parts 1 and 2
+    octets = text.encode("utf-16-be")
+    cuts = [0, 120, 240, len(octets)]  # 60 UTF-16 units a part: the first part ends on the high surrogate
+    parts = [octets[a:b] for a, b in itertools.pairwise(cuts)]
+    with SmscPeer() as smsc, Receiver(fail_first=0) as hooks:
+        server = ServerProcess(tmp_path / "server", config=CONFIG.format(host=smsc.host, port=smsc.port))
+        server.write_config()
+        acme: dict[str, Any] = server.create_account("acme")
+        hooks.secret = acme["webhook_secret"]
+        admin(server, "numbers", "assign", "acme", SHARED)
+        server.start()
+        try:
+            smsc.wait_for("bind", timeout=15)
+            with httpx.Client(base_url=server.url, headers=_auth(acme), timeout=10) as client:
+                assert client.put("/api/Account", json={"InboundCallbackUrl": hooks.url}).status_code == 200
+                mark = smsc.mark()
+                for seq in (2, 3, 1):  # out of order: the message is whole when the last one to come is stored
+                    udh = bytes([5, 0, 3, 0x2A, 3, seq])
+                    smsc.send_mo("4915100000077", "16175550100", hex=(udh + parts[seq - 1]).hex(), data_coding=8,
+                                 esm_class=0x40)  # fmt: skip
+                answers = smsc.wait_count("deliver_sm_resp", 3, since=mark, timeout=15)
+                assert [a["status"] for a in answers] == [0, 0, 0]  # each part acknowledged once stored
+                wait_for(hooks, 1, 20)
+                time.sleep(0.5)  # and no second callback: one message, not three
+                listed = client.get("/api/SMS/Inbound").json()["Messages"]
+        finally:
+            server.stop()
+    assert hooks.bad_signatures == 0
+    [(_, body)] = hooks.accepted
+    assert (body["Message"], body["Segments"], body["MobileNo"], body["To"]) == (text, 3, "+4915100000077", SHARED)
+    assert [(m["Message"], m["Segments"]) for m in listed] == [(text, 3)]

@@ -53,7 +53,8 @@
  * other error status drops it.
  *
  * Commands, one JSON object per line on stdin:
- *   {"cmd":"mo","from":"...","to":"...","text":"...","data_coding":0}  (or "hex" for raw short_message octets)
+ *   {"cmd":"mo","from":"...","to":"...","text":"...","data_coding":0}  (or "hex" for raw short_message octets;
+ *                                                                     "esm_class": 64 when they begin with a UDH)
  *   {"cmd":"unbind"}  the SMSC unbinds every session
  *   {"cmd":"drop","mode":"fin"|"rst"}  drop every connection, as --drop-mode (default: --drop-mode's value)
  *   {"cmd":"enquire_link"}  the SMSC sends enquire_link on every bound session
@@ -602,10 +603,10 @@ class Smsc {
 		emit('deliver_sm', Object.assign({session: state.number, sequence: pdu.sequence_number}, built.info));
 	}
 
-	sendMo(state, from, to, octets, dataCoding) {
+	sendMo(state, from, to, octets, dataCoding, esmClass = 0) {
 		const build = () => ({
 			pdu: new smpp.PDU('deliver_sm', {
-				source_addr: from, destination_addr: to, esm_class: 0, data_coding: dataCoding,
+				source_addr: from, destination_addr: to, esm_class: esmClass, data_coding: dataCoding,
 				short_message: Buffer.from(octets),
 			}),
 			info: {kind: 'mo', message_id: null, source_addr: from, destination_addr: to,
@@ -637,7 +638,7 @@ class Smsc {
 				// The newest bound session: an older one may still be closing (a test's carrier being stopped),
 				// and an MO sent there would wait for yet another bind.
 				const target = [...receivers].reverse().find((s) => s.bound.systemId === systemId);
-				if (target) this.sendMo(target, c.from || '', c.to || '', octets, c.data_coding || 0);
+				if (target) this.sendMo(target, c.from || '', c.to || '', octets, c.data_coding || 0, c.esm_class || 0);
 				else emit('error', {where: 'stdin', message: 'no bound receiver for an MO'});
 				return;
 			}
