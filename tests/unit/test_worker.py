@@ -15,7 +15,17 @@ from switchboard.sms.carrier import Carrier, InboundSink, OutboundSms, ReceiptSi
 from switchboard.sms.simulator import SimulatedCarrier
 from switchboard.sms.worker import EXPIRED_ERROR, HELD_RECEIPT_SECONDS, SmsWorker, WorkerSettings
 from switchboard.store import migrate
-from switchboard.store.records import Account, HeldReceipts, InFlight, NewDestination, NewMessage, Outcome, Receipt
+from switchboard.store.inbound import PARTS_TIME_LIMIT_MS
+from switchboard.store.records import (
+    Account,
+    HeldReceipts,
+    InboundMessage,
+    InFlight,
+    NewDestination,
+    NewMessage,
+    Outcome,
+    Receipt,
+)
 from switchboard.store.sqlite import SqliteStore
 from tests.clock import FakeClock, held
 
@@ -334,3 +344,27 @@ def test_held_receipts_outlast_a_long_lease_and_its_retry(store: SqliteStore) ->
     )
     assert short.hold_ms == HELD_RECEIPT_SECONDS * 1000
     assert long.hold_ms == 1_800_000 + 300_000 + 60_000
+
+
+async def test_an_inbound_message_whose_parts_stopped_coming_is_stored_by_the_worker_after_the_time_limit(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    udh = bytes([5, 0, 3, 7, 2, 1])  # part 1 of 2, reference 7: its sibling never comes
+    first = InboundMessage("c", "447700900001", "12345", None, 8, (udh + "Hi".encode("utf-16-be")).hex(),
+                           clock.now_ms(), 7, 2, 1)  # fmt: skip
+    await store.store_inbound([first])
+    worker = make_worker(store, clock, [DownCarrier("c")])
+    await worker.start()
+    try:
+        await clock.run(1)
+        assert await store.list_inbound(limit=10) == []  # still waiting for part 2
+        clock.advance(ms=PARTS_TIME_LIMIT_MS - 2_000)
+        await clock.run(1)
+        assert await store.list_inbound(limit=10) == []  # not before the time limit
+        await clock.run_until(lambda: "without all their parts" in caplog.text, within=60)
+        assert clock.monotonic() >= PARTS_TIME_LIMIT_MS / 1000
+    finally:
+        await worker.stop()
+    [kept] = await store.list_inbound(limit=10)
+    assert (kept.body, kept.segments, kept.missing) == ("Hi", 1, "2")
