@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from switchboard.accounts import Accounts
 from switchboard.api.http import Scope, header
-from switchboard.domain.errors import SmsError, VoiceError
+from switchboard.domain.catalogue import SmsError, VoiceError
 from switchboard.errors import Refused, StoreError
 from switchboard.store.records import Account
 

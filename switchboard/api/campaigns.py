@@ -31,8 +31,8 @@ from starlette.responses import Response
 from switchboard.accounts import Accounts
 from switchboard.api.auth import Endpoint, Handler, authenticated
 from switchboard.api.http import json_bytes, read_body
+from switchboard.domain.catalogue import VoiceError
 from switchboard.domain.clock import format_time
-from switchboard.domain.errors import VoiceError
 from switchboard.domain.lenient_json import MAX_BODY_BYTES, parse_body
 from switchboard.domain.voice_request import MAX_MESSAGE_CHARS, campaign_guid
 from switchboard.errors import AudioError, BodyTooLarge, ClientGone, InvalidJson, Refused, TtsError, UnsupportedLocale

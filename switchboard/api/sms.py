@@ -16,8 +16,8 @@ from switchboard.api.params import add_body_params, id_number
 from switchboard.api.ratelimit import RateLimiter, SharedRateLimiter
 from switchboard.callbacks import egress
 from switchboard.domain import numbers
+from switchboard.domain.catalogue import SmsError
 from switchboard.domain.clock import Clock, format_time
-from switchboard.domain.errors import SmsError
 from switchboard.domain.lenient_json import MAX_BODY_BYTES, parse_body
 from switchboard.domain.sms_request import validate_send
 from switchboard.domain.statuses import SmsStatus, least_advanced

@@ -21,8 +21,8 @@ from switchboard.api.params import add_body_params, id_number
 from switchboard.api.ratelimit import RateLimiter, SharedRateLimiter
 from switchboard.callbacks import egress
 from switchboard.domain import numbers
+from switchboard.domain.catalogue import VoiceError
 from switchboard.domain.clock import Clock, format_time
-from switchboard.domain.errors import VoiceError
 from switchboard.domain.lenient_json import MAX_BODY_BYTES, parse_body
 from switchboard.domain.statuses import CallStatus
 from switchboard.domain.voice_request import NOT_A_GUID, validate_call

@@ -42,8 +42,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from switchboard.domain.catalogue import SmsError
 from switchboard.domain.encoding import Encoding, measure
-from switchboard.domain.errors import SmsError
 
 __all__ = [
     "MAX_DESTINATIONS",

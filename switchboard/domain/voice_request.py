@@ -40,7 +40,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from switchboard.domain.errors import VoiceError
+from switchboard.domain.catalogue import VoiceError
 from switchboard.domain.sms_request import (
     CALLBACK_YES,
     Callback,

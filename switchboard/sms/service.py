@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from switchboard.domain import numbers
+from switchboard.domain.catalogue import DestinationError
 from switchboard.domain.clock import Clock
-from switchboard.domain.errors import DestinationError
 from switchboard.domain.ids import IdGenerator
 from switchboard.domain.sms_request import SendRequest
 from switchboard.domain.statuses import SmsStatus

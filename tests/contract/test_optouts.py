@@ -5,7 +5,7 @@ SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from switchboard.domain.errors import DestinationError
+from switchboard.domain.catalogue import DestinationError
 from switchboard.domain.inbound import number_key
 from switchboard.domain.optout import Keyword, default_reply
 from switchboard.domain.statuses import SmsStatus

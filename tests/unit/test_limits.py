@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from switchboard.api.ratelimit import LEASE_SECONDS, LEASE_TTL, RateLimiter, SharedRateLimiter
-from switchboard.domain.errors import DestinationError
+from switchboard.domain.catalogue import DestinationError
 from switchboard.domain.ids import IdGenerator
 from switchboard.domain.sms_request import SendRequest, validate_send
 from switchboard.errors import AccountError

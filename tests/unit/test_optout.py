@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from switchboard.domain.errors import DestinationError
+from switchboard.domain.catalogue import DestinationError
 from switchboard.domain.ids import IdGenerator
 from switchboard.domain.optout import Keyword, default_reply, keyword, reply
 from switchboard.domain.sms_request import SendRequest, validate_send

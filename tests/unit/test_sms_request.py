@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from switchboard.domain import numbers
+from switchboard.domain.catalogue import SmsError
 from switchboard.domain.encoding import Encoding
-from switchboard.domain.errors import SmsError
 from switchboard.domain.lenient_json import parse_body
 from switchboard.domain.sms_request import (
     Callback,

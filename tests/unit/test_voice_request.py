@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from switchboard.domain import numbers
-from switchboard.domain.errors import VoiceError
+from switchboard.domain.catalogue import VoiceError
 from switchboard.domain.lenient_json import parse_body
 from switchboard.domain.sms_request import Callback, CallbackMode
 from switchboard.domain.voice_request import (
