@@ -2,8 +2,9 @@
 
 `python -m bench` (or `python -m bench send`) runs this; `python -m bench callbacks [options]` runs callback
 delivery (bench/callbacks.py); `python -m bench smpp [options]` runs SMPP end to end (bench/smpp.py, about
-a minute); `python -m bench voice [options]` runs concurrent calls against sipp (bench/voice.py, about two
-minutes); `python -m bench all [send options]` runs send, callbacks, smpp and voice, in that order.
+a minute); `python -m bench inbound [options]` runs MOs from the SMSC to a callback receiver (bench/inbound.py,
+about a minute); `python -m bench voice [options]` runs concurrent calls against sipp (bench/voice.py, about
+two minutes); `python -m bench all [send options]` runs send, callbacks, smpp, inbound and voice, in that order.
 
 For 1 and 100 destinations per request, 64 connections, the server on SQLite with synchronous=FULL, and a
 bare endpoint of the same server stack measured in the same run as the ceiling. Each case runs REPEATS
@@ -24,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import callbacks, smpp, voice
+from bench import callbacks, inbound, smpp, voice
 from switchboard.testing import ServerProcess
 
 HERE = Path(__file__).parent
@@ -86,13 +87,16 @@ def main(argv: list[str]) -> int:
         return callbacks.main(rest)
     if which == "smpp":
         return smpp.main(rest)
+    if which == "inbound":
+        return inbound.main(rest)
     if which == "voice":
         return voice.main(rest)
     if which == "all":
         # the others even when one could not run
-        return max(send(rest), callbacks.main([]), smpp.main([]), voice.main([]))
+        return max(send(rest), callbacks.main([]), smpp.main([]), inbound.main([]), voice.main([]))
     if which != "send":
-        print(f"unknown benchmark {which!r}: send (the default), callbacks, smpp, voice or all", file=sys.stderr)
+        known = "send (the default), callbacks, smpp, inbound, voice or all"
+        print(f"unknown benchmark {which!r}: {known}", file=sys.stderr)
         return 2
     return send(rest)
 

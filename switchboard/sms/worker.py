@@ -148,6 +148,7 @@ class SmsWorker:
         Nothing waits in memory: a stop loses none."""
         await self._store.store_inbound(messages)
         self.received += len(messages)
+        self._on_written()  # their callbacks are due now
         if any(optout.keyword(m.body) for m in messages):
             self.on_keywords()
 

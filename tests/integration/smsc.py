@@ -242,7 +242,7 @@ class SmscPeer:
     # --- commands ---
 
     def command(self, cmd: str, **fields: Any) -> None:
-        """Send server.js a command on its stdin: "mo", "unbind", "enquire_link", "drop"."""
+        """Send server.js a command on its stdin: "mo", "mo_burst", "unbind", "enquire_link", "drop"."""
         process = self._process
         if process is None or process.stdin is None:
             raise RuntimeError("the test SMSC is not running")

@@ -405,3 +405,28 @@ async def test_a_receipt_refused_for_now_is_sent_again(smsc: SmscPeer) -> None:
         assert again.sequence != first.sequence
         assert again.short_message == first.short_message
         smsc.wait_for("redeliver", since=since, message_id=resp.message_id, after="ESME_RX_T_APPN")
+
+
+async def test_an_mo_burst_keeps_its_window_offers_a_refused_mo_again_and_sums_up_at_the_end(smsc: SmscPeer) -> None:
+    since = smsc.mark()
+    async with connect(smsc) as link:
+        await link.bind()
+        smsc.command("mo_burst", count=5, window=2, **{"from": "4915100000010", "to": SOURCE, "text": "MO"})
+        first = await link.expect(DeliverSm, short_message=b"MO 0", source_addr="4915100000010")
+        second = await link.expect(DeliverSm, short_message=b"MO 1", source_addr="4915100000011")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(link._read(), 0.3)  # the window is full: nothing more until an answer
+        assert link.received == []
+        await link.send(DeliverSmResp(sequence=first.sequence, status=CommandStatus.ESME_RX_T_APPN))
+        again = await link.expect(DeliverSm, short_message=b"MO 0")
+        await link.send(DeliverSmResp(sequence=again.sequence))
+        await link.send(DeliverSmResp(sequence=second.sequence))
+        answered = 2
+        while answered < 5:
+            mo = await link.expect(DeliverSm)
+            await link.send(DeliverSmResp(sequence=mo.sequence))
+            answered += 1
+        done = smsc.wait_for("mo_burst_done", since=since)
+    assert (done["count"], done["answered"], done["retried"], done["failed"]) == (5, 5, 1, 0)
+    assert done["statuses"] == {"0": 5, str(int(CommandStatus.ESME_RX_T_APPN)): 1}
+    assert done["first_sent"] <= done["last_answer"] and done["latency_ms"]["p99"] >= done["latency_ms"]["p50"] >= 0

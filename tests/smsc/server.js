@@ -55,6 +55,16 @@
  * Commands, one JSON object per line on stdin:
  *   {"cmd":"mo","from":"...","to":"...","text":"...","data_coding":0}  (or "hex" for raw short_message octets;
  *                                                                     "esm_class": 64 when they begin with a UDH)
+ *   {"cmd":"mo_burst","count":N,"from":"4915100000000","to":"...","text":"...","window":W}  N MOs as fast as
+ *                 they are answered (the inbound benchmark, bench/inbound.py): at most W (default 100) unanswered
+ *                 on each bound receiver/transceiver of system_id ("system_id", default --system-id), spread
+ *                 over them. MO i comes from `from` + i (when `from` is digits) and says `text` + " " + i, so
+ *                 no two are alike. No event per PDU: one "mo_burst_done" at the end {count, answered (ESME_ROK),
+ *                 failed (another status, not offered again), retried (ESME_RX_T_APPN etc., offered again),
+ *                 statuses {status: count}, first_sent, last_answer (ms since the epoch, fractional),
+ *                 latency_ms {p50, p90, p99, max, mean} (deliver_sm written → deliver_sm_resp read, the ESME_ROK
+ *                 ones)}. One burst at a time; a session that closes has its unanswered MOs offered again on
+ *                 the others.
  *   {"cmd":"unbind"}  the SMSC unbinds every session
  *   {"cmd":"drop","mode":"fin"|"rst"}  drop every connection, as --drop-mode (default: --drop-mode's value)
  *   {"cmd":"enquire_link"}  the SMSC sends enquire_link on every bound session
@@ -301,6 +311,7 @@ class Smsc {
 		this.submits = 0;
 		this.droppedAfter = false; // --drop-after fires once per process
 		this.queued = []; // deliver_sm waiting for a bound session: {systemId, build}
+		this.burst = null; // the mo_burst command's state
 		this.server = smpp.createServer((session) => this.accept(session));
 		this.server.on('error', (error) => emit('error', Object.assign({where: 'server'}, errorFields(error))));
 	}
@@ -347,8 +358,10 @@ class Smsc {
 		});
 		// An SMSC keeps what was not acknowledged and offers it again on the next bind.
 		for (const p of unanswered) {
-			if (p.build && state.systemId !== null) this.queued.push({systemId: state.systemId, build: p.build});
+			if (p.burst) this.burst.retry.push(p.burst.i);
+			else if (p.build && state.systemId !== null) this.queued.push({systemId: state.systemId, build: p.build});
 		}
+		if (this.burst && this.burst.retry.length) for (const s of this.burst.targets) this.burstFill(s);
 	}
 
 	send(state, pdu, callback) {
@@ -401,6 +414,7 @@ class Smsc {
 	response(state, pdu, base) {
 		const pending = state.pending.get(pdu.sequence_number);
 		state.pending.delete(pdu.sequence_number);
+		if (pending && pending.burst) return this.burstAnswered(state, pdu, pending.burst);
 		const fields = Object.assign(base, {status: pdu.command_status, status_name: statusName(pdu.command_status)});
 		if (pending) Object.assign(fields, {kind: pending.kind, message_id: pending.messageId, answers: pending.command});
 		emit(pdu.command, fields);
@@ -642,6 +656,8 @@ class Smsc {
 				else emit('error', {where: 'stdin', message: 'no bound receiver for an MO'});
 				return;
 			}
+			case 'mo_burst':
+				return this.moBurst(c, receivers);
 			case 'unbind':
 				for (const s of this.sessions.values()) {
 					if (!s.bound) continue;
@@ -672,6 +688,90 @@ class Smsc {
 			default:
 				emit('error', {where: 'stdin', message: 'unknown command ' + JSON.stringify(c.cmd)});
 		}
+	}
+
+	moBurst(c, receivers) {
+		const systemId = c.system_id || this.options.systemId;
+		const targets = receivers.filter((s) => s.bound.systemId === systemId);
+		if (!targets.length) {
+			emit('error', {where: 'stdin', message: 'no bound receiver for an MO burst'});
+			return;
+		}
+		if (this.burst && !this.burst.done) {
+			emit('error', {where: 'stdin', message: 'an MO burst is running'});
+			return;
+		}
+		const from = String(c.from || '');
+		const count = Number(c.count || 0);
+		this.burst = {
+			count: count, window: Number(c.window || 100), targets: targets, next: 0, retry: [], done: false,
+			from: /^[0-9]+$/.test(from) ? BigInt(from) : null, fromText: from, to: String(c.to || ''),
+			text: String(c.text || ''), answered: 0, failed: 0, retried: 0, statuses: {},
+			latencies: new Float64Array(count), firstSent: null, lastAnswer: null,
+		};
+		for (const s of targets) s.burstInFlight = 0;
+		if (count === 0) return this.burstDone();
+		for (const s of targets) this.burstFill(s);
+	}
+
+	/** Keep `window` burst MOs unanswered on this session while there are MOs to send. */
+	burstFill(state) {
+		const b = this.burst;
+		while (!b.done && state.burstInFlight < b.window && this.receives(state)) {
+			let i;
+			if (b.retry.length) i = b.retry.shift();
+			else if (b.next < b.count) i = b.next++;
+			else return;
+			const pdu = new smpp.PDU('deliver_sm', {
+				source_addr: b.from === null ? b.fromText : String(b.from + BigInt(i)), destination_addr: b.to,
+				esm_class: 0, data_coding: 0, short_message: Buffer.from(b.text + ' ' + i, 'latin1'),
+			});
+			if (!this.send(state, pdu)) {
+				b.retry.push(i);
+				return;
+			}
+			const at = performance.timeOrigin + performance.now();
+			if (b.firstSent === null) b.firstSent = at;
+			state.burstInFlight += 1;
+			state.pending.set(pdu.sequence_number, {
+				sequence: pdu.sequence_number, kind: 'mo', messageId: null, command: 'deliver_sm', burst: {i: i, at: at},
+			});
+		}
+	}
+
+	burstAnswered(state, pdu, sent) {
+		const b = this.burst;
+		const at = performance.timeOrigin + performance.now();
+		state.burstInFlight -= 1;
+		const status = pdu.command_status;
+		b.statuses[status] = (b.statuses[status] || 0) + 1;
+		if (status === smpp.errors.ESME_ROK) {
+			b.latencies[b.answered] = at - sent.at;
+			b.answered += 1;
+			b.lastAnswer = at;
+		} else if (RETRIED.has(status)) {
+			b.retried += 1;
+			b.retry.push(sent.i);
+		} else {
+			b.failed += 1;
+		}
+		if (b.answered + b.failed === b.count) this.burstDone();
+		else this.burstFill(state);
+	}
+
+	burstDone() {
+		const b = this.burst;
+		b.done = true;
+		const sorted = b.latencies.subarray(0, b.answered).sort();
+		const at = (p) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p / 100 * sorted.length))] : null);
+		emit('mo_burst_done', {
+			count: b.count, answered: b.answered, failed: b.failed, retried: b.retried, statuses: b.statuses,
+			first_sent: b.firstSent, last_answer: b.lastAnswer, sessions: b.targets.map((s) => s.number),
+			latency_ms: {
+				p50: at(50), p90: at(90), p99: at(99), max: sorted.length ? sorted[sorted.length - 1] : null,
+				mean: sorted.length ? sorted.reduce((x, y) => x + y, 0) / sorted.length : null,
+			},
+		});
 	}
 
 	stop(reason) {

@@ -92,7 +92,11 @@ async def until(
 
 
 def make_worker(
-    store: SqliteStore, clock: FakeClock, carriers: list[Carrier], routes: list[Route] | None = None
+    store: SqliteStore,
+    clock: FakeClock,
+    carriers: list[Carrier],
+    routes: list[Route] | None = None,
+    on_written: Callable[[], None] | None = None,
 ) -> SmsWorker:
     router = Router(carriers=carriers, routes=routes or [], country_of=lambda n: "US")
     return SmsWorker(
@@ -100,6 +104,7 @@ def make_worker(
         router=router,
         clock=clock,
         settings=WorkerSettings(batch_size=50, lease_ms=10_000, poll_interval=0.05, retry_ms=5_000),
+        on_written=on_written,
     )
 
 
@@ -244,6 +249,21 @@ async def test_a_receipt_is_stored_before_the_sink_returns_and_a_failed_write_ra
     store.apply_receipts = broken  # type: ignore[method-assign]
     with pytest.raises(StoreError):
         await worker.take_receipts([Receipt("c", "r2", SmsStatus.DELIVERED)])
+
+
+async def test_storing_receipts_or_inbound_messages_wakes_the_callback_dispatcher(store: SqliteStore) -> None:
+    """Both sinks write callbacks, due at once: each wakes the dispatcher (`on_written`), or callbacks wait for
+    its next poll. (Found by bench/inbound.py: without the wake, inbound callbacks went out at ≈ 400/s, a
+    batch a poll, while the MOs were acknowledged at 2,500/s.)"""
+    clock = FakeClock()
+    woken: list[str] = []
+    carriers: list[Carrier] = [SimulatedCarrier(name="sim", delay=0.2, clock=clock)]
+    worker = make_worker(store, clock, carriers, on_written=lambda: woken.append("written"))  # not started
+    await worker.take_receipts([Receipt("c", "none", SmsStatus.DELIVERED)])
+    assert woken == ["written"]
+    mo = InboundMessage("c", "4915100000077", "16175550100", "hello", 0, None, clock.now_ms())
+    await worker.take_inbound([mo])
+    assert woken == ["written", "written"]
 
 
 class GatedCarrier(DownCarrier):
