@@ -52,8 +52,8 @@ class InboundApi:
         limit = _number(params.get("limit"), "Limit", default=DEFAULT_LIST)
         before = _number(params.get("before"), "Before", default=None)
         since = _since(params.get("since"))
-        to = params.get("to") or None
-        mobile_no = params.get("mobileno") or None
+        to = _address(params.get("to"), "To")
+        mobile_no = _address(params.get("mobileno"), "MobileNo")
         messages = await self.store.list_account_inbound(
             account.id,
             limit=limit,
@@ -80,13 +80,26 @@ def _number(raw: str | None, name: str, *, default: int | None) -> Any:
     return number
 
 
+MAX_ADDRESS = 32
+"""A number as a filter: no phone number or short code is longer (E.164 has 15 digits)."""
+
+
+def _address(raw: str | None, name: str) -> str | None:
+    """A number to filter by; 400 for one no number can be (NUL, which PostgreSQL refuses in text, or too long)."""
+    if not raw:
+        return None
+    if "\x00" in raw or len(raw) > MAX_ADDRESS:
+        raise Refused(error(400, f"{name} is not a number"))
+    return raw
+
+
 def _since(raw: str | None) -> int | None:
     """`Since` as milliseconds: a time as the API writes them ("2025-06-15 15:06:40.005", UTC) or ISO 8601 with
     its offset."""
     if raw is None or raw == "":
         return None
     try:
-        when = datetime.fromisoformat(raw)
+        when = datetime.fromisoformat(raw[:64])
     except ValueError:
         raise Refused(error(400, 'Since must be a time such as "2025-06-15 15:06:40" (UTC) or ISO 8601')) from None
     if when.tzinfo is None:

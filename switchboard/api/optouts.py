@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -53,6 +52,8 @@ class OptOutApi:
         if limit is None or not 1 <= limit <= MAX_LIST:
             return error(400, f"Limit must be a whole number from 1 to {MAX_LIST}")
         after = params.get("after") or None
+        if after is not None and ("\x00" in after or len(after) > MAX_NUMBER):
+            return error(400, "After must be a number from the listing's Next")
         rows = await self.store.list_opt_outs(account.id, limit=limit, after=after)
         return ok({"OptOuts": [document(r) for r in rows], "Next": rows[-1].number if len(rows) == limit else ""})
 
@@ -77,7 +78,7 @@ class OptOutApi:
         return ok({"MobileNo": number, "Added": added})
 
     async def remove_opt_out(self, request: Request, account: Account) -> Response:
-        number = _number(unquote(str(request.path_params.get("mobile_no", ""))))
+        number = _number(str(request.path_params.get("mobile_no", "")))  # Starlette decoded the path already
         if not await self.store.remove_opt_out(account.id, number):
             return error(404, "Number is not on the opt-out list")
         self.changed(account.id)
@@ -92,6 +93,8 @@ def _number(raw: object) -> str:
     """The number as the list holds it; 400 when there is none."""
     if not isinstance(raw, str) or not raw.strip():
         raise Refused(error(400, "Parameter MobileNo is missing or empty"))
+    if "\x00" in raw or len(raw) > 4 * MAX_NUMBER:  # PostgreSQL refuses NUL in text; room for spaces and dashes
+        raise Refused(error(400, "Parameter MobileNo is invalid"))
     number = number_key(raw)
     if not number or len(number) > MAX_NUMBER:
         raise Refused(error(400, "Parameter MobileNo is invalid"))

@@ -65,8 +65,8 @@ class SmsService:
     async def send(
         self, account: Account, request: SendRequest, *, idempotency_key: str | None = None, exempt: bool = False
     ) -> Accepted:
-        """`exempt`: the opt-out list is not checked (the reply confirming a STOP goes to a number just put on
-        it)."""
+        """`exempt`: neither the opt-out list nor the account's limits are checked: the reply to a keyword (the
+        one confirming a STOP goes to a number just put on the list, and must not fail on a daily cap)."""
         now = self._clock.now_ms()
         count = len(request.destinations)
         message_id = self._ids.block(count + 1)
@@ -93,7 +93,7 @@ class SmsService:
                 )
         if self._opted_out is not None and not exempt:
             await self._opt_outs(account, message_id, destinations, errors, now)
-        if self._limits is not None:
+        if self._limits is not None and not exempt:
             limits = await self._limits.of(account.id)
             if limits.countries is not None or limits.daily is not None:
                 await self._over_limits(account, limits, message_id, destinations, errors, now)

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from switchboard.domain import concat, inbound
+from switchboard.domain import concat, inbound, optout
 from switchboard.domain.clock import format_time
 from switchboard.store.records import CallbackEvent, InboundMessage, StoredInbound
 
@@ -143,14 +143,21 @@ def seen_rows(messages: list[InboundMessage]) -> list[SeenRow]:
 
 
 def fresh(messages: list[InboundMessage], new_digests: set[str]) -> list[InboundMessage]:
-    """The messages whose digest was recorded now (not seen within the window), each digest once, in order."""
+    """The messages whose digest was recorded now (not seen within the window), each digest once, in order; and
+    every STOP or START, seen or not: STOP, START, STOP from one handset within the window must leave it opted
+    out (its latest word wins), so a resent one is stored, and answered, once more rather than lost."""
     out = []
     for m in messages:
         digest = seen_key(m)
         if digest in new_digests:
             new_digests.discard(digest)
             out.append(m)
+        elif optout.keyword(m.body) in _LIST_CHANGES:
+            out.append(m)
     return out
+
+
+_LIST_CHANGES = (optout.Keyword.OPT_OUT, optout.Keyword.OPT_IN)
 
 
 def part_row(m: InboundMessage) -> PartRow | None:

@@ -82,7 +82,7 @@ async def test_a_message_whose_parts_stopped_coming_is_stored_as_what_came(store
 
 
 async def test_a_resend_within_the_window_is_taken_once(store: Store, backend: Backend) -> None:
-    first = mo(1, body="YES")
+    first = mo(1, body="OK thanks")  # not a STOP or START: those are never taken for resends
     await store.store_inbound([first, first])  # in one batch
     await store.store_inbound([first._replace(received_at=START_MS + 299_000)])  # the SMSC's resend
     await store.store_inbound([part(1, UCS2[:16]), part(1, UCS2[:16])])

@@ -96,3 +96,12 @@ async def test_an_opted_out_destination_is_stored_failed_with_its_error_log_and_
     assert (failed.status, failed.error, failed.error_log_id) == (SmsStatus.FAILED, "Opted out", error.id)
     assert going.status is SmsStatus.RECEIVED
     assert await backend.count("callbacks") == 1
+
+
+async def test_stop_start_stop_within_the_resend_window_leaves_the_sender_opted_out(
+    store: Store, make: Factory
+) -> None:
+    account = await owned(store, make)
+    for at, word in ((1_000, "STOP"), (2_000, "START"), (3_000, "STOP")):  # the same text twice in 5 minutes
+        await store.store_inbound([mo(word, at=at)])
+    assert await numbers(store, account) == [(HANDSET, "keyword")]

@@ -79,6 +79,11 @@ def test_stop_then_a_send_fails_opted_out_start_then_it_is_delivered_and_help_is
                 again = client.post("/api/SMS/Send", json={**body, "Destination": HANDSET}).json()["ID"]
                 assert _final(client, again)["Status"] == "Delivered"
 
+                # What no number can be is refused before the store is asked (PostgreSQL refuses NUL in text).
+                assert client.get("/api/OptOuts", params={"After": "1\x00"}).status_code == 400
+                assert client.delete("/api/OptOuts/1%00").status_code == 400
+                assert client.post("/api/OptOuts", json={"MobileNo": "1" * 10_000}).status_code == 400
+
                 mark = smsc.mark()
                 smsc.send_mo(HANDSET.lstrip("+"), "16175550100", "Help")
                 [helped] = _replies(smsc, mark, 1)

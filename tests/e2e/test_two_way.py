@@ -122,6 +122,8 @@ def test_the_inbound_listing_refuses_bad_parameters_and_needs_a_key(tmp_path: Pa
                 ({"Limit": "501"}, "Limit must be"),
                 ({"Before": "x"}, "Before must be"),
                 ({"Since": "yesterday"}, "Since must be a time"),
+                ({"To": "12\x00"}, "To is not a number"),  # PostgreSQL refuses NUL in text: never ask it
+                ({"MobileNo": "1" * 60_000}, "MobileNo is not a number"),
             ):
                 r = client.get("/api/SMS/Inbound", params=params)
                 assert (r.status_code, error in r.json()["Error"]) == (400, True), params
