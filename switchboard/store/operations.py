@@ -384,7 +384,9 @@ async def sweep_inbound(c: Connection, parts_before: int, seen_before: int) -> i
     """Store as what came the messages whose first part came before `parts_before` and that are still not
     whole, and forget the digests seen before `seen_before`; how many messages were stored."""
     await c.execute(q.FORGET_SEEN, seen_before)
-    keys = await c.fetch_into(inbound.PartKey, q.STALE_PART_GROUPS, parts_before)
+    # Sorted here as store_inbound sorts its keys (the database's collation may order text otherwise), so two
+    # transactions take the message locks in one order and never wait for each other.
+    keys = sorted(await c.fetch_into(inbound.PartKey, q.STALE_PART_GROUPS, parts_before))
     if not keys:
         return 0
     await c.execute(q.LOCK_PART_GROUPS, keys)

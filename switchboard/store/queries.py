@@ -405,7 +405,7 @@ SELECT needs it to parse."""
 FORGET_SEEN = Query("DELETE FROM inbound_seen WHERE seen_at < $1")
 LOCK_PART_GROUPS = Query(
     "SELECT pg_advisory_xact_lock(21321, hashtext(k.carrier || ' ' || k.source_addr || ' ' || k.destination_addr "
-    "|| ' ' || k.reference || ' ' || k.total)) FROM {k}",
+    "|| ' ' || k.reference || ' ' || k.total)) FROM {k} ORDER BY k." + ROW_NUMBER,
     [Rows("k", inbound.PartKey)],
     postgresql_only=True,
 )
