@@ -49,6 +49,7 @@ from bench.smpp import (
     Smsc,
     SqliteReader,
     cpu_seconds,
+    cpu_table,
     machine_ms,
     spread,
     table,
@@ -256,15 +257,7 @@ def report(results: list[Result], smsc_window: int) -> None:
         "on uvicorn\n"
     )
     table(HEADER, [row(r) for r in results])
-    print("\nCPU by process: CPU s per 1,000 MOs (% of one core over the case)\n")
-    names = list(dict.fromkeys(k for r in results for k in r.cpu_seconds))
-    table(
-        ("case", *names),
-        [
-            (r.name, *(f"{r.cpu_per_1000(k):.3f} ({r.cpu[k]:.0f} %)" if k in r.cpu else "" for k in names))
-            for r in results
-        ],
-    )
+    cpu_table(results, "MOs")
     medians: dict[str, float] = {}
     print("\nMedians [ranges] over the runs of each case\n")
     rows = []

@@ -692,14 +692,10 @@ def spread(values: list[float], form: str) -> str:
     return median if len(values) == 1 else f"{median} [{min(values):{form}}–{max(values):{form}}]"
 
 
-def report(results: list[Result]) -> None:
-    print(
-        f"\nSMPP end to end: npm `smpp` SMSC (receipts {RECEIPT_MS} ms after each submit_sm_resp), carrier binds "
-        f"{BINDS}, window {WINDOW}, rate {CARRIER_RATE:,}; minimal HTTP/1.1 client on uvloop, {CONNECTIONS} "
-        "connections\n"
-    )
-    table(HEADER, [row(r) for r in results])
-    print("\nCPU by process: CPU s per 1,000 delivered messages (% of one core over the case)\n")
+def cpu_table(results: Sequence[Any], what: str) -> None:
+    """CPU s per 1,000 `what` of each process, and its share of a core, per case (results with `cpu_seconds`,
+    `cpu` and `cpu_per_1000`: this module's `Result` and bench/inbound.py's)."""
+    print(f"\nCPU by process: CPU s per 1,000 {what} (% of one core over the case)\n")
     names = list(dict.fromkeys(k for r in results for k in r.cpu_seconds))
     table(
         ("case", *names),
@@ -708,6 +704,16 @@ def report(results: list[Result]) -> None:
             for r in results
         ],
     )
+
+
+def report(results: list[Result]) -> None:
+    print(
+        f"\nSMPP end to end: npm `smpp` SMSC (receipts {RECEIPT_MS} ms after each submit_sm_resp), carrier binds "
+        f"{BINDS}, window {WINDOW}, rate {CARRIER_RATE:,}; minimal HTTP/1.1 client on uvloop, {CONNECTIONS} "
+        "connections\n"
+    )
+    table(HEADER, [row(r) for r in results])
+    cpu_table(results, "delivered messages")
     cases = list(dict.fromkeys(r.name for r in results))
     if len(cases) < len(results):
         print("\nMedians [ranges] over the runs of each case\n")

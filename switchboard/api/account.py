@@ -37,6 +37,21 @@ def error(status: int, text: str) -> Response:
     return Response(json_bytes({"Error": text}), status_code=status, media_type="application/json")
 
 
+async def json_object(request: Request) -> dict[Any, Any]:
+    """The request's body, a JSON object read leniently; `Refused` with the error to answer otherwise."""
+    try:
+        doc = parse_body(await read_body(request.scope, request.receive, MAX_BODY_BYTES))
+    except BodyTooLarge:
+        raise Refused(error(413, "Request body too large")) from None
+    except ClientGone:
+        raise Refused(error(400, "The request body was cut off")) from None
+    except InvalidJson:
+        raise Refused(error(400, "Invalid Json")) from None
+    if not isinstance(doc, dict):
+        raise Refused(error(400, "Invalid Json"))
+    return doc
+
+
 def ok(document: dict[str, Any]) -> Response:
     return Response(json_bytes(document), media_type="application/json")
 
@@ -80,16 +95,7 @@ class AccountApi:
         return document
 
     async def put_account(self, request: Request, account: Account) -> Response:
-        try:
-            doc = parse_body(await read_body(request.scope, request.receive, MAX_BODY_BYTES))
-        except BodyTooLarge:
-            return error(413, "Request body too large")
-        except ClientGone:
-            return error(400, "The request body was cut off")
-        except InvalidJson:
-            return error(400, "Invalid Json")
-        if not isinstance(doc, dict):
-            return error(400, "Invalid Json")
+        doc = await json_object(request)
         changes: dict[str, Any] = {"sms": KEEP, "voice": KEEP, "inbound": KEEP}
         replies: dict[str, str | None] = {}
         for key, value in doc.items():

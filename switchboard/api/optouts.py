@@ -15,14 +15,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from switchboard.api.account import DEFAULT_LIST, MAX_LIST, error, ok
+from switchboard.api.account import DEFAULT_LIST, MAX_LIST, error, json_object, ok
 from switchboard.api.auth import Endpoint, Handler
-from switchboard.api.http import read_body
 from switchboard.api.params import id_number
 from switchboard.domain.clock import Clock, format_time
 from switchboard.domain.inbound import number_key
-from switchboard.domain.lenient_json import MAX_BODY_BYTES, parse_body
-from switchboard.errors import BodyTooLarge, ClientGone, InvalidJson, Refused
+from switchboard.errors import Refused
 from switchboard.store import optouts
 from switchboard.store.base import Store
 from switchboard.store.records import Account, OptOut
@@ -58,16 +56,7 @@ class OptOutApi:
         return ok({"OptOuts": [document(r) for r in rows], "Next": rows[-1].number if len(rows) == limit else ""})
 
     async def add_opt_out(self, request: Request, account: Account) -> Response:
-        try:
-            doc = parse_body(await read_body(request.scope, request.receive, MAX_BODY_BYTES))
-        except BodyTooLarge:
-            return error(413, "Request body too large")
-        except ClientGone:
-            return error(400, "The request body was cut off")
-        except InvalidJson:
-            return error(400, "Invalid Json")
-        if not isinstance(doc, dict):
-            return error(400, "Invalid Json")
+        doc = await json_object(request)
         fields = {str(k).lower(): v for k, v in doc.items()}
         raw = fields.get("mobileno")
         if isinstance(raw, int) and not isinstance(raw, bool):

@@ -418,6 +418,9 @@ class SqliteStore(SqlStore):
     async def watch_for_work(self, wake: Callable[[], None]) -> None:
         return None  # one process: the service wakes its worker directly
 
+    def _work_stored(self) -> None:
+        return None  # one process: the service wakes its worker directly
+
     # what only SQLite does: Send requests merged in the group commit, and claims as JSON documents
 
     async def accept(self, message: NewMessage, destinations: list[NewDestination], errors: list[NewErrorLog]) -> int:

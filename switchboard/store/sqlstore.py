@@ -9,6 +9,7 @@ PostgreSQL's grouped statements), and claims (`SKIP LOCKED` on PostgreSQL).
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -52,17 +53,18 @@ T = TypeVar("T")
 Operation = Callable[..., Coroutine[Any, Any, T]]
 
 
-class SqlStore:
+class SqlStore(abc.ABC):
     """The shared half of a store; subclasses provide `_read`, `_write` and `_work_stored`."""
 
+    @abc.abstractmethod
     async def _read(self, op: Operation[T], *args: Any) -> T:
         """Run `op(connection, *args)` on a reading connection."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _write(self, op: Operation[T], *args: Any) -> T:
         """Run `op(connection, *args)` in one transaction; returns once it is committed."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _work_stored(self) -> None:
         """Work was committed that other processes' workers should hear of."""
 
